@@ -1,0 +1,172 @@
+using System.Collections.Concurrent;
+using TdeEngine.Kms.Protection;
+using TdeEngine.Kms.Store;
+
+namespace TdeEngine.Kms.KeyManagement;
+
+/// <summary>
+/// The in-memory view of the store that the hot path reads: key records with their versions,
+/// alias targets, and opened key-version ciphers. Version material is unwrapped on first use only
+/// (deferred, as in the DataProtection key ring) and, since a version's material never changes,
+/// its cipher stays open until the key is purged or the ring disposed.
+/// </summary>
+/// <remarks>
+/// Thread-safe. Records are refreshed when <see cref="SqliteKeyStore.DataVersion"/> moves, checked
+/// at most once per <see cref="KmsOptions.StoreRefreshInterval"/>; writes through this process
+/// invalidate the entries they touch at once.
+/// </remarks>
+internal sealed class KeyRing : IDisposable
+{
+    private readonly SqliteKeyStore _store;
+    private readonly IReadOnlyDictionary<string, IKeyProtectionBackend> _backends;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _refreshInterval;
+    private readonly ConcurrentDictionary<string, CachedKey> _keys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Account, string Alias), string> _aliases = new();
+    private readonly ConcurrentDictionary<string, Lazy<IKeyVersionCipher>> _ciphers = new(StringComparer.Ordinal);
+    private readonly Lock _refreshLock = new();
+    private long _dataVersion;
+    private long _lastCheck;
+
+    public KeyRing(SqliteKeyStore store, IReadOnlyDictionary<string, IKeyProtectionBackend> backends, TimeProvider time, TimeSpan refreshInterval)
+    {
+        _store = store;
+        _backends = backends;
+        _time = time;
+        _refreshInterval = refreshInterval;
+        _dataVersion = store.DataVersion();
+        _lastCheck = time.GetTimestamp();
+    }
+
+    public CachedKey? GetKey(string keyId)
+    {
+        EnsureFresh();
+        if (_keys.TryGetValue(keyId, out var cached))
+        {
+            return cached;
+        }
+
+        var record = _store.GetKey(keyId);
+        if (record is null)
+        {
+            return null;
+        }
+
+        var versions = _store.GetVersions(keyId);
+        cached = new CachedKey(record, versions);
+        _keys[keyId] = cached;
+        return cached;
+    }
+
+    public string? FindAlias(string accountId, string regionId, string aliasName)
+    {
+        EnsureFresh();
+        if (_aliases.TryGetValue((accountId, aliasName), out var keyId))
+        {
+            return keyId;
+        }
+
+        keyId = _store.FindAlias(accountId, regionId, aliasName);
+        if (keyId is not null)
+        {
+            _aliases[(accountId, aliasName)] = keyId;
+        }
+
+        return keyId;
+    }
+
+    /// <summary>The cipher of a version, unwrapping its material on first use.</summary>
+    public IKeyVersionCipher Cipher(KeyRecord key, KeyVersionRecord version)
+    {
+        var lazy = _ciphers.GetOrAdd(version.KeyVersionId, static (_, state) => new Lazy<IKeyVersionCipher>(
+            () => state.backend.OpenCipher(new KeyVersionRef(state.key.KeyId, state.version.KeyVersionId, state.key.DkmsInstanceId),
+                state.version.Material), LazyThreadSafetyMode.ExecutionAndPublication),
+            (backend: Backend(key.ProtectionLevel), key, version));
+        try
+        {
+            return lazy.Value;
+        }
+        catch
+        {
+            // Do not cache a failed unwrap: the next call retries (for example after a token is re-inserted).
+            _ciphers.TryRemove(new KeyValuePair<string, Lazy<IKeyVersionCipher>>(version.KeyVersionId, lazy));
+            throw;
+        }
+    }
+
+    public IKeyProtectionBackend Backend(string protectionLevel) =>
+        _backends.TryGetValue(protectionLevel, out var backend) ? backend : throw Errors.KmsErrors.HsmNotConfigured();
+
+    public bool HasBackend(string protectionLevel) => _backends.ContainsKey(protectionLevel);
+
+    public void Invalidate(string keyId) => _keys.TryRemove(keyId, out _);
+
+    public void InvalidateAliases() => _aliases.Clear();
+
+    /// <summary>Drops a purged key and wipes the ciphers of its versions.</summary>
+    public void Forget(string keyId, IEnumerable<KeyVersionRecord> versions)
+    {
+        Invalidate(keyId);
+        InvalidateAliases();
+        foreach (var version in versions)
+        {
+            if (_ciphers.TryRemove(version.KeyVersionId, out var lazy) && lazy.IsValueCreated)
+            {
+                lazy.Value.Dispose();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var lazy in _ciphers.Values)
+        {
+            if (lazy.IsValueCreated)
+            {
+                lazy.Value.Dispose();
+            }
+        }
+
+        _ciphers.Clear();
+    }
+
+    private void EnsureFresh()
+    {
+        var now = _time.GetTimestamp();
+        if (_time.GetElapsedTime(Volatile.Read(ref _lastCheck), now) < _refreshInterval)
+        {
+            return;
+        }
+
+        lock (_refreshLock)
+        {
+            var version = _store.DataVersion();
+            if (version != _dataVersion)
+            {
+                _dataVersion = version;
+                _keys.Clear();
+                _aliases.Clear();
+            }
+
+            Volatile.Write(ref _lastCheck, now);
+        }
+    }
+}
+
+/// <summary>A key record with its versions, as cached by the key ring.</summary>
+internal sealed class CachedKey
+{
+    public CachedKey(KeyRecord record, IReadOnlyList<KeyVersionRecord> versions)
+    {
+        Record = record;
+        Versions = versions;
+        ById = versions.ToDictionary(v => v.KeyVersionId, StringComparer.Ordinal);
+    }
+
+    public KeyRecord Record { get; }
+
+    /// <summary>Versions in creation order.</summary>
+    public IReadOnlyList<KeyVersionRecord> Versions { get; }
+
+    public IReadOnlyDictionary<string, KeyVersionRecord> ById { get; }
+}

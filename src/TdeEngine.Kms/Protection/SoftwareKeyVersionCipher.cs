@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using TdeEngine.Kms.Crypto;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Kms.Secrets;
+
+namespace TdeEngine.Kms.Protection;
+
+/// <summary>
+/// Seals blobs under a software key version with <see cref="BlobAlgorithm.HkdfSha256Aes256Gcm"/>:
+/// every blob gets its own AES-256 subkey, HKDF-SHA256(ikm = version key, salt = 16 random bytes,
+/// info = "TdeEngine/kms-blob/v1"), and a random 96-bit nonce. It also opens
+/// <see cref="BlobAlgorithm.Aes256Gcm"/> blobs (version key used directly), which is how material
+/// imported from elsewhere can be checked.
+/// </summary>
+/// <remarks>Thread-safe. Owns the version key; disposing wipes it.</remarks>
+internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
+{
+    private static ReadOnlySpan<byte> HkdfInfo => "TdeEngine/kms-blob/v1"u8;
+
+    private readonly SecretBuffer _key;
+
+    public SoftwareKeyVersionCipher(SecretBuffer key)
+    {
+        if (key.Length != Aes256GcmOneShot.KeySize)
+        {
+            key.Dispose();
+            throw new CryptographicException("A software key version must hold 32 bytes of material.");
+        }
+
+        _key = key;
+    }
+
+    public BlobAlgorithm Algorithm => BlobAlgorithm.HkdfSha256Aes256Gcm;
+
+    public void Seal(ReadOnlySpan<byte> aad, ReadOnlySpan<byte> plaintext, Span<byte> nonceRegion, Span<byte> ciphertext, Span<byte> tag)
+    {
+        RandomNumberGenerator.Fill(nonceRegion);
+        Span<byte> subkey = stackalloc byte[Aes256GcmOneShot.KeySize];
+        try
+        {
+            DeriveSubkey(nonceRegion[..CiphertextBlob.SaltLength], subkey);
+            Aes256GcmOneShot.Encrypt(subkey, nonceRegion[CiphertextBlob.SaltLength..], plaintext, aad, ciphertext, tag);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(subkey);
+        }
+    }
+
+    public bool TryOpen(BlobAlgorithm algorithm, ReadOnlySpan<byte> aad, ReadOnlySpan<byte> nonceRegion, ReadOnlySpan<byte> ciphertext,
+        ReadOnlySpan<byte> tag, Span<byte> plaintext)
+    {
+        if (algorithm == BlobAlgorithm.Aes256Gcm)
+        {
+            return Aes256GcmOneShot.TryDecrypt(_key.Span, nonceRegion, ciphertext, tag, aad, plaintext);
+        }
+
+        Span<byte> subkey = stackalloc byte[Aes256GcmOneShot.KeySize];
+        try
+        {
+            DeriveSubkey(nonceRegion[..CiphertextBlob.SaltLength], subkey);
+            return Aes256GcmOneShot.TryDecrypt(subkey, nonceRegion[CiphertextBlob.SaltLength..], ciphertext, tag, aad, plaintext);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(subkey);
+        }
+    }
+
+    public void Dispose() => _key.Dispose();
+
+    private void DeriveSubkey(ReadOnlySpan<byte> salt, Span<byte> subkey) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, _key.Span, subkey, salt, HkdfInfo);
+}
