@@ -22,6 +22,7 @@ internal sealed class SqliteKeyStore : IDisposable
     private readonly string _connectionString;
     private readonly SqliteConnection _monitor;
     private readonly Lock _monitorLock = new();
+    private volatile bool _disposed;
 
     public SqliteKeyStore(string path)
     {
@@ -50,6 +51,7 @@ internal sealed class SqliteKeyStore : IDisposable
     {
         lock (_monitorLock)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             return _monitor.ExecuteScalar<long>("PRAGMA data_version;");
         }
     }
@@ -281,6 +283,7 @@ internal sealed class SqliteKeyStore : IDisposable
     {
         lock (_monitorLock)
         {
+            _disposed = true;
             _monitor.Dispose();
         }
     }
@@ -289,6 +292,7 @@ internal sealed class SqliteKeyStore : IDisposable
 
     private SqliteConnection Open()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var c = new SqliteConnection(_connectionString);
         c.Open();
         c.Execute("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");

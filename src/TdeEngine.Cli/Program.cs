@@ -1,0 +1,58 @@
+using TdeEngine.Cli.Commands;
+
+namespace TdeEngine.Cli;
+
+/// <summary>The <c>tde</c> command line: a host that only composes the libraries.</summary>
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.Out.Write(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        try
+        {
+            return args[0] switch
+            {
+                "kms" => KmsCommand.Run(args[1..], Console.Out, Console.Error),
+                "demo" => DemoCommand.Run(args[1..], Console.Out),
+                "version" or "--version" => Version(),
+                _ => Unknown(args[0]),
+            };
+        }
+        catch (CliUsageException e)
+        {
+            Console.Error.WriteLine($"tde: {e.Message}");
+            return 2;
+        }
+    }
+
+    private static int Version()
+    {
+        Console.Out.WriteLine(typeof(Program).Assembly.GetName().Version?.ToString() ?? "0.0.0");
+        return 0;
+    }
+
+    private static int Unknown(string command)
+    {
+        Console.Error.WriteLine($"tde: unknown command '{command}'.");
+        Console.Error.Write(Usage);
+        return 2;
+    }
+
+    private const string Usage = """
+        tde: transparent data encryption with its own KMS
+
+        Usage:
+          tde demo                         Run the walkthrough on embedded defaults ($TDE_HOME, default ./.tde)
+          tde kms <Action> --<Param> <v>   Call a KMS action, Alibaba KMS OpenAPI 2016-01-20 style
+          tde kms --help                   List the KMS actions and their parameters
+          tde version                      Print the version
+
+        State lives under $TDE_HOME (default ./.tde).
+
+        """;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test in the solution and ends with one line: "tests: N passed, N failed".
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "test.sh: the .NET 10 SDK is needed and 'dotnet' is not on PATH. Install the .NET 10 SDK and retry." >&2
+  exit 127
+fi
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+mkdir -p artifacts
+log=artifacts/test.log
+
+echo "== build"
+if ! dotnet build TdeEngine.sln -c Release --nologo -v quiet -clp:ErrorsOnly; then
+  echo "tests: 0 passed, 1 failed"
+  exit 1
+fi
+
+echo "== test"
+dotnet test TdeEngine.sln -c Release --no-build --nologo -v quiet 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# dotnet test prints one summary per test assembly: "Passed!  - Failed: 0, Passed: 57, Skipped: 0, ...".
+count() { grep -Eo "$1: +[0-9]+" "$log" | awk '{ s += $2 } END { print s + 0 }'; }
+passed=$(count Passed)
+failed=$(count Failed)
+skipped=$(count Skipped)
+if [ "$skipped" -ne 0 ]; then
+  echo "test.sh: $skipped test(s) were skipped; a skipped test counts as a failure here." >&2
+  failed=$((failed + skipped))
+  status=1
+fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1   # the runner failed without a count (crash, build error): never report green
+fi
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

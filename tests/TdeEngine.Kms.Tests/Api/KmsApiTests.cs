@@ -1,0 +1,228 @@
+using System.Text;
+using System.Text.Json;
+using TdeEngine.Kms.Api;
+using TdeEngine.Kms.Tests.Infrastructure;
+
+namespace TdeEngine.Kms.Tests.Api;
+
+public sealed class KmsApiTests : IDisposable
+{
+    private readonly KmsFixture _f = new();
+    private readonly KmsApi _api;
+
+    public KmsApiTests() => _api = new KmsApi(_f.Kms);
+
+    public void Dispose() => _f.Dispose();
+
+    private JsonElement Ok(string action, params (string Name, string Value)[] parameters)
+    {
+        using var response = _api.Invoke(_f.Me, action, parameters.ToDictionary(p => p.Name, p => p.Value));
+        var body = JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone();
+        Assert.True(response.IsSuccess, Encoding.UTF8.GetString(response.Body));
+        Assert.Equal(200, response.HttpStatus);
+        Assert.Equal(_f.Me.RequestId, body.GetProperty("RequestId").GetString());
+        return body;
+    }
+
+    private (int Status, JsonElement Body) Error(string action, params (string Name, string Value)[] parameters)
+    {
+        using var response = _api.Invoke(_f.Me, action, parameters.ToDictionary(p => p.Name, p => p.Value));
+        Assert.False(response.IsSuccess);
+        var body = JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone();
+        Assert.Equal(["Code", "Message", "RequestId"], body.EnumerateObject().Select(p => p.Name));
+        return (response.HttpStatus, body);
+    }
+
+    [Fact]
+    public void CreateKey_and_DescribeKey_return_KeyMetadata()
+    {
+        var created = Ok("CreateKey", ("Description", "orders"), ("EnableAutomaticRotation", "true"), ("RotationInterval", "7d"));
+        var keyId = created.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+
+        var m = Ok("DescribeKey", ("KeyId", keyId)).GetProperty("KeyMetadata");
+
+        Assert.Equal("orders", m.GetProperty("Description").GetString());
+        Assert.Equal("Enabled", m.GetProperty("KeyState").GetString());
+        Assert.Equal("604800s", m.GetProperty("RotationInterval").GetString());
+        Assert.Equal("Enabled", m.GetProperty("AutomaticRotation").GetString());
+        Assert.Equal("Disabled", m.GetProperty("DeletionProtection").GetString());
+        Assert.Equal("2026-01-01T00:00:00Z", m.GetProperty("CreationDate").GetString());
+        Assert.Equal("2026-01-08T00:00:00Z", m.GetProperty("NextRotationDate").GetString());
+        Assert.False(created.GetProperty("KeyMetadata").TryGetProperty("DeletionProtection", out _));
+    }
+
+    [Fact]
+    public void Encrypt_takes_Base64_and_Decrypt_returns_it()
+    {
+        var keyId = _f.NewKey();
+        var plaintext = Convert.ToBase64String("Hello world"u8);
+
+        var encrypted = Ok("Encrypt", ("KeyId", keyId), ("Plaintext", plaintext), ("EncryptionContext", "{\"a\":\"b\"}"));
+        var decrypted = Ok("Decrypt", ("CiphertextBlob", encrypted.GetProperty("CiphertextBlob").GetString()!), ("EncryptionContext", "{\"a\":\"b\"}"));
+
+        Assert.Equal(keyId, encrypted.GetProperty("KeyId").GetString());
+        Assert.Equal(plaintext, decrypted.GetProperty("Plaintext").GetString());
+        Assert.Equal(encrypted.GetProperty("KeyVersionId").GetString(), decrypted.GetProperty("KeyVersionId").GetString());
+    }
+
+    [Theory]
+    [InlineData(null, null, 32)]
+    [InlineData("AES_128", null, 16)]
+    [InlineData("AES_128", "64", 64)]
+    public void GenerateDataKey_returns_a_Base64_key_of_the_requested_size(string? keySpec, string? numberOfBytes, int expected)
+    {
+        var keyId = _f.NewKey();
+        var parameters = new List<(string, string)> { ("KeyId", keyId) };
+        if (keySpec is not null)
+        {
+            parameters.Add(("KeySpec", keySpec));
+        }
+
+        if (numberOfBytes is not null)
+        {
+            parameters.Add(("NumberOfBytes", numberOfBytes));
+        }
+
+        var body = Ok("GenerateDataKey", [.. parameters]);
+        var decrypted = Ok("Decrypt", ("CiphertextBlob", body.GetProperty("CiphertextBlob").GetString()!));
+
+        Assert.Equal(expected, Convert.FromBase64String(body.GetProperty("Plaintext").GetString()!).Length);
+        Assert.Equal(body.GetProperty("Plaintext").GetString(), decrypted.GetProperty("Plaintext").GetString());
+        Assert.False(Ok("GenerateDataKeyWithoutPlaintext", ("KeyId", keyId)).TryGetProperty("Plaintext", out _));
+    }
+
+    [Fact]
+    public void Lists_use_the_double_wrapped_shape_with_paging_fields()
+    {
+        var keyId = _f.NewKey();
+        Ok("CreateAlias", ("AliasName", "alias/a"), ("KeyId", keyId));
+        Ok("TagResource", ("KeyId", keyId), ("Tags", "[{\"TagKey\":\"env\",\"TagValue\":\"prod\"}]"));
+        Ok("CreateKeyVersion", ("KeyId", keyId));
+
+        var keys = Ok("ListKeys", ("PageSize", "5"));
+        var aliases = Ok("ListAliasesByKeyId", ("KeyId", keyId));
+        var tags = Ok("ListResourceTags", ("KeyId", keyId));
+        var versions = Ok("ListKeyVersions", ("KeyId", keyId));
+
+        Assert.Equal(keyId, keys.GetProperty("Keys").GetProperty("Key")[0].GetProperty("KeyId").GetString());
+        Assert.Equal(1, keys.GetProperty("TotalCount").GetInt32());
+        Assert.Equal(5, keys.GetProperty("PageSize").GetInt32());
+        Assert.Equal("alias/a", aliases.GetProperty("Aliases").GetProperty("Alias")[0].GetProperty("AliasName").GetString());
+        Assert.Equal("prod", tags.GetProperty("Tags").GetProperty("Tag")[0].GetProperty("TagValue").GetString());
+        Assert.Equal(2, versions.GetProperty("KeyVersions").GetProperty("KeyVersion").GetArrayLength());
+    }
+
+    [Fact]
+    public void ListKeys_filters_AND_across_keys_and_OR_across_values()
+    {
+        var enabled = _f.NewKey();
+        var disabled = _f.NewKey();
+        Ok("DisableKey", ("KeyId", disabled));
+        Ok("GenerateDataKeyWithoutPlaintext", ("KeyId", "alias/acs/ecs"));
+
+        string[] Ids(string filters) => Ok("ListKeys", ("Filters", filters)).GetProperty("Keys").GetProperty("Key").EnumerateArray()
+            .Select(k => k.GetProperty("KeyId").GetString()!).ToArray();
+
+        Assert.Equal([disabled], Ids("[{\"Key\":\"KeyState\",\"Values\":[\"Disabled\"]}]"));
+        Assert.Equal([enabled, disabled], Ids("[{\"Key\":\"KeyState\",\"Values\":[\"Enabled\",\"Disabled\"]},{\"Key\":\"CreatorType\",\"Values\":[\"User\"]}]"));
+        Assert.Single(Ids("[{\"Key\":\"CreatorType\",\"Values\":[\"Service\"]}]"));
+        Assert.Equal("InvalidParameter", Error("ListKeys", ("Filters", "[{\"Key\":\"Color\",\"Values\":[\"x\"]}]")).Body.GetProperty("Code").GetString());
+    }
+
+    [Fact]
+    public void Every_state_changing_action_returns_just_a_RequestId()
+    {
+        var keyId = _f.NewKey();
+        var arn = _f.Kms.DescribeKey(_f.Me, keyId).Arn;
+
+        foreach (var (action, parameters) in new (string, (string, string)[])[]
+        {
+            ("UpdateKeyDescription", [("KeyId", keyId), ("Description", "d")]),
+            ("DisableKey", [("KeyId", keyId)]),
+            ("EnableKey", [("KeyId", keyId)]),
+            ("CreateAlias", [("AliasName", "alias/x"), ("KeyId", keyId)]),
+            ("UpdateAlias", [("AliasName", "alias/x"), ("KeyId", keyId)]),
+            ("DeleteAlias", [("AliasName", "alias/x")]),
+            ("TagResource", [("KeyId", keyId), ("Tags", "[{\"TagKey\":\"a\",\"TagValue\":\"b\"}]")]),
+            ("UntagResource", [("KeyId", keyId), ("TagKeys", "[\"a\"]")]),
+            ("UpdateRotationPolicy", [("KeyId", keyId), ("EnableAutomaticRotation", "true"), ("RotationInterval", "604800s")]),
+            ("SetDeletionProtection", [("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false")]),
+            ("ScheduleKeyDeletion", [("KeyId", keyId), ("PendingWindowInDays", "7")]),
+            ("CancelKeyDeletion", [("KeyId", keyId)]),
+        })
+        {
+            var body = Ok(action, parameters);
+            Assert.Equal(["RequestId"], body.EnumerateObject().Select(p => p.Name));
+        }
+    }
+
+    [Fact]
+    public void Errors_carry_the_Alibaba_code_status_and_request_id()
+    {
+        var keyId = _f.NewKey();
+        Ok("DisableKey", ("KeyId", keyId));
+
+        var disabled = Error("GenerateDataKey", ("KeyId", keyId));
+        var missing = Error("DescribeKey", ("KeyId", Guid.NewGuid().ToString()));
+        var noAlias = Error("DescribeKey", ("KeyId", "alias/none"));
+        var noParam = Error("DescribeKey");
+        var badBlob = Error("Decrypt", ("CiphertextBlob", "not base64!"));
+        var badBool = Error("UpdateRotationPolicy", ("KeyId", keyId), ("EnableAutomaticRotation", "maybe"));
+        var unknown = Error("MakeCoffee");
+        var badBase64 = Error("Encrypt", ("KeyId", keyId), ("Plaintext", "%%%"));
+
+        Assert.Equal((409, "Rejected.Disabled"), (disabled.Status, disabled.Body.GetProperty("Code").GetString()));
+        Assert.Equal((404, "Forbidden.KeyNotFound"), (missing.Status, missing.Body.GetProperty("Code").GetString()));
+        Assert.Equal((404, "Forbidden.AliasNotFound"), (noAlias.Status, noAlias.Body.GetProperty("Code").GetString()));
+        Assert.Equal((400, "MissingParameter"), (noParam.Status, noParam.Body.GetProperty("Code").GetString()));
+        Assert.Equal((400, "InvalidCiphertext"), (badBlob.Status, badBlob.Body.GetProperty("Code").GetString()));
+        Assert.Equal((400, "InvalidParameter"), (badBool.Status, badBool.Body.GetProperty("Code").GetString()));
+        Assert.Equal((404, "InvalidAction.NotFound"), (unknown.Status, unknown.Body.GetProperty("Code").GetString()));
+        Assert.Equal((400, "InvalidParameter"), (badBase64.Status, badBase64.Body.GetProperty("Code").GetString()));
+        Assert.Equal(_f.Me.RequestId, disabled.Body.GetProperty("RequestId").GetString());
+        Assert.Contains("EnableKey", disabled.Body.GetProperty("Message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_unexpected_failure_is_InternalFailure_without_details()
+    {
+        _f.Kms.Dispose();   // the store is closed under the API: an internal fault, not a user error
+
+        var (status, body) = Error("ListKeys");
+
+        Assert.Equal(500, status);
+        Assert.Equal("InternalFailure", body.GetProperty("Code").GetString());
+        Assert.DoesNotContain("Exception", body.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        _f.Restart();
+    }
+
+    [Fact]
+    public void CreateKmsInstance_returns_its_id_and_ReEncrypt_the_destination_key()
+    {
+        var instance = Ok("CreateKmsInstance", ("ProductType", "software"), ("KeyNum", "100"), ("Spec", "1000")).GetProperty("KmsInstanceId").GetString()!;
+        var source = _f.NewKey();
+        var destination = Ok("CreateKey", ("DKMSInstanceId", instance)).GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var blob = Ok("GenerateDataKey", ("KeyId", source)).GetProperty("CiphertextBlob").GetString()!;
+
+        var moved = Ok("ReEncrypt", ("CiphertextBlob", blob), ("DestinationKeyId", destination));
+
+        Assert.StartsWith("kst-", instance, StringComparison.Ordinal);
+        Assert.Equal(destination, moved.GetProperty("KeyId").GetString());
+        Assert.Equal(destination, Ok("Decrypt", ("CiphertextBlob", moved.GetProperty("CiphertextBlob").GetString()!)).GetProperty("KeyId").GetString());
+    }
+
+    [Fact]
+    public void Every_documented_action_is_served()
+    {
+        string[] expected =
+        [
+            "CancelKeyDeletion", "CreateAlias", "CreateKey", "CreateKeyVersion", "CreateKmsInstance", "Decrypt", "DeleteAlias",
+            "DescribeKey", "DescribeKeyVersion", "DisableKey", "EnableKey", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+            "ListAliases", "ListAliasesByKeyId", "ListKeyVersions", "ListKeys", "ListKmsInstances", "ListResourceTags", "ReEncrypt",
+            "ScheduleKeyDeletion", "SetDeletionProtection", "TagResource", "UntagResource", "UpdateAlias", "UpdateKeyDescription",
+            "UpdateRotationPolicy",
+        ];
+
+        Assert.Equal(expected, KmsApi.Actions.Select(a => a.Action));
+    }
+}

@@ -1,0 +1,67 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.KeyManagement;
+
+namespace TdeEngine.Kms.Tests.Infrastructure;
+
+/// <summary>A KMS on a real SQLite store in its own temp directory, with a fake clock.</summary>
+public sealed class KmsFixture : IDisposable
+{
+    public const string Account = "1111222233334444";
+    public const string OtherAccount = "5555666677778888";
+
+    private readonly TempDirectory _home = new();
+
+    public KmsFixture()
+    {
+        Time = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        Kms = Open();
+    }
+
+    public FakeTimeProvider Time { get; }
+
+    public KeyManagementService Kms { get; private set; }
+
+    public string Home => _home.Path;
+
+    public KmsCallContext Me { get; } = KmsCallContext.ForRoot(Account);
+
+    public KmsCallContext Stranger { get; } = KmsCallContext.ForRoot(OtherAccount);
+
+    /// <summary>Another KMS over the same home, as a second process would have.</summary>
+    public KeyManagementService Open() => KeyManagementService.Open(new KmsOptions
+    {
+        Home = _home.Path,
+        DefaultAccountId = Account,
+        TimeProvider = Time,
+        StoreRefreshInterval = TimeSpan.Zero,
+    });
+
+    /// <summary>Closes and reopens the KMS, as a process restart would.</summary>
+    public void Restart()
+    {
+        Kms.Dispose();
+        SqliteConnection.ClearAllPools();
+        Kms = Open();
+    }
+
+    public string NewKey(string description = "test") => Kms.CreateKey(Me, new CreateKeyRequest { Description = description }).KeyId;
+
+    public void Dispose()
+    {
+        Kms.Dispose();
+        SqliteConnection.ClearAllPools();
+        _home.Dispose();
+    }
+
+    /// <summary>Asserts that <paramref name="action"/> fails with <paramref name="code"/> and returns the error.</summary>
+    public static KmsException Fails(string code, Action action)
+    {
+        var e = Assert.Throws<KmsException>(action);
+        Assert.Equal(code, e.Code);
+        Assert.False(string.IsNullOrWhiteSpace(e.Message));
+        return e;
+    }
+}

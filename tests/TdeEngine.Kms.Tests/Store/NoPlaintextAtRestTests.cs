@@ -1,0 +1,70 @@
+using System.Text;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Kms.Store;
+using TdeEngine.Kms.Tests.Infrastructure;
+
+namespace TdeEngine.Kms.Tests.Store;
+
+public sealed class NoPlaintextAtRestTests : IDisposable
+{
+    private readonly KmsFixture _f = new();
+
+    public void Dispose() => _f.Dispose();
+
+    [Fact]
+    public void No_file_under_the_home_holds_a_data_key_or_key_version_material()
+    {
+        var keys = new List<string> { _f.NewKey(), _f.NewKey(), _f.Kms.GenerateDataKeyWithoutPlaintext(_f.Me, "alias/acs/rds").KeyId };
+        _f.Kms.CreateKeyVersion(_f.Me, keys[0]);
+        var secrets = new List<byte[]>();
+        foreach (var key in keys)
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                using var dataKey = _f.Kms.GenerateDataKey(_f.Me, key, 32, EncryptionContext.Parse("{\"i\":\"" + i + "\"}"));
+                secrets.Add(dataKey.Plaintext.Span.ToArray());
+            }
+        }
+
+        // The key-version material too: unwrap it here (as only the KMS can) and look for it on disk.
+        using (var root = FileRootKeyProvider.OpenOrCreate(Path.Combine(_f.Home, "root.key")))
+        using (var store = new SqliteKeyStore(Path.Combine(_f.Home, "kms.db")))
+        {
+            foreach (var key in keys)
+            {
+                foreach (var version in store.GetVersions(key))
+                {
+                    using var material = root.Unwrap(version.Material,
+                        Encoding.UTF8.GetBytes($"TdeEngine/key-version/v1\0{version.KeyId}\0{version.KeyVersionId}"));
+                    secrets.Add(material.Span.ToArray());
+                }
+            }
+        }
+
+        Assert.Equal(150 + 4, secrets.Count);
+        AssertNoFileHolds(secrets);   // while the store is open (WAL present)
+        _f.Kms.Dispose();
+        SqliteConnection.ClearAllPools();
+        AssertNoFileHolds(secrets);   // and after a checkpoint on close
+        _f.Restart();
+    }
+
+    private void AssertNoFileHolds(List<byte[]> secrets)
+    {
+        var files = Directory.GetFiles(_f.Home, "*", SearchOption.AllDirectories);
+        Assert.Contains(files, f => f.EndsWith("kms.db", StringComparison.Ordinal));
+        foreach (var file in files)
+        {
+            var bytes = File.ReadAllBytes(file);
+            var text = Encoding.ASCII.GetString(bytes);
+            foreach (var secret in secrets)
+            {
+                Assert.True(bytes.AsSpan().IndexOf(secret) < 0, $"{file} holds a plaintext key");
+                Assert.DoesNotContain(Convert.ToBase64String(secret), text, StringComparison.Ordinal);
+                Assert.DoesNotContain(Convert.ToHexString(secret), text, StringComparison.OrdinalIgnoreCase);
+            }
+        }
+    }
+}
