@@ -18,6 +18,8 @@ internal static unsafe partial class Aes256GcmOneShot
 
     private const string Sodium = "libsodium";
 
+    private static readonly byte[] Zeros = new byte[4096];
+
     /// <summary>True when libsodium's AES-GCM is used; false when <see cref="AesGcm"/> is.</summary>
     public static bool UsesLibsodium { get; } = ProbeLibsodium();
 
@@ -40,6 +42,22 @@ internal static unsafe partial class Aes256GcmOneShot
                 throw new CryptographicException("libsodium AES-256-GCM encryption failed.");
             }
         }
+    }
+
+    /// <summary>
+    /// Writes the AES-256-CTR keystream that GCM uses under <paramref name="iv"/>: blocks
+    /// AES_K(iv || 00000002), AES_K(iv || 00000003), ... It is the ciphertext of zeros, so any
+    /// AES-CTR implementation reproduces it with the 16-byte counter block <c>iv || 00000002</c>.
+    /// </summary>
+    public static void Keystream(ReadOnlySpan<byte> key, ReadOnlySpan<byte> iv, Span<byte> output)
+    {
+        if (output.Length > Zeros.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(output), $"At most {Zeros.Length} bytes of keystream per call.");
+        }
+
+        Span<byte> tag = stackalloc byte[TagSize];
+        Encrypt(key, iv, Zeros.AsSpan(0, output.Length), [], output, tag);
     }
 
     /// <summary>Decrypts and verifies. Returns false (and zeroes <paramref name="plaintext"/>) when the tag does not verify.</summary>

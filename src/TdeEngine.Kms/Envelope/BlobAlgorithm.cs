@@ -10,9 +10,10 @@ public enum BlobAlgorithm : byte
     Aes256Gcm = 1,
 
     /// <summary>
-    /// AES-256-GCM under a per-blob subkey: HKDF-SHA256(ikm = key version material, salt = 16 random
-    /// bytes, info = "TdeEngine/kms-blob/v1"). The random salt lifts the 2^32 random-nonce limit of
-    /// GCM, so a software key version can seal an unbounded number of blobs.
+    /// AES-256-GCM under a per-blob subkey: the first 32 bytes of AES-256-CTR keystream of the key
+    /// version under the counter block <c>salt || 00000002</c>, where <c>salt</c> is 12 random bytes
+    /// stored in the blob; then a random 96-bit GCM nonce. Every blob has its own key, so a software
+    /// key version can seal far more than the 2^32 blobs that random nonces under one key allow.
     /// </summary>
-    HkdfSha256Aes256Gcm = 2,
+    CtrSubkeyAes256Gcm = 2,
 }

@@ -14,13 +14,13 @@ namespace TdeEngine.Kms.Envelope;
 ///  offset  size  field
 ///  0       4     magic "TKMS" (54 4B 4D 53)
 ///  4       1     format version = 1
-///  5       1     algorithm (1 = AES-256-GCM, 2 = HKDF-SHA256 subkey + AES-256-GCM)
+///  5       1     algorithm (1 = AES-256-GCM, 2 = AES-CTR-derived subkey + AES-256-GCM)
 ///  6       1     L1 = length of key id (1..128)
 ///  7       L1    key id, ASCII
 ///  7+L1    1     L2 = length of key version id (1..128)
 ///  8+L1    L2    key version id, ASCII
 ///  ---- header ends at H = 8+L1+L2; AAD = bytes[0..H) || canonical EncryptionContext ----
-///  H       16    salt (algorithm 2 only)
+///  H       12    salt (algorithm 2 only)
 ///  .       12    nonce
 ///  .       N     ciphertext
 ///  end-16  16    GCM tag
@@ -35,8 +35,8 @@ public static class CiphertextBlob
     /// <summary>The only format version written.</summary>
     public const byte FormatVersion = 1;
 
-    /// <summary>Bytes of salt used by <see cref="BlobAlgorithm.HkdfSha256Aes256Gcm"/>.</summary>
-    public const int SaltLength = 16;
+    /// <summary>Bytes of salt used by <see cref="BlobAlgorithm.CtrSubkeyAes256Gcm"/>.</summary>
+    public const int SaltLength = 12;
 
     /// <summary>GCM nonce bytes.</summary>
     public const int NonceLength = 12;
@@ -53,7 +53,7 @@ public static class CiphertextBlob
     public static int NonceRegionLength(BlobAlgorithm algorithm) => algorithm switch
     {
         BlobAlgorithm.Aes256Gcm => NonceLength,
-        BlobAlgorithm.HkdfSha256Aes256Gcm => SaltLength + NonceLength,
+        BlobAlgorithm.CtrSubkeyAes256Gcm => SaltLength + NonceLength,
         _ => throw new ArgumentOutOfRangeException(nameof(algorithm)),
     };
 
@@ -94,7 +94,7 @@ public static class CiphertextBlob
         }
 
         var algorithm = (BlobAlgorithm)blob[5];
-        if (algorithm is not (BlobAlgorithm.Aes256Gcm or BlobAlgorithm.HkdfSha256Aes256Gcm))
+        if (algorithm is not (BlobAlgorithm.Aes256Gcm or BlobAlgorithm.CtrSubkeyAes256Gcm))
         {
             throw KmsErrors.InvalidCiphertext();
         }

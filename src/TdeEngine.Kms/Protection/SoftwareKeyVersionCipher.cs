@@ -6,17 +6,15 @@ using TdeEngine.Kms.Secrets;
 namespace TdeEngine.Kms.Protection;
 
 /// <summary>
-/// Seals blobs under a software key version with <see cref="BlobAlgorithm.HkdfSha256Aes256Gcm"/>:
-/// every blob gets its own AES-256 subkey, HKDF-SHA256(ikm = version key, salt = 16 random bytes,
-/// info = "TdeEngine/kms-blob/v1"), and a random 96-bit nonce. It also opens
+/// Seals blobs under a software key version with <see cref="BlobAlgorithm.CtrSubkeyAes256Gcm"/>:
+/// every blob gets its own AES-256 subkey (32 bytes of AES-256-CTR keystream of the version key
+/// under <c>salt || 00000002</c>, with a 12-byte random salt) and a random 96-bit nonce. It also opens
 /// <see cref="BlobAlgorithm.Aes256Gcm"/> blobs (version key used directly), which is how material
 /// imported from elsewhere can be checked.
 /// </summary>
 /// <remarks>Thread-safe. Owns the version key; disposing wipes it.</remarks>
 internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
 {
-    private static ReadOnlySpan<byte> HkdfInfo => "TdeEngine/kms-blob/v1"u8;
-
     private readonly SecretBuffer _key;
 
     public SoftwareKeyVersionCipher(SecretBuffer key)
@@ -30,11 +28,11 @@ internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
         _key = key;
     }
 
-    public BlobAlgorithm Algorithm => BlobAlgorithm.HkdfSha256Aes256Gcm;
+    public BlobAlgorithm Algorithm => BlobAlgorithm.CtrSubkeyAes256Gcm;
 
     public void Seal(ReadOnlySpan<byte> aad, ReadOnlySpan<byte> plaintext, Span<byte> nonceRegion, Span<byte> ciphertext, Span<byte> tag)
     {
-        RandomNumberGenerator.Fill(nonceRegion);
+        FastRandom.Fill(nonceRegion);
         Span<byte> subkey = stackalloc byte[Aes256GcmOneShot.KeySize];
         try
         {
@@ -69,6 +67,5 @@ internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
 
     public void Dispose() => _key.Dispose();
 
-    private void DeriveSubkey(ReadOnlySpan<byte> salt, Span<byte> subkey) =>
-        HKDF.DeriveKey(HashAlgorithmName.SHA256, _key.Span, subkey, salt, HkdfInfo);
+    private void DeriveSubkey(ReadOnlySpan<byte> salt, Span<byte> subkey) => Aes256GcmOneShot.Keystream(_key.Span, salt, subkey);
 }

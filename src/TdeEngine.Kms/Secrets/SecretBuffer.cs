@@ -28,7 +28,7 @@ public sealed unsafe class SecretBuffer : IDisposable
     public static SecretBuffer Random(int length)
     {
         var buffer = new SecretBuffer(length);
-        RandomNumberGenerator.Fill(buffer.Span);
+        Crypto.FastRandom.Fill(buffer.Span);
         return buffer;
     }
 

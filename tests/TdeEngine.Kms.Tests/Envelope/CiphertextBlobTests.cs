@@ -26,16 +26,16 @@ public sealed class CiphertextBlobTests : IDisposable
 
         Assert.Equal("TKMS"u8.ToArray(), blob[..4]);
         Assert.Equal(1, blob[4]);
-        Assert.Equal((byte)BlobAlgorithm.HkdfSha256Aes256Gcm, blob[5]);
+        Assert.Equal((byte)BlobAlgorithm.CtrSubkeyAes256Gcm, blob[5]);
         Assert.Equal(KeyId.Length, blob[6]);
         Assert.Equal(KeyId, Encoding.ASCII.GetString(blob, 7, KeyId.Length));
         Assert.Equal(VersionId.Length, blob[7 + KeyId.Length]);
         Assert.Equal(VersionId, Encoding.ASCII.GetString(blob, 8 + KeyId.Length, VersionId.Length));
-        Assert.Equal(8 + KeyId.Length + VersionId.Length + 16 + 12 + 32 + 16, blob.Length);
+        Assert.Equal(8 + KeyId.Length + VersionId.Length + 12 + 12 + 32 + 16, blob.Length);
     }
 
     [Fact]
-    public void An_independent_HKDF_and_AesGcm_implementation_opens_a_blob()
+    public void An_independent_AES_and_AesGcm_implementation_opens_a_blob()
     {
         // What docs/file-format.md tells a customer who holds the raw key material to do.
         var context = EncryptionContext.Parse("{\"db\":\"orders\",\"tenant\":\"t1\"}");
@@ -43,11 +43,15 @@ public sealed class CiphertextBlobTests : IDisposable
         var blob = CiphertextBlob.Seal(_cipher, KeyId, VersionId, context, plaintext);
 
         var h = 8 + blob[6] + blob[7 + blob[6]];
-        var salt = blob.AsSpan(h, 16);
-        var nonce = blob.AsSpan(h + 16, 12);
-        var ciphertext = blob.AsSpan(h + 28, blob.Length - h - 28 - 16);
+        var salt = blob.AsSpan(h, 12).ToArray();
+        var nonce = blob.AsSpan(h + 12, 12);
+        var ciphertext = blob.AsSpan(h + 24, blob.Length - h - 24 - 16);
         var tag = blob.AsSpan(blob.Length - 16);
-        var subkey = HKDF.DeriveKey(HashAlgorithmName.SHA256, _material, 32, salt.ToArray(), "TdeEngine/kms-blob/v1"u8.ToArray());
+        // subkey = AES-256-ECB_K(salt || 00000002) || AES-256-ECB_K(salt || 00000003), i.e. AES-CTR keystream.
+        using var ecb = Aes.Create();
+        ecb.Key = _material;
+        var counterBlocks = salt.Concat(new byte[] { 0, 0, 0, 2 }).Concat(salt).Concat(new byte[] { 0, 0, 0, 3 }).ToArray();
+        var subkey = ecb.EncryptEcb(counterBlocks, PaddingMode.None);
         var aad = blob[..h].Concat(Encoding.UTF8.GetBytes("{\"db\":\"orders\",\"tenant\":\"t1\"}")).ToArray();
         var opened = new byte[ciphertext.Length];
         using var aes = new AesGcm(subkey, 16);

@@ -1,0 +1,139 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace TdeEngine.Cli.Tests;
+
+public sealed class KmsCommandTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-cli-test-" + Guid.NewGuid().ToString("N"));
+
+    public KmsCommandTests() => Directory.CreateDirectory(_home);
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    private JsonElement Ok(params string[] args)
+    {
+        var result = CliProcess.Run(_home, args);
+        Assert.True(result.ExitCode == 0, $"tde {string.Join(' ', args)} exited {result.ExitCode}: {result.Stdout}{result.Stderr}");
+        return JsonDocument.Parse(result.Stdout).RootElement.Clone();
+    }
+
+    [Fact]
+    public void Help_lists_every_action_with_its_parameters()
+    {
+        var result = CliProcess.Run(_home, "kms", "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        foreach (var action in new[] { "CreateKey", "GenerateDataKey", "ReEncrypt", "ScheduleKeyDeletion", "CreateKmsInstance", "TagResource" })
+        {
+            Assert.Contains(action, result.Stdout, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("--PendingWindowInDays", result.Stdout, StringComparison.Ordinal);
+        var one = CliProcess.Run(_home, "kms", "Decrypt", "--help");
+        Assert.Equal(0, one.ExitCode);
+        Assert.Contains("tde kms Decrypt --CiphertextBlob", one.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_round_trip_across_processes_keeps_state_and_refuses_a_disabled_key()
+    {
+        var keyId = Ok("kms", "CreateKey", "--Description", "cli").GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        Ok("kms", "CreateAlias", "--AliasName", "alias/cli", "--KeyId", keyId);
+        var dataKey = Ok("kms", "GenerateDataKey", "--KeyId", "alias/cli", "--EncryptionContext", "{\"db\":\"a\"}");
+        var blob = dataKey.GetProperty("CiphertextBlob").GetString()!;
+
+        var decrypted = Ok("kms", "Decrypt", "--CiphertextBlob", blob, "--EncryptionContext", "{\"db\":\"a\"}");
+        Ok("kms", "DisableKey", "--KeyId", keyId);
+        var refused = CliProcess.Run(_home, "kms", "Decrypt", "--CiphertextBlob", blob, "--EncryptionContext", "{\"db\":\"a\"}");
+
+        Assert.Equal(keyId, dataKey.GetProperty("KeyId").GetString());
+        Assert.Equal(dataKey.GetProperty("Plaintext").GetString(), decrypted.GetProperty("Plaintext").GetString());
+        Assert.Equal(32, Convert.FromBase64String(decrypted.GetProperty("Plaintext").GetString()!).Length);
+        Assert.Equal(1, refused.ExitCode);
+        var error = JsonDocument.Parse(refused.Stdout).RootElement;
+        Assert.Equal(["Code", "Message", "RequestId"], error.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("Rejected.Disabled", error.GetProperty("Code").GetString());
+        Assert.Equal("Disabled", Ok("kms", "DescribeKey", "--KeyId", "alias/cli").GetProperty("KeyMetadata").GetProperty("KeyState").GetString());
+    }
+
+    [Fact]
+    public void A_wrong_encryption_context_fails_with_InvalidCiphertext()
+    {
+        var blob = Ok("kms", "GenerateDataKey", "--KeyId", "alias/acs/rds", "--EncryptionContext", "{\"db\":\"a\"}").GetProperty("CiphertextBlob").GetString()!;
+
+        var result = CliProcess.Run(_home, "kms", "Decrypt", "--CiphertextBlob", blob, "--EncryptionContext", "{\"db\":\"b\"}");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal("InvalidCiphertext", JsonDocument.Parse(result.Stdout).RootElement.GetProperty("Code").GetString());
+    }
+
+    [Fact]
+    public void Unknown_actions_and_bad_arguments_fail_clearly()
+    {
+        var unknown = CliProcess.Run(_home, "kms", "MakeCoffee");
+        var noDashes = CliProcess.Run(_home, "kms", "DescribeKey", "KeyId", "x");
+        var noValue = CliProcess.Run(_home, "kms", "DescribeKey", "--KeyId");
+        var noCommand = CliProcess.Run(_home, "frobnicate");
+
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Equal("InvalidAction.NotFound", JsonDocument.Parse(unknown.Stdout).RootElement.GetProperty("Code").GetString());
+        Assert.Equal(2, noDashes.ExitCode);
+        Assert.Contains("--<Param>", noDashes.Stderr, StringComparison.Ordinal);
+        Assert.Equal(2, noValue.ExitCode);
+        Assert.Contains("needs a value", noValue.Stderr, StringComparison.Ordinal);
+        Assert.Equal(2, noCommand.ExitCode);
+    }
+
+    [Fact]
+    public void Concurrent_processes_share_one_store_and_one_service_key()
+    {
+        var results = new CliProcess.Result[8];
+        Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+            results[i] = i % 2 == 0
+                ? CliProcess.Run(_home, "kms", "CreateKey", "--Description", $"p{i}")
+                : CliProcess.Run(_home, "kms", "GenerateDataKeyWithoutPlaintext", "--KeyId", "alias/acs/ecs"));
+
+        Assert.All(results, r => Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr));
+        var serviceKeys = results.Where((_, i) => i % 2 == 1)
+            .Select(r => JsonDocument.Parse(r.Stdout).RootElement.GetProperty("KeyId").GetString()).Distinct().ToList();
+        Assert.Single(serviceKeys);
+        Assert.Equal(5, Ok("kms", "ListKeys").GetProperty("TotalCount").GetInt32());
+    }
+
+    [Fact]
+    public void No_file_under_TDE_HOME_holds_a_data_key_the_CLI_printed()
+    {
+        var keyId = Ok("kms", "CreateKey").GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var printed = Enumerable.Range(0, 5)
+            .Select(_ => Ok("kms", "GenerateDataKey", "--KeyId", keyId).GetProperty("Plaintext").GetString()!)
+            .ToList();
+
+        foreach (var file in Directory.GetFiles(_home, "*", SearchOption.AllDirectories))
+        {
+            var bytes = File.ReadAllBytes(file);
+            var text = Encoding.ASCII.GetString(bytes);
+            foreach (var base64 in printed)
+            {
+                Assert.DoesNotContain(base64, text, StringComparison.Ordinal);
+                Assert.True(bytes.AsSpan().IndexOf(Convert.FromBase64String(base64)) < 0, $"{file} holds a data key");
+            }
+        }
+    }
+
+    [Fact]
+    public void The_demo_runs_on_a_fresh_home()
+    {
+        var result = CliProcess.Run(_home, "demo");
+
+        Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
+        Assert.Contains("Rejected.Disabled", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("[9]", result.Stdout, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(_home, "kms.db")));
+    }
+}
