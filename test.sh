@@ -28,7 +28,7 @@ mkdir -p artifacts
 log=artifacts/test.log
 
 echo "== build"
-if ! dotnet build TdeEngine.sln -c Release --nologo -v quiet -clp:ErrorsOnly; then
+if ! dotnet build TdeEngine.sln -c Release --nologo -v quiet -clp:'ErrorsOnly;NoSummary'; then
   echo "tests: 0 passed, 1 failed"
   exit 1
 fi

@@ -64,7 +64,7 @@ public sealed class KeyManagementService : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        Directory.CreateDirectory(options.Home);
+        CreatePrivateDirectory(options.Home);
         FileRootKeyProvider? owned = null;
         if (rootKey is null)
         {
@@ -583,6 +583,18 @@ public sealed class KeyManagementService : IDisposable
     }
 
     // ================================================================ internals
+
+    // The home holds the root key and the key store: owner-only (0700), like ~/.ssh.
+    private static void CreatePrivateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows() || Directory.Exists(path))
+        {
+            Directory.CreateDirectory(path);
+            return;
+        }
+
+        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
 
     /// <summary>Resolves a key id, key ARN, alias or alias ARN in the caller's account and region.</summary>
     internal CachedKey Resolve(KmsCallContext context, string keyId, bool createServiceKey = false)

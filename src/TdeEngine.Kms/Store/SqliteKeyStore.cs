@@ -29,6 +29,7 @@ internal sealed class SqliteKeyStore : IDisposable
         SQLitePCL.Batteries_V2.Init();
         Path = System.IO.Path.GetFullPath(path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        CreateOwnerOnlyFile(Path);
         _connectionString = new SqliteConnectionStringBuilder
         {
             DataSource = Path,
@@ -67,7 +68,7 @@ internal sealed class SqliteKeyStore : IDisposable
     public IReadOnlyList<KeyRecord> ListKeys(string accountId, string regionId)
     {
         using var c = Open();
-        return c.Query<KeyRow>("SELECT * FROM Keys WHERE AccountId = @accountId AND RegionId = @regionId ORDER BY CreationDate, KeyId",
+        return c.Query<KeyRow>("SELECT * FROM Keys WHERE AccountId = @accountId AND RegionId = @regionId ORDER BY CreationDate, rowid",
             new { accountId, regionId }).Select(r => r.ToRecord()).ToList();
     }
 
@@ -386,6 +387,30 @@ internal sealed class SqliteKeyStore : IDisposable
             LastRotationDate = @LastRotationDate, NextRotationDate = @NextRotationDate, MaterialExpireTime = @MaterialExpireTime
         WHERE KeyId = @KeyId
         """, KeyRow.From(key));
+
+    // SQLite gives its -wal and -shm files the database file's mode, so creating the (empty) database
+    // file as 0600 keeps the whole store owner-only whatever the umask.
+    private static void CreateOwnerOnlyFile(string path)
+    {
+        if (OperatingSystem.IsWindows() || File.Exists(path))
+        {
+            return;
+        }
+
+        try
+        {
+            using var _ = new FileStream(path, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            });
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            // Another process created it first.
+        }
+    }
 
     private static long? Ms(DateTimeOffset? d) => d?.ToUnixTimeMilliseconds();
 

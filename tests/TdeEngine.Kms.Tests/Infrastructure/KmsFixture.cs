@@ -24,7 +24,8 @@ public sealed class KmsFixture : IDisposable
 
     public KeyManagementService Kms { get; private set; }
 
-    public string Home => _home.Path;
+    /// <summary>A home the KMS creates itself (inside the temp directory), as on first use.</summary>
+    public string Home => Path.Combine(_home.Path, "home");
 
     public KmsCallContext Me { get; } = KmsCallContext.ForRoot(Account);
 
@@ -33,7 +34,7 @@ public sealed class KmsFixture : IDisposable
     /// <summary>Another KMS over the same home, as a second process would have.</summary>
     public KeyManagementService Open() => KeyManagementService.Open(new KmsOptions
     {
-        Home = _home.Path,
+        Home = Home,
         DefaultAccountId = Account,
         TimeProvider = Time,
         StoreRefreshInterval = TimeSpan.Zero,

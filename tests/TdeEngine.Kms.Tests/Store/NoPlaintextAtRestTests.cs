@@ -51,6 +51,19 @@ public sealed class NoPlaintextAtRestTests : IDisposable
         _f.Restart();
     }
 
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void The_home_and_every_file_in_it_are_owner_only()
+    {
+        _f.NewKey();
+
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_f.Home) & (UnixFileMode)0x1FF);
+        foreach (var file in Directory.GetFiles(_f.Home))
+        {
+            Assert.True((File.GetUnixFileMode(file) & (UnixFileMode)0x3F) == 0, $"{file} is readable by group or others");
+        }
+    }
+
     private void AssertNoFileHolds(List<byte[]> secrets)
     {
         var files = Directory.GetFiles(_f.Home, "*", SearchOption.AllDirectories);
