@@ -49,6 +49,6 @@ public sealed class SoftwareKeyProtectionBackend : IKeyProtectionBackend
         // Software material exists only wrapped in the store; deleting the row destroys it.
     }
 
-    private static byte[] WrapContext(KeyVersionRef version) =>
+    internal static byte[] WrapContext(KeyVersionRef version) =>
         Encoding.UTF8.GetBytes($"TdeEngine/key-version/v1\0{version.KeyId}\0{version.KeyVersionId}");
 }

@@ -1,8 +1,5 @@
 using System.Diagnostics;
-using System.Text;
 using TdeEngine.Kms.Envelope;
-using TdeEngine.Kms.RootKeys;
-using TdeEngine.Kms.Store;
 using TdeEngine.Kms.Tests.Infrastructure;
 
 namespace TdeEngine.Kms.Tests.Envelope;
@@ -26,7 +23,7 @@ public sealed class StandardToolsInteropTests : IDisposable
         var keyId = _f.NewKey();
         var context = EncryptionContext.Parse(contextJson);
         using var dataKey = _f.Kms.GenerateDataKey(_f.Me, keyId, 32, context);
-        var materialHex = RawMaterialHex(keyId, dataKey.KeyVersionId);
+        var materialHex = Convert.ToHexStringLower(_f.RawMaterial(keyId, dataKey.KeyVersionId));
 
         var args = new List<string> { Convert.ToBase64String(dataKey.CiphertextBlob!), materialHex };
         if (contextJson.Length > 0)
@@ -37,15 +34,6 @@ public sealed class StandardToolsInteropTests : IDisposable
         var output = RunScript(args);
 
         Assert.Equal(Convert.ToBase64String(dataKey.Plaintext.Span), output);
-    }
-
-    private string RawMaterialHex(string keyId, string versionId)
-    {
-        using var root = FileRootKeyProvider.OpenOrCreate(Path.Combine(_f.Home, "root.key"));
-        using var store = new SqliteKeyStore(Path.Combine(_f.Home, "kms.db"));
-        var version = store.GetVersions(keyId).Single(v => v.KeyVersionId == versionId);
-        using var material = root.Unwrap(version.Material, Encoding.UTF8.GetBytes($"TdeEngine/key-version/v1\0{keyId}\0{versionId}"));
-        return Convert.ToHexStringLower(material.Span);
     }
 
     private static string RunScript(IReadOnlyList<string> args)

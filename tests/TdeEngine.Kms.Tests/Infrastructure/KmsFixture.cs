@@ -3,6 +3,9 @@ using Microsoft.Extensions.Time.Testing;
 using TdeEngine.Kms.Errors;
 using TdeEngine.Kms.Identity;
 using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Kms.Protection;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Kms.Store;
 
 namespace TdeEngine.Kms.Tests.Infrastructure;
 
@@ -46,6 +49,19 @@ public sealed class KmsFixture : IDisposable
         Kms.Dispose();
         SqliteConnection.ClearAllPools();
         Kms = Open();
+    }
+
+    /// <summary>
+    /// The raw material of a software key version, unwrapped from the store with the root key as only
+    /// the KMS can. Tests use it to look for the material on disk and to open blobs with other tools.
+    /// </summary>
+    public byte[] RawMaterial(string keyId, string versionId)
+    {
+        using var root = FileRootKeyProvider.OpenOrCreate(Path.Combine(Home, "root.key"));
+        using var store = new SqliteKeyStore(Path.Combine(Home, "kms.db"));
+        var version = store.GetVersions(keyId).Single(v => v.KeyVersionId == versionId);
+        using var material = root.Unwrap(version.Material, SoftwareKeyProtectionBackend.WrapContext(new KeyVersionRef(keyId, versionId, null)));
+        return material.Span.ToArray();
     }
 
     public string NewKey(string description = "test") => Kms.CreateKey(Me, new CreateKeyRequest { Description = description }).KeyId;

@@ -1,8 +1,6 @@
 using System.Text;
 using Microsoft.Data.Sqlite;
 using TdeEngine.Kms.Envelope;
-using TdeEngine.Kms.RootKeys;
-using TdeEngine.Kms.Store;
 using TdeEngine.Kms.Tests.Infrastructure;
 
 namespace TdeEngine.Kms.Tests.Store;
@@ -28,18 +26,12 @@ public sealed class NoPlaintextAtRestTests : IDisposable
             }
         }
 
-        // The key-version material too: unwrap it here (as only the KMS can) and look for it on disk.
-        using (var root = FileRootKeyProvider.OpenOrCreate(Path.Combine(_f.Home, "root.key")))
-        using (var store = new SqliteKeyStore(Path.Combine(_f.Home, "kms.db")))
+        // The key-version material too: unwrapped here (as only the KMS can) and looked for on disk.
+        foreach (var key in keys)
         {
-            foreach (var key in keys)
+            foreach (var version in _f.Kms.ListKeyVersions(_f.Me, key).Items)
             {
-                foreach (var version in store.GetVersions(key))
-                {
-                    using var material = root.Unwrap(version.Material,
-                        Encoding.UTF8.GetBytes($"TdeEngine/key-version/v1\0{version.KeyId}\0{version.KeyVersionId}"));
-                    secrets.Add(material.Span.ToArray());
-                }
+                secrets.Add(_f.RawMaterial(key, version.KeyVersionId));
             }
         }
 
