@@ -10,18 +10,16 @@ namespace TdeEngine.Kms.Crypto;
 /// <see cref="AesGcm"/>. Both produce identical bytes (the known-answer tests check this).
 /// </summary>
 /// <remarks>Thread-safe. Holds no key state: the caller owns and wipes the key.</remarks>
-internal static unsafe partial class Aes256GcmOneShot
+internal static unsafe class Aes256GcmOneShot
 {
     public const int KeySize = 32;
     public const int NonceSize = 12;
     public const int TagSize = 16;
 
-    private const string Sodium = "libsodium";
-
     private static readonly byte[] Zeros = new byte[4096];
 
     /// <summary>True when libsodium's AES-GCM is used; false when <see cref="AesGcm"/> is.</summary>
-    public static bool UsesLibsodium { get; } = ProbeLibsodium();
+    public static bool UsesLibsodium => Sodium.Aes256GcmAvailable;
 
     public static void Encrypt(ReadOnlySpan<byte> key, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext,
         ReadOnlySpan<byte> aad, Span<byte> ciphertext, Span<byte> tag)
@@ -37,7 +35,7 @@ internal static unsafe partial class Aes256GcmOneShot
         fixed (byte* k = key, n = nonce, m = plaintext, a = aad, c = ciphertext, t = tag)
         {
             ulong tagLength;
-            if (crypto_aead_aes256gcm_encrypt_detached(c, t, &tagLength, m, (ulong)plaintext.Length, a, (ulong)aad.Length, null, n, k) != 0)
+            if (Sodium.crypto_aead_aes256gcm_encrypt_detached(c, t, &tagLength, m, (ulong)plaintext.Length, a, (ulong)aad.Length, null, n, k) != 0)
             {
                 throw new CryptographicException("libsodium AES-256-GCM encryption failed.");
             }
@@ -82,7 +80,7 @@ internal static unsafe partial class Aes256GcmOneShot
 
         fixed (byte* k = key, n = nonce, m = plaintext, a = aad, c = ciphertext, t = tag)
         {
-            if (crypto_aead_aes256gcm_decrypt_detached(m, null, c, (ulong)ciphertext.Length, t, a, (ulong)aad.Length, n, k) != 0)
+            if (Sodium.crypto_aead_aes256gcm_decrypt_detached(m, null, c, (ulong)ciphertext.Length, t, a, (ulong)aad.Length, n, k) != 0)
             {
                 CryptographicOperations.ZeroMemory(plaintext);
                 return false;
@@ -99,39 +97,4 @@ internal static unsafe partial class Aes256GcmOneShot
             throw new ArgumentException("AES-256-GCM needs a 32-byte key, a 12-byte nonce, a 16-byte tag and equal input and output lengths.");
         }
     }
-
-    private static bool ProbeLibsodium()
-    {
-        if (Environment.GetEnvironmentVariable("TDE_DISABLE_LIBSODIUM") == "1")
-        {
-            return false;
-        }
-
-        try
-        {
-            return sodium_init() >= 0 && crypto_aead_aes256gcm_is_available() == 1;
-        }
-        catch (DllNotFoundException)
-        {
-            return false;
-        }
-        catch (EntryPointNotFoundException)
-        {
-            return false;
-        }
-    }
-
-    [LibraryImport(Sodium)]
-    private static partial int sodium_init();
-
-    [LibraryImport(Sodium)]
-    private static partial int crypto_aead_aes256gcm_is_available();
-
-    [LibraryImport(Sodium)]
-    private static partial int crypto_aead_aes256gcm_encrypt_detached(byte* c, byte* mac, ulong* maclenP, byte* m, ulong mlen,
-        byte* ad, ulong adlen, byte* nsec, byte* npub, byte* k);
-
-    [LibraryImport(Sodium)]
-    private static partial int crypto_aead_aes256gcm_decrypt_detached(byte* m, byte* nsec, byte* c, ulong clen, byte* mac,
-        byte* ad, ulong adlen, byte* npub, byte* k);
 }

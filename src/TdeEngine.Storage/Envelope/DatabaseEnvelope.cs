@@ -1,0 +1,210 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Pages;
+
+namespace TdeEngine.Storage.Envelope;
+
+/// <summary>One wrapped DEK in an envelope.</summary>
+/// <param name="Version">The DEK version, written in the trailer of every page it seals.</param>
+/// <param name="Suite">The cipher suite the DEK is used with.</param>
+/// <param name="SealsReserved">The high-water mark of pages sealed under this DEK (see <see cref="SealCounter"/>).</param>
+/// <param name="WrappedDek">The KMS CiphertextBlob of the DEK (EncryptionContext <c>{"tde-db":"&lt;database id&gt;"}</c>).</param>
+public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong SealsReserved, byte[] WrappedDek);
+
+/// <summary>
+/// The envelope a TDE database carries in its first 4 KiB: everything needed to open it given
+/// access to the KMS. It is stored twice (slots at offsets 0 and 2048) and written alternately, so
+/// a torn write leaves the other slot intact; the slot with the highest valid sequence wins.
+/// </summary>
+/// <remarks>
+/// Slot layout (big-endian integers):
+/// <code>
+///  0     8   magic "TDESQLv1"
+///  8     2   format version = 1
+///  10    2   L = bytes used by this slot, checksum included
+///  12    8   sequence
+///  20    16  database id
+///  36    4   page size
+///  40    1   reserved bytes per page
+///  41    1   active cipher suite
+///  42    4   active DEK version
+///  46    2   K = length of the KMS key ARN, then K bytes UTF-8
+///  .     1   n = number of DEKs (1..8), then n times:
+///              4 version | 1 suite | 8 seals reserved | 2 B = blob length | B bytes KMS CiphertextBlob
+///  L-32  32  SHA-256 of bytes [0, L-32)
+/// </code>
+/// </remarks>
+public sealed record DatabaseEnvelope
+{
+    /// <summary>Bytes at the start of the file that belong to the envelope; SQLite's page 1 follows.</summary>
+    public const int RegionSize = 4096;
+
+    /// <summary>Bytes per slot.</summary>
+    public const int SlotSize = 2048;
+
+    /// <summary>The magic of an envelope slot.</summary>
+    public static ReadOnlySpan<byte> Magic => "TDESQLv1"u8;
+
+    private const int MaxDeks = 8;
+
+    public required ulong Sequence { get; init; }
+    public required byte[] DatabaseId { get; init; }
+    public required int PageSize { get; init; }
+    public required int Reserve { get; init; }
+    public required PageCipherSuite Suite { get; init; }
+    public required uint ActiveDekVersion { get; init; }
+    public required string KmsKeyArn { get; init; }
+    public required IReadOnlyList<EnvelopeDek> Deks { get; init; }
+
+    /// <summary>The database id in hex, as used in the DEK's EncryptionContext.</summary>
+    public string DatabaseIdHex => Convert.ToHexStringLower(DatabaseId);
+
+    /// <summary>The EncryptionContext every DEK of this database is wrapped with.</summary>
+    public EncryptionContext DekContext => ContextFor(DatabaseId);
+
+    /// <summary>The active DEK entry.</summary>
+    public EnvelopeDek ActiveDek => Deks.Single(d => d.Version == ActiveDekVersion);
+
+    public static EncryptionContext ContextFor(ReadOnlySpan<byte> databaseId) =>
+        EncryptionContext.From([new("tde-db", Convert.ToHexStringLower(databaseId))]);
+
+    /// <summary>Writes this envelope into a 2048-byte slot.</summary>
+    public void WriteSlot(Span<byte> slot)
+    {
+        if (Deks.Count is 0 or > MaxDeks)
+        {
+            throw new InvalidOperationException("An envelope holds 1 to 8 DEKs.");
+        }
+
+        slot.Clear();
+        Magic.CopyTo(slot);
+        BinaryPrimitives.WriteUInt16BigEndian(slot[8..], 1);
+        BinaryPrimitives.WriteUInt64BigEndian(slot[12..], Sequence);
+        DatabaseId.CopyTo(slot[20..36]);
+        BinaryPrimitives.WriteInt32BigEndian(slot[36..], PageSize);
+        slot[40] = (byte)Reserve;
+        slot[41] = (byte)Suite;
+        BinaryPrimitives.WriteUInt32BigEndian(slot[42..], ActiveDekVersion);
+        var arn = Encoding.UTF8.GetBytes(KmsKeyArn);
+        var at = 46;
+        BinaryPrimitives.WriteUInt16BigEndian(slot[at..], (ushort)arn.Length);
+        arn.CopyTo(slot[(at + 2)..]);
+        at += 2 + arn.Length;
+        slot[at++] = (byte)Deks.Count;
+        foreach (var dek in Deks)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(slot[at..], dek.Version);
+            slot[at + 4] = (byte)dek.Suite;
+            BinaryPrimitives.WriteUInt64BigEndian(slot[(at + 5)..], dek.SealsReserved);
+            BinaryPrimitives.WriteUInt16BigEndian(slot[(at + 13)..], (ushort)dek.WrappedDek.Length);
+            dek.WrappedDek.CopyTo(slot[(at + 15)..]);
+            at += 15 + dek.WrappedDek.Length;
+        }
+
+        var length = at + 32;
+        if (length > SlotSize)
+        {
+            throw new InvalidOperationException("The envelope does not fit its 2048-byte slot.");
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(slot[10..], (ushort)length);
+        SHA256.HashData(slot[..at], slot[at..length]);
+    }
+
+    /// <summary>Parses one slot; null when it is empty, torn or not an envelope.</summary>
+    public static DatabaseEnvelope? TryReadSlot(ReadOnlySpan<byte> slot)
+    {
+        if (slot.Length < SlotSize || !slot[..8].SequenceEqual(Magic) || BinaryPrimitives.ReadUInt16BigEndian(slot[8..]) != 1)
+        {
+            return null;
+        }
+
+        int length = BinaryPrimitives.ReadUInt16BigEndian(slot[10..]);
+        if (length is < 100 or > SlotSize)
+        {
+            return null;
+        }
+
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(slot[..(length - 32)], hash);
+        if (!hash.SequenceEqual(slot[(length - 32)..length]))
+        {
+            return null;
+        }
+
+        try
+        {
+            var at = 46;
+            int arnLength = BinaryPrimitives.ReadUInt16BigEndian(slot[at..]);
+            var arn = Encoding.UTF8.GetString(slot.Slice(at + 2, arnLength));
+            at += 2 + arnLength;
+            int count = slot[at++];
+            var deks = new List<EnvelopeDek>(count);
+            for (var i = 0; i < count; i++)
+            {
+                int blobLength = BinaryPrimitives.ReadUInt16BigEndian(slot[(at + 13)..]);
+                deks.Add(new EnvelopeDek(BinaryPrimitives.ReadUInt32BigEndian(slot[at..]), (PageCipherSuite)slot[at + 4],
+                    BinaryPrimitives.ReadUInt64BigEndian(slot[(at + 5)..]), slot.Slice(at + 15, blobLength).ToArray()));
+                at += 15 + blobLength;
+            }
+
+            var envelope = new DatabaseEnvelope
+            {
+                Sequence = BinaryPrimitives.ReadUInt64BigEndian(slot[12..]),
+                DatabaseId = slot[20..36].ToArray(),
+                PageSize = BinaryPrimitives.ReadInt32BigEndian(slot[36..]),
+                Reserve = slot[40],
+                Suite = (PageCipherSuite)slot[41],
+                ActiveDekVersion = BinaryPrimitives.ReadUInt32BigEndian(slot[42..]),
+                KmsKeyArn = arn,
+                Deks = deks,
+            };
+            return envelope.IsConsistent() ? envelope : null;
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Reads the envelope region (the first 4096 bytes of the file). Throws a
+    /// <see cref="TdeStorageException"/> that says what the file is when there is no valid envelope.
+    /// </summary>
+    public static DatabaseEnvelope Read(ReadOnlySpan<byte> region, string file)
+    {
+        var a = TryReadSlot(region[..SlotSize]);
+        var b = TryReadSlot(region[SlotSize..RegionSize]);
+        if (a is not null || b is not null)
+        {
+            return b is null || (a is not null && a.Sequence >= b.Sequence) ? a! : b;
+        }
+
+        if (region[..16].SequenceEqual("SQLite format 3\0"u8))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.PlaintextDatabase,
+                $"'{file}' is a plaintext SQLite database, not a TDE database. Encrypt it with 'tde db encrypt' (or TdeSqlite.EncryptDatabase), or open it without the tde VFS.",
+                file);
+        }
+
+        if (region[..8].SequenceEqual(Magic))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                $"Both envelope copies of '{file}' are damaged, so its DEK cannot be found. Restore the file from a backup.", file);
+        }
+
+        throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase,
+            $"'{file}' is not a TDE database (no TdeEngine envelope at its start).", file);
+    }
+
+    /// <summary>The slot a new sequence number is written to (alternating).</summary>
+    public static int SlotOffset(ulong sequence) => (int)(sequence % 2) * SlotSize;
+
+    private bool IsConsistent() =>
+        PageSize is >= 512 and <= 65536 && (PageSize & (PageSize - 1)) == 0 &&
+        Enum.IsDefined(Suite) && Reserve == PageCipherSuites.ReserveBytes(Suite) &&
+        Deks.Count(d => d.Version == ActiveDekVersion && d.Suite == Suite) == 1;
+}

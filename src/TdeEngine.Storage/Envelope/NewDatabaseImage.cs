@@ -1,0 +1,41 @@
+using TdeEngine.Storage.Keys;
+using TdeEngine.Storage.Pages;
+
+namespace TdeEngine.Storage.Envelope;
+
+/// <summary>The bytes of a brand-new TDE database: envelope region plus a sealed, empty page 1.</summary>
+internal static class NewDatabaseImage
+{
+    public static byte[] Create(string path, string kmsKeyId, PageCipherSuite suite, int pageSize, DekCache keys)
+    {
+        var databaseId = new byte[16];
+        Kms.Crypto.FastRandom.Fill(databaseId);
+        var context = DatabaseEnvelope.ContextFor(databaseId);
+        using var dek = keys.Provider.GenerateDataKey(kmsKeyId, context);
+        var reserve = PageCipherSuites.ReserveBytes(suite);
+        var envelope = new DatabaseEnvelope
+        {
+            Sequence = 1,
+            DatabaseId = databaseId,
+            PageSize = pageSize,
+            Reserve = reserve,
+            Suite = suite,
+            ActiveDekVersion = 1,
+            KmsKeyArn = dek.KmsKeyArn,
+            Deks = [new EnvelopeDek(1, suite, SealCounter.Block, dek.Wrapped)],
+        };
+
+        var image = new byte[DatabaseEnvelope.RegionSize + pageSize];
+        envelope.WriteSlot(image.AsSpan(DatabaseEnvelope.SlotOffset(1), DatabaseEnvelope.SlotSize));
+        var page = new byte[pageSize];
+        EmptyDatabase.WritePage1(page, pageSize, reserve);
+        var ciphers = new Dictionary<uint, IPageCipher> { [1] = PageCipher.Create(suite, dek.Plaintext.Span) };
+        using (var crypto = new DatabaseCrypto(databaseId, pageSize, reserve, 1, ciphers, SealCounters.For(envelope, path)))
+        {
+            crypto.Seal(PageFileKind.Database, 1, page, image.AsSpan(DatabaseEnvelope.RegionSize));
+        }
+
+        keys.Add(dek.Wrapped, context, dek.Plaintext.Span);
+        return image;
+    }
+}

@@ -1,0 +1,97 @@
+using TdeEngine.Kms.Crypto;
+
+namespace TdeEngine.Storage.Pages;
+
+/// <summary>
+/// What one open connection needs to seal and open the pages of one database: its id, page
+/// geometry, and a cipher per DEK version. Pages under several DEK versions can coexist (the
+/// online DEK rotation builds on this); new pages are sealed under the active version.
+/// </summary>
+/// <remarks>Thread-safe for sealing and opening. Owns its ciphers; disposing wipes them.</remarks>
+internal sealed class DatabaseCrypto : IDisposable
+{
+    private readonly byte[] _databaseId;
+    private readonly IReadOnlyDictionary<uint, IPageCipher> _ciphers;
+    private readonly IPageCipher _active;
+
+    public DatabaseCrypto(byte[] databaseId, int pageSize, int reserve, uint activeVersion, IReadOnlyDictionary<uint, IPageCipher> ciphers, SealCounter counter)
+    {
+        _databaseId = databaseId;
+        PageSize = pageSize;
+        Reserve = reserve;
+        ActiveVersion = activeVersion;
+        _ciphers = ciphers;
+        _active = ciphers[activeVersion];
+        Counter = counter;
+        if (PageCipherSuites.ReserveBytes(_active.Suite) != reserve)
+        {
+            throw new InvalidOperationException("The page reserve does not match the active cipher suite.");
+        }
+    }
+
+    public ReadOnlySpan<byte> DatabaseId => _databaseId;
+
+    public int PageSize { get; }
+
+    public int Reserve { get; }
+
+    public int BodySize => PageSize - Reserve;
+
+    public uint ActiveVersion { get; }
+
+    public PageCipherSuite ActiveSuite => _active.Suite;
+
+    public SealCounter Counter { get; }
+
+    /// <summary>Writes a new seal reservation to the envelope; set by the connection's database file.</summary>
+    public Action<ulong>? PersistReservation { get; set; }
+
+    /// <summary>Seals a plaintext page image (its reserved bytes are ignored) into <paramref name="output"/>.</summary>
+    public void Seal(PageFileKind kind, long position, ReadOnlySpan<byte> page, Span<byte> output)
+    {
+        Counter.Take(PersistReservation);
+        var suite = _active.Suite;
+        var nonceSize = PageCipherSuites.NonceSize(suite);
+        var trailer = output[BodySize..PageSize];
+        PageTrailer.Write(trailer, suite, ActiveVersion);
+        var nonce = trailer.Slice(PageTrailer.HeaderSize, nonceSize);
+        FastRandom.Fill(nonce);
+        Span<byte> aad = stackalloc byte[PageTrailer.AadSize];
+        PageTrailer.WriteAad(aad, _databaseId, kind, position, ActiveVersion, suite);
+        _active.Seal(nonce, aad, page[..BodySize], output[..BodySize], trailer[(PageTrailer.HeaderSize + nonceSize)..]);
+    }
+
+    /// <summary>
+    /// Opens a sealed page image into <paramref name="output"/>, with zeros in the reserved bytes.
+    /// False when it does not authenticate (altered, moved, from another database, or never sealed).
+    /// </summary>
+    public bool TryOpen(PageFileKind kind, long position, ReadOnlySpan<byte> sealedPage, Span<byte> output)
+    {
+        var trailer = sealedPage[BodySize..PageSize];
+        var suite = PageTrailer.Suite(trailer);
+        var version = PageTrailer.DekVersion(trailer);
+        if (!_ciphers.TryGetValue(version, out var cipher) || cipher.Suite != suite)
+        {
+            return false;
+        }
+
+        var nonceSize = PageCipherSuites.NonceSize(suite);
+        Span<byte> aad = stackalloc byte[PageTrailer.AadSize];
+        PageTrailer.WriteAad(aad, _databaseId, kind, position, version, suite);
+        var ok = cipher.Open(trailer.Slice(PageTrailer.HeaderSize, nonceSize), aad, sealedPage[..BodySize],
+            trailer[(PageTrailer.HeaderSize + nonceSize)..], output[..BodySize]);
+        output[BodySize..PageSize].Clear();
+        return ok;
+    }
+
+    /// <summary>The DEK version that sealed a page image, read from its trailer.</summary>
+    public uint VersionOf(ReadOnlySpan<byte> sealedPage) => PageTrailer.DekVersion(sealedPage[BodySize..PageSize]);
+
+    public void Dispose()
+    {
+        foreach (var cipher in _ciphers.Values)
+        {
+            cipher.Dispose();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using TdeEngine.Storage.Pages;
+
+namespace TdeEngine.Storage;
+
+/// <summary>Settings of the TDE VFS. Every default is documented; <see cref="Validate"/> checks ranges.</summary>
+public sealed class TdeStorageOptions
+{
+    /// <summary>The VFS name used in connection strings (<c>Vfs=tde</c>). Default <c>tde</c>.</summary>
+    public string VfsName { get; set; } = "tde";
+
+    /// <summary>
+    /// The KMS key that wraps the DEK of new databases, unless the URI names one (<c>kms_key=</c>).
+    /// Default <c>alias/acs/rds</c>, the RDS service key, created on first use.
+    /// </summary>
+    public string DefaultKmsKeyId { get; set; } = "alias/acs/rds";
+
+    /// <summary>The cipher suite of new databases, unless the URI names one (<c>cipher=</c>). Default AES-256-GCM.</summary>
+    public PageCipherSuite DefaultCipher { get; set; } = PageCipherSuite.Aes256Gcm;
+
+    /// <summary>The page size of new databases, unless the URI names one (<c>page_size=</c>). Default 4096.</summary>
+    public int DefaultPageSize { get; set; } = 4096;
+
+    /// <summary>
+    /// How long an unwrapped DEK is reused for new opens before the KMS is asked again. A disabled
+    /// or deleted KMS key stops new opens within this time. Default 5 minutes; zero asks on every open.
+    /// </summary>
+    public TimeSpan DekCacheTtl { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>The clock for the DEK cache.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    public void Validate()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(VfsName);
+        ArgumentException.ThrowIfNullOrWhiteSpace(DefaultKmsKeyId);
+        ValidatePageSize(DefaultPageSize);
+        if (DekCacheTtl < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DekCacheTtl), "The DEK cache TTL cannot be negative.");
+        }
+
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+    }
+
+    internal static void ValidatePageSize(int pageSize)
+    {
+        if (pageSize is < 1024 or > 65536 || (pageSize & (pageSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pageSize), "A page size is a power of two from 1024 to 65536.");
+        }
+    }
+}

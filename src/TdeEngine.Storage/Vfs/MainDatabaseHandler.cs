@@ -1,0 +1,226 @@
+using System.Security.Cryptography;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Storage.Envelope;
+using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Keys;
+using TdeEngine.Storage.Native;
+using TdeEngine.Storage.Pages;
+
+namespace TdeEngine.Storage.Vfs;
+
+/// <summary>
+/// The main database file. Physically it is the 4 KiB envelope followed by SQLite's pages, each
+/// sealed; SQLite sees offsets without the envelope and pages with zeroed reserved bytes.
+/// <code>
+///  physical:  [ envelope slot A | envelope slot B ][ page 1 (sealed) ][ page 2 (sealed) ] ...
+///  SQLite:                                         ^ offset 0
+/// </code>
+/// </summary>
+internal sealed unsafe class MainDatabaseHandler : FileHandler
+{
+    private const int E = DatabaseEnvelope.RegionSize;
+
+    private readonly byte[] _sealed;
+    private readonly byte[] _plain;
+
+    private MainDatabaseHandler(SqliteFile* underlying, string path, DatabaseEnvelope envelope, DatabaseCrypto crypto)
+        : base(underlying, path)
+    {
+        Envelope = envelope;
+        Crypto = crypto;
+        _sealed = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
+        _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
+        crypto.PersistReservation = PersistReservation;
+    }
+
+    public DatabaseEnvelope Envelope { get; private set; }
+
+    public DatabaseCrypto Crypto { get; }
+
+    private int P => Crypto.PageSize;
+
+    /// <summary>Reads the envelope through the wrapped file, unwraps the DEKs and makes the page ciphers.</summary>
+    public static MainDatabaseHandler Open(SqliteFile* underlying, string path, DekCache keys)
+    {
+        var region = new byte[E];
+        int rc;
+        fixed (byte* p = region)
+        {
+            rc = underlying->pMethods->xRead(underlying, p, E, 0);
+        }
+
+        if (rc != SqliteNative.SQLITE_OK && rc != SqliteNative.SQLITE_IOERR_SHORT_READ)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"Could not read the envelope of '{path}' (SQLite I/O error {rc}).", path);
+        }
+
+        var envelope = DatabaseEnvelope.Read(region, path);
+        var crypto = OpenCrypto(envelope, path, keys);
+        return new MainDatabaseHandler(underlying, path, envelope, crypto);
+    }
+
+    internal static DatabaseCrypto OpenCrypto(DatabaseEnvelope envelope, string path, DekCache keys)
+    {
+        var ciphers = new Dictionary<uint, IPageCipher>();
+        try
+        {
+            foreach (var dek in envelope.Deks)
+            {
+                using var key = UnwrapDek(keys, dek, envelope, path);
+                ciphers[dek.Version] = PageCipher.Create(dek.Suite, key.Span);
+            }
+
+            var counter = SealCounters.For(envelope, path);
+            return new DatabaseCrypto(envelope.DatabaseId, envelope.PageSize, envelope.Reserve, envelope.ActiveDekVersion, ciphers, counter);
+        }
+        catch
+        {
+            foreach (var cipher in ciphers.Values)
+            {
+                cipher.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    private static Kms.Secrets.SecretBuffer UnwrapDek(DekCache keys, EnvelopeDek dek, DatabaseEnvelope envelope, string path)
+    {
+        try
+        {
+            return keys.Get(dek.WrappedDek, envelope.DekContext);
+        }
+        catch (KmsException e)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.KeyUnavailable,
+                $"The KMS refused the DEK of '{path}' (key {envelope.KmsKeyArn}): {e.Code}: {e.Message}", path, inner: e);
+        }
+        catch (Exception e) when (e is not TdeStorageException)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.KmsUnreachable,
+                $"The KMS could not be reached to unwrap the DEK of '{path}' (key {envelope.KmsKeyArn}): {e.Message} Check that the KMS is running and reachable, then retry.",
+                path, inner: e);
+        }
+    }
+
+    public override int Read(byte* buffer, int amount, long offset)
+    {
+        var output = new Span<byte>(buffer, amount);
+        var end = offset + amount;
+        var shortRead = false;
+        for (var pageIndex = offset / P; pageIndex * P < end; pageIndex++)
+        {
+            var pageStart = pageIndex * P;
+            var from = (int)Math.Max(offset - pageStart, 0);
+            var to = (int)Math.Min(end - pageStart, P);
+            var target = output.Slice((int)(pageStart + from - offset), to - from);
+            var rc = ReadRaw(_sealed, E + pageStart);
+            if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+            {
+                // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain file.
+                target.Clear();
+                shortRead = true;
+                continue;
+            }
+
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
+
+            if (!Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain))
+            {
+                target.Clear();
+                return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+                    $"Page {pageIndex + 1} of '{Path}' failed authentication: it was altered, moved, or comes from another database. Restore the file from a backup.",
+                    Path, pageIndex + 1), SqliteNative.SQLITE_IOERR_DATA);
+            }
+
+            _plain.AsSpan(from, to - from).CopyTo(target);
+        }
+
+        return shortRead ? SqliteNative.SQLITE_IOERR_SHORT_READ : SqliteNative.SQLITE_OK;
+    }
+
+    public override int Write(byte* buffer, int amount, long offset)
+    {
+        var input = new ReadOnlySpan<byte>(buffer, amount);
+        if (amount == P && offset % P == 0)
+        {
+            if (offset == 0 && !KeepsGeometry(input))
+            {
+                return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
+                    $"SQLite tried to change the page size or the reserved bytes of '{Path}' (for example a backup from a plain database into it). A TDE database keeps {Crypto.Reserve} reserved bytes in {P}-byte pages; copy data into it with SQL (or 'tde db encrypt') instead.",
+                    Path), SqliteNative.SQLITE_IOERR_WRITE);
+            }
+
+            Crypto.Seal(PageFileKind.Database, (offset / P) + 1, input, _sealed);
+            return WriteRaw(_sealed, E + offset);
+        }
+
+        // SQLite writes whole pages to the database file; anything else (a page size change by VACUUM)
+        // would leave pages the envelope cannot describe, so it is refused.
+        return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
+            $"A write of {amount} bytes at offset {offset} to '{Path}' is not a whole {P}-byte page. Changing the page size of a TDE database is not supported; create a new database with the page size you need and copy the data.",
+            Path), SqliteNative.SQLITE_IOERR_WRITE);
+    }
+
+    // Page 1 must keep the page size and reserve the envelope describes, or pages would overlap trailers.
+    private bool KeepsGeometry(ReadOnlySpan<byte> page1)
+    {
+        var pageSize = (page1[16] << 8) | page1[17];
+        return (pageSize == 1 ? 65536 : pageSize) == P && page1[20] == Crypto.Reserve;
+    }
+
+    public override int Truncate(long size) => Inner->xTruncate(Underlying, E + size);
+
+    public override int FileSize(long* size)
+    {
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        *size = Math.Max(0, physical - E);
+        return rc;
+    }
+
+    public override int FileControl(int op, void* arg)
+    {
+        if (op == SqliteNative.SQLITE_FCNTL_SIZE_HINT && arg is not null)
+        {
+            var hint = *(long*)arg + E;
+            return Inner->xFileControl(Underlying, op, &hint);
+        }
+
+        return base.FileControl(op, arg);
+    }
+
+    /// <summary>Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK.</summary>
+    private void PersistReservation(ulong reserved)
+    {
+        var region = new byte[E];
+        if (ReadRaw(region, 0) != SqliteNative.SQLITE_OK)
+        {
+            throw new IOException($"Could not re-read the envelope of '{Path}'.");
+        }
+
+        var current = DatabaseEnvelope.Read(region, Path);
+        var deks = current.Deks.Select(d => d.Version == Crypto.ActiveVersion
+            ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
+            : d).ToList();
+        var next = current with { Sequence = current.Sequence + 1, Deks = deks };
+        var slot = new byte[DatabaseEnvelope.SlotSize];
+        next.WriteSlot(slot);
+        if (WriteRaw(slot, DatabaseEnvelope.SlotOffset(next.Sequence)) != SqliteNative.SQLITE_OK)
+        {
+            throw new IOException($"Could not write the envelope of '{Path}'.");
+        }
+
+        Envelope = next;
+    }
+
+    protected override void Release()
+    {
+        Crypto.PersistReservation = null;
+        Crypto.Dispose();
+        CryptographicOperations.ZeroMemory(_plain);
+    }
+}
