@@ -30,7 +30,9 @@ internal static class NewDatabaseImage
         var page = new byte[pageSize];
         EmptyDatabase.WritePage1(page, pageSize, reserve);
         var ciphers = new Dictionary<uint, IPageCipher> { [1] = PageCipher.Create(suite, dek.Plaintext.Span) };
-        using (var crypto = new DatabaseCrypto(databaseId, pageSize, reserve, 1, ciphers, SealCounters.For(envelope, path)))
+        // Page 1 is the first of the seals the envelope reserves; the shared counter starts from the reservation.
+        var counter = new SealCounter(path, 0, SealCounter.Block, PageCipherSuites.SealLimit(suite));
+        using (var crypto = new DatabaseCrypto(databaseId, pageSize, reserve, 1, ciphers, counter))
         {
             crypto.Seal(PageFileKind.Database, 1, page, image.AsSpan(DatabaseEnvelope.RegionSize));
         }

@@ -9,13 +9,13 @@ namespace TdeEngine.Storage.Pages;
 /// count can pass it. A crash can therefore only over-count.
 /// </summary>
 /// <remarks>Thread-safe; shared by every connection of the process to one database.</remarks>
-internal sealed class SealCounter(string databaseName, ulong reserved, ulong limit)
+internal sealed class SealCounter(string databaseName, ulong count, ulong reserved, ulong limit)
 {
     /// <summary>How far ahead each reservation reaches.</summary>
     public const ulong Block = 1 << 20;
 
     private readonly Lock _lock = new();
-    private ulong _count = reserved;
+    private ulong _count = count;
     private ulong _reserved = reserved;
 
     public ulong Count => Interlocked.Read(ref _count);
@@ -42,7 +42,12 @@ internal sealed class SealCounter(string databaseName, ulong reserved, ulong lim
                 if (n > _reserved)
                 {
                     var next = n + Block;
-                    persist?.Invoke(next);
+                    if (persist is null)
+                    {
+                        throw new InvalidOperationException("Sealing past the reservation needs a database file to record the new reservation in.");
+                    }
+
+                    persist(next);
                     _reserved = next;
                 }
             }

@@ -12,7 +12,7 @@ internal static class SealCounters
     {
         var active = envelope.ActiveDek;
         var counter = Counters.GetOrAdd($"{envelope.DatabaseIdHex}/{active.Version}",
-            _ => new SealCounter(path, active.SealsReserved, PageCipherSuites.SealLimit(active.Suite)));
+            _ => new SealCounter(path, active.SealsReserved, active.SealsReserved, PageCipherSuites.SealLimit(active.Suite)));
         counter.CatchUp(active.SealsReserved);
         return counter;
     }

@@ -1,0 +1,130 @@
+using Microsoft.Data.Sqlite;
+using TdeEngine.Storage.Errors;
+
+namespace TdeEngine.Sqlite.Tests;
+
+/// <summary>Altered, swapped and foreign pages are detected on read and reported with their page number.</summary>
+public sealed class TamperTests : IDisposable
+{
+    private const int Envelope = 4096;
+    private const int PageSize = 4096;
+    private readonly DatabaseFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string MakeDatabase(string name, int rows = 3000)
+    {
+        using var db = _dir.OpenTde(name);
+        db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+        using var tx = db.BeginTransaction();
+        for (var i = 0; i < rows; i++)
+        {
+            db.Exec($"INSERT INTO t(v) VALUES ('row {i} {new string('x', 40)}')");
+        }
+
+        tx.Commit();
+        return _dir.File(name);
+    }
+
+    private static long PhysicalOffset(int page) => Envelope + ((long)(page - 1) * PageSize);
+
+    private TdeStorageException ReadAllFails(string name)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));
+        var e = Assert.Throws<TdeStorageException>(() => TdeSqlite.Explain(() =>
+        {
+            db.Open();
+            return db.Scalar<long>("SELECT sum(length(v)) FROM t");
+        }));
+        Assert.IsType<SqliteException>(e.InnerException);
+        return e;
+    }
+
+    [Fact]
+    public void A_flipped_bit_names_the_page_and_the_file()
+    {
+        var file = MakeDatabase("a.db");
+        using (var stream = File.Open(file, FileMode.Open))
+        {
+            stream.Position = PhysicalOffset(5) + 1000;
+            var b = stream.ReadByte();
+            stream.Position -= 1;
+            stream.WriteByte((byte)(b ^ 0x04));
+        }
+
+        var e = ReadAllFails("a.db");
+
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.Equal(5, e.PageNumber);
+        Assert.Equal(file, e.File);
+        Assert.Contains("Page 5", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Swapped_pages_are_detected()
+    {
+        var file = MakeDatabase("b.db");
+        var bytes = File.ReadAllBytes(file);
+        var page3 = bytes.AsSpan((int)PhysicalOffset(3), PageSize).ToArray();
+        bytes.AsSpan((int)PhysicalOffset(4), PageSize).CopyTo(bytes.AsSpan((int)PhysicalOffset(3)));
+        page3.CopyTo(bytes.AsSpan((int)PhysicalOffset(4)));
+        File.WriteAllBytes(file, bytes);
+
+        var e = ReadAllFails("b.db");
+
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.Contains(e.PageNumber, new long?[] { 3, 4 });
+    }
+
+    [Fact]
+    public void A_page_pasted_from_another_TDE_database_is_detected()
+    {
+        var victim = MakeDatabase("victim.db");
+        var donor = MakeDatabase("donor.db");
+        var donorPage = File.ReadAllBytes(donor).AsSpan((int)PhysicalOffset(6), PageSize).ToArray();
+        using (var stream = File.Open(victim, FileMode.Open))
+        {
+            stream.Position = PhysicalOffset(6);
+            stream.Write(donorPage);
+        }
+
+        var e = ReadAllFails("victim.db");
+
+        Assert.Equal(6, e.PageNumber);
+    }
+
+    [Fact]
+    public void One_damaged_envelope_copy_is_survived_and_two_are_reported()
+    {
+        var file = MakeDatabase("c.db", rows: 10);
+        var bytes = File.ReadAllBytes(file);
+        ulong Sequence(int slot) => System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(slot + 12));
+        Assert.True(bytes.AsSpan(0, 8).SequenceEqual("TDESQLv1"u8) && bytes.AsSpan(2048, 8).SequenceEqual("TDESQLv1"u8),
+            "both envelope slots are written once the first writer reserves its seals");
+        var newest = Sequence(0) > Sequence(2048) ? 0 : 2048;
+
+        bytes[newest + 100] ^= 0xFF;
+        File.WriteAllBytes(file, bytes);
+        using (var db = _dir.OpenTde("c.db"))
+        {
+            Assert.Equal(10L, db.Scalar<long>("SELECT count(*) FROM t"));
+        }
+
+        bytes = File.ReadAllBytes(file);
+        bytes[(2048 - newest) + 100] ^= 0xFF;   // now the older copy too
+        File.WriteAllBytes(file, bytes);
+        var e = OpenFails("c.db");
+        Assert.Equal(TdeStorageException.Codes.EnvelopeDamaged, e.Code);
+        Assert.Contains("backup", e.Message, StringComparison.Ordinal);
+    }
+
+    private TdeStorageException OpenFails(string name)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));
+        return Assert.Throws<TdeStorageException>(() => TdeSqlite.Explain(() =>
+        {
+            db.Open();
+            return 0;
+        }));
+    }
+}
