@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using Microsoft.Data.Sqlite;
+
+namespace TdeEngine.Sqlite.Tests;
+
+/// <summary>
+/// A writer child process is killed with SIGKILL at random moments, 50 times per journal mode.
+/// After every kill the database must pass <c>PRAGMA integrity_check</c> and hold every
+/// transaction the writer reported committed.
+/// </summary>
+public sealed class CrashTests : IDisposable
+{
+    private const int KillsPerMode = 50;
+    private readonly DatabaseFolder _dir = new();
+    private readonly string _kmsHome = Path.Combine(Path.GetTempPath(), "tde-crash-kms-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        _dir.Dispose();
+        SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(_kmsHome, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [Theory]
+    [InlineData("DELETE")]
+    [InlineData("WAL")]
+    public void Every_committed_transaction_survives_SIGKILL_and_the_database_stays_intact(string journalMode)
+    {
+        var database = _dir.File("crash.db");
+        var random = new Random(journalMode.Length);
+        using var kms = Kms.KeyManagement.KeyManagementService.Open(new Kms.KmsOptions { Home = _kmsHome });
+        TdeSqlite.Register(kms, new Storage.TdeStorageOptions { TimeProvider = TdeTestEnvironment.Clock });
+        try
+        {
+            long reported = 0;
+            for (var kill = 0; kill < KillsPerMode; kill++)
+            {
+                reported = Math.Max(reported, RunAndKill(database, journalMode, random.Next(5, 120)));
+
+                using var db = new SqliteConnection(TdeSqlite.ConnectionString(database));
+                db.Open();
+                Assert.Equal("ok", db.Scalar<string>("PRAGMA integrity_check"));
+                var count = db.Scalar<long>("SELECT count(*) FROM t");
+                var max = db.Scalar<long>("SELECT coalesce(max(n), 0) FROM t");
+                Assert.True(max >= reported, $"kill {kill}: the writer reported {reported} committed, the database holds up to {max}");
+                Assert.Equal(max, count);   // no gaps: transactions are all-or-nothing
+                reported = max;
+            }
+
+            Assert.True(reported > KillsPerMode, $"only {reported} transactions were committed over {KillsPerMode} runs");
+        }
+        finally
+        {
+            TdeTestEnvironment.EnsureRegistered();
+        }
+    }
+
+    // Starts the writer, lets it commit for a while, kills it with SIGKILL, returns the last commit it reported.
+    private long RunAndKill(string database, string journalMode, int millisecondsAfterFirstCommit)
+    {
+        var writer = Path.Combine(AppContext.BaseDirectory, "TdeEngine.CrashWriter.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(writer);
+        start.ArgumentList.Add(database);
+        start.ArgumentList.Add(journalMode);
+        start.Environment["TDE_HOME"] = _kmsHome;
+        using var process = Process.Start(start)!;
+        long last = 0;
+        var firstCommit = new ManualResetEventSlim();
+        var reader = Task.Run(() =>
+        {
+            string? line;
+            while ((line = process.StandardOutput.ReadLine()) is not null)
+            {
+                if (line.StartsWith("committed ", StringComparison.Ordinal))
+                {
+                    Interlocked.Exchange(ref last, long.Parse(line["committed ".Length..], System.Globalization.CultureInfo.InvariantCulture));
+                    firstCommit.Set();
+                }
+            }
+        });
+        var stderr = process.StandardError.ReadToEndAsync();
+
+        if (!firstCommit.Wait(TimeSpan.FromSeconds(60)))
+        {
+            process.Kill();
+            Assert.Fail("The crash writer did not commit within 60 s: " + stderr.Result);
+        }
+
+        Thread.Sleep(millisecondsAfterFirstCommit);
+        process.Kill();   // SIGKILL on Linux: no flush, no finally, no atexit
+        process.WaitForExit();
+        reader.Wait(TimeSpan.FromSeconds(10));
+        Assert.Equal(137, process.ExitCode);   // 128 + SIGKILL
+        return Interlocked.Read(ref last);
+    }
+}
