@@ -118,6 +118,60 @@ public sealed class TamperTests : IDisposable
         Assert.Contains("backup", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_plaintext_WAL_planted_beside_a_TDE_database_is_never_applied()
+    {
+        MakeDatabase("victim.db", rows: 20);
+        using (var plain = _dir.OpenPlain("plain.db"))
+        {
+            plain.Exec("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
+            plain.Exec("INSERT INTO t(v) VALUES ('planted by an attacker')");
+            File.Copy(_dir.File("plain.db-wal"), _dir.File("victim.db-wal"));
+        }
+
+        using var db = _dir.OpenTde("victim.db");
+        Assert.Equal(20L, db.Scalar<long>("SELECT count(*) FROM t"));
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM t WHERE v LIKE 'planted%'"));
+        Assert.Equal("ok", db.Scalar<string>("PRAGMA integrity_check"));
+    }
+
+    [Fact]
+    public void An_altered_hot_journal_is_reported_instead_of_played_back()
+    {
+        using (var db = _dir.OpenTde("j.db"))
+        {
+            db.Exec("PRAGMA cache_size=10; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
+            db.Exec("WITH x(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM x WHERE n < 400) INSERT INTO t(v) SELECT 'before ' || n FROM x");
+            using var tx = db.BeginTransaction();
+            db.Exec("UPDATE t SET v = 'during ' || hex(randomblob(300))");
+            File.Copy(_dir.File("j.db"), _dir.File("crashed.db"));
+            File.Copy(_dir.File("j.db-journal"), _dir.File("crashed.db-journal"));
+            tx.Rollback();
+        }
+
+        using (var journal = File.Open(_dir.File("crashed.db-journal"), FileMode.Open))
+        {
+            journal.Position = 4096 + 4 + 2000;   // inside the first page image (after the 4 KiB header and its page number)
+            var b = journal.ReadByte();
+            journal.Position -= 1;
+            journal.WriteByte((byte)(b ^ 0x01));
+        }
+
+        var e = OpenFails("crashed.db", query: true);
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.EndsWith("crashed.db-journal", e.File, StringComparison.Ordinal);
+    }
+
+    private TdeStorageException OpenFails(string name, bool query)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));
+        return Assert.Throws<TdeStorageException>(() => TdeSqlite.Explain(() =>
+        {
+            db.Open();
+            return query ? db.Scalar<long>("SELECT count(*) FROM t") : 0;
+        }));
+    }
+
     private TdeStorageException OpenFails(string name)
     {
         using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using TdeEngine.Storage.Errors;
 using TdeEngine.Storage.Native;
 using TdeEngine.Storage.Pages;
 
@@ -10,10 +11,13 @@ namespace TdeEngine.Storage.Vfs;
 /// page numbers and counts, no user data).
 /// </summary>
 /// <remarks>
-/// A journal header can also be one page long (when the sector size equals the page size); it is
-/// recognised by the journal magic it starts with, which no page image can start with. On reading,
-/// an image that does not authenticate (a torn write at a crash) is handed to SQLite as it is on
-/// disk, so SQLite's own record checksum rejects it exactly as it rejects a torn plain record.
+/// <para>A journal header can also be one page long (when the sector size equals the page size); it
+/// is recognised by the journal magic it starts with, which no page image can start with.</para>
+/// <para>An image that does not authenticate fails the read (<c>SQLITE_IOERR_DATA</c>) rather than
+/// being handed to SQLite: SQLite skips its record checksum when it rolls back a savepoint, and a
+/// plaintext record planted in a journal would carry a valid checksum. With SQLite's default
+/// synchronous setting every record a hot journal counts was synced before the database was
+/// touched, so an image that fails there was altered, not torn.</para>
 /// </remarks>
 internal sealed unsafe class JournalHandler : FileHandler
 {
@@ -52,7 +56,9 @@ internal sealed unsafe class JournalHandler : FileHandler
         onDisk.CopyTo(_buffer);
         if (!_crypto.TryOpen(PageFileKind.RollbackJournal, offset, _buffer, onDisk))
         {
-            _buffer.CopyTo(onDisk);
+            return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+                $"The page image at offset {offset} of the rollback journal '{Path}' failed authentication: the journal was altered or belongs to another database. Move the journal aside only if you accept losing the interrupted transaction's rollback.",
+                Path), SqliteNative.SQLITE_IOERR_DATA);
         }
 
         return rc;

@@ -16,9 +16,10 @@ namespace TdeEngine.Storage.Vfs;
 /// </summary>
 /// <remarks>
 /// Reading a body alone (a committed frame, located through the wal-index) must authenticate, or
-/// the read fails with the page number. Reading whole frames is WAL recovery: a body that does not
-/// authenticate there (a torn frame after a crash) is handed over as it is on disk, so SQLite's
-/// frame checksum rejects it and recovery stops at the last good frame, exactly as for a plain WAL.
+/// the read fails with the page number. Reading whole frames is WAL recovery: a frame whose body
+/// does not authenticate (torn by a power cut, or planted) is handed over with its salt inverted,
+/// so SQLite rejects it for certain and recovery stops at the last good frame, as it does for a
+/// torn frame of a plain WAL. A planted plaintext frame with a valid checksum is never applied.
 /// </remarks>
 internal sealed unsafe class WalHandler : FileHandler
 {
@@ -88,9 +89,22 @@ internal sealed unsafe class WalHandler : FileHandler
                     continue;
                 }
 
-                if (wholeFrame || rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+                if (wholeFrame)
                 {
-                    _sealed.CopyTo(inPlace);   // recovery: let SQLite's frame checksum reject it
+                    // Recovery: make the frame invalid beyond doubt (salt-1, bytes 8..11 of the frame header).
+                    inPlace.Clear();
+                    var salt = output.Slice((int)(body - FrameHeader - offset) + 8, 4);
+                    for (var i = 0; i < salt.Length; i++)
+                    {
+                        salt[i] = (byte)~salt[i];
+                    }
+
+                    continue;
+                }
+
+                if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+                {
+                    inPlace.Clear();   // beyond the end of the file: zeros, as SQLite expects
                     continue;
                 }
 
