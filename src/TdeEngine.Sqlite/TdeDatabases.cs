@@ -1,0 +1,321 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Storage;
+using TdeEngine.Storage.Envelope;
+using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Pages;
+
+namespace TdeEngine.Sqlite;
+
+/// <summary>
+/// Whole-database operations: create, encrypt an existing plaintext database, decrypt (export) to
+/// plaintext, and read the status of a TDE file. Encrypt and decrypt write a new file beside the
+/// target and move it into place only when it is complete and checked, so a crash midway leaves
+/// the original untouched and never a half-encrypted file.
+/// </summary>
+/// <remarks>The database being converted must not be in use by other connections.</remarks>
+public static class TdeDatabases
+{
+    /// <summary>Creates a new, empty TDE database. Fails if the file exists.</summary>
+    public static void Create(string path, string? kmsKeyId = null, PageCipherSuite? cipher = null, int? pageSize = null)
+    {
+        path = Path.GetFullPath(path);
+        if (File.Exists(path))
+        {
+            throw new IOException($"'{path}' already exists.");
+        }
+
+        using var connection = new SqliteConnection(TdeUri(path, kmsKeyId, cipher, pageSize));
+        TdeSqlite.Explain(() =>
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA schema_version";
+            return command.ExecuteScalar();
+        });
+    }
+
+    /// <summary>
+    /// Encrypts a plaintext SQLite database: into <paramref name="outputPath"/>, or in place when it is
+    /// null (the plaintext file is replaced atomically once the encrypted copy is complete).
+    /// </summary>
+    public static void Encrypt(string plainPath, string? outputPath = null, string? kmsKeyId = null, PageCipherSuite? cipher = null)
+    {
+        plainPath = Path.GetFullPath(plainPath);
+        var target = Path.GetFullPath(outputPath ?? plainPath);
+        RequireHeader(plainPath, "SQLite format 3\0"u8, $"'{plainPath}' is not a plaintext SQLite database.");
+        if (target != plainPath && File.Exists(target))
+        {
+            throw new IOException($"'{target}' already exists; choose another --out.");
+        }
+
+        var pageSize = ReadPlainPageSize(plainPath);
+        var temp = TempBeside(target, "encrypt");
+        try
+        {
+            using (var destination = new SqliteConnection(TdeUri(temp, kmsKeyId, cipher, Math.Max(pageSize, 1024))))
+            {
+                TdeSqlite.Explain(() =>
+                {
+                    destination.Open();
+                    Copy(destination, source: $"file:{Escape(plainPath)}?vfs=unix&mode=ro");
+                    return 0;
+                });
+            }
+
+            Replace(temp, target, deleteSidecars: true);
+        }
+        finally
+        {
+            DeleteQuietly(temp);
+        }
+    }
+
+    /// <summary>Decrypts (exports) a TDE database to a new plaintext SQLite file.</summary>
+    public static void Decrypt(string tdePath, string plainOutputPath)
+    {
+        tdePath = Path.GetFullPath(tdePath);
+        plainOutputPath = Path.GetFullPath(plainOutputPath);
+        if (File.Exists(plainOutputPath))
+        {
+            throw new IOException($"'{plainOutputPath}' already exists; choose another --out.");
+        }
+
+        var status = Status(tdePath);
+        var temp = TempBeside(plainOutputPath, "decrypt");
+        try
+        {
+            // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and ATTACH takes the vfs= parameter.
+            using (var destination = new SqliteConnection($"Data Source=file:{Escape(temp)};Pooling=False"))
+            {
+                TdeSqlite.Explain(() =>
+                {
+                    destination.Open();
+                    Execute(destination, $"PRAGMA page_size={status.PageSize.ToString(CultureInfo.InvariantCulture)}");
+                    Copy(destination, source: $"file:{Escape(tdePath)}?vfs={TdeVfsName}&mode=ro");
+                    return 0;
+                });
+            }
+
+            Replace(temp, plainOutputPath, deleteSidecars: false);
+        }
+        finally
+        {
+            DeleteQuietly(temp);
+        }
+    }
+
+    /// <summary>Reads the envelope and page trailers of a TDE file. Needs no key and no KMS.</summary>
+    public static TdeDatabaseStatus Status(string path)
+    {
+        path = Path.GetFullPath(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var region = new byte[DatabaseEnvelope.RegionSize];
+        stream.ReadAtLeast(region, region.Length, throwOnEndOfStream: false);
+        var envelope = DatabaseEnvelope.Read(region, path);
+        var pages = Math.Max(0, (stream.Length - DatabaseEnvelope.RegionSize) / envelope.PageSize);
+        var perVersion = new SortedDictionary<uint, long>();
+        var trailer = new byte[4];
+        for (long page = 0; page < pages; page++)
+        {
+            stream.Position = DatabaseEnvelope.RegionSize + (page * envelope.PageSize) + envelope.PageSize - envelope.Reserve;
+            stream.ReadExactly(trailer);
+            var version = ((uint)trailer[1] << 16) | ((uint)trailer[2] << 8) | trailer[3];
+            perVersion[version] = perVersion.GetValueOrDefault(version) + 1;
+        }
+
+        return new TdeDatabaseStatus
+        {
+            Path = path,
+            DatabaseId = envelope.DatabaseIdHex,
+            KmsKeyArn = envelope.KmsKeyArn,
+            Cipher = envelope.Suite,
+            PageSize = envelope.PageSize,
+            ReservedBytes = envelope.Reserve,
+            PageCount = pages,
+            ActiveDekVersion = envelope.ActiveDekVersion,
+            EnvelopeSequence = envelope.Sequence,
+            Deks = envelope.Deks.Select(d => new TdeDekStatus(d.Version, d.Suite, d.SealsReserved, PageCipherSuites.SealLimit(d.Suite),
+                d.SealsReserved >= PageCipherSuites.SealLimit(d.Suite) / 2)).ToList(),
+            PagesPerDekVersion = perVersion,
+        };
+    }
+
+    private static string TdeVfsName => "tde";
+
+    private static string TdeUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize)
+    {
+        var query = new List<string> { "vfs=" + TdeVfsName };
+        if (kmsKeyId is not null)
+        {
+            query.Add("kms_key=" + Uri.EscapeDataString(kmsKeyId));
+        }
+
+        if (cipher is { } suite)
+        {
+            query.Add("cipher=" + PageCipherSuites.Name(suite));
+        }
+
+        if (pageSize is { } size)
+        {
+            TdeStorageOptions.ValidatePageSize(size);
+            query.Add("page_size=" + size.ToString(CultureInfo.InvariantCulture));
+        }
+
+        return $"Data Source=file:{Escape(path)}?{string.Join('&', query)};Pooling=False";
+    }
+
+    // The logical copy that sqlcipher_export performs: schema, rows, sequences, then indexes, views, triggers.
+    private static void Copy(SqliteConnection destination, string source)
+    {
+        Execute(destination, "PRAGMA foreign_keys=OFF");
+        using (var attach = destination.CreateCommand())
+        {
+            attach.CommandText = "ATTACH DATABASE $uri AS src";
+            attach.Parameters.AddWithValue("$uri", source);
+            attach.ExecuteNonQuery();
+        }
+
+        var objects = new List<(string Type, string Name, string Sql)>();
+        using (var command = destination.CreateCommand())
+        {
+            command.CommandText = "SELECT type, name, sql FROM src.sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                objects.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+            }
+        }
+
+        var virtualTable = objects.FirstOrDefault(o => o.Sql.StartsWith("CREATE VIRTUAL TABLE", StringComparison.OrdinalIgnoreCase));
+        if (virtualTable.Name is not null)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
+                $"The database has the virtual table '{virtualTable.Name}'; converting virtual tables (FTS and others) is not supported yet. Drop it, convert, and recreate it.");
+        }
+
+        var tables = objects.Where(o => o.Type == "table" && !o.Name.StartsWith("sqlite_", StringComparison.OrdinalIgnoreCase)).ToList();
+        using var tx = destination.BeginTransaction();
+        foreach (var table in tables)
+        {
+            Execute(destination, table.Sql);
+        }
+
+        foreach (var table in tables)
+        {
+            var columns = StoredColumns(destination, table.Name);
+            Execute(destination, $"INSERT INTO main.{Quote(table.Name)} ({columns}) SELECT {columns} FROM src.{Quote(table.Name)}");
+        }
+
+        if (objects.Any(o => o.Name == "sqlite_sequence"))
+        {
+            Execute(destination, "DELETE FROM main.sqlite_sequence; INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence");
+        }
+
+        foreach (var other in objects.Where(o => o.Type is "index" or "view" or "trigger"))
+        {
+            Execute(destination, other.Sql);
+        }
+
+        foreach (var pragma in new[] { "user_version", "application_id" })
+        {
+            using var read = destination.CreateCommand();
+            read.CommandText = $"PRAGMA src.{pragma}";
+            var value = Convert.ToInt64(read.ExecuteScalar(), CultureInfo.InvariantCulture);
+            Execute(destination, $"PRAGMA main.{pragma}={value.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        tx.Commit();
+        Execute(destination, "DETACH DATABASE src");
+        using var check = destination.CreateCommand();
+        check.CommandText = "PRAGMA integrity_check";
+        var result = Convert.ToString(check.ExecuteScalar(), CultureInfo.InvariantCulture);
+        if (result != "ok")
+        {
+            throw new InvalidDataException($"The converted database failed its integrity check: {result}");
+        }
+    }
+
+    // Columns that hold data (generated columns are computed again in the copy).
+    private static string StoredColumns(SqliteConnection connection, string table)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM pragma_table_xinfo($table, 'src') WHERE hidden NOT IN (2, 3) ORDER BY cid";
+        command.Parameters.AddWithValue("$table", table);
+        using var reader = command.ExecuteReader();
+        var names = new List<string>();
+        while (reader.Read())
+        {
+            names.Add(Quote(reader.GetString(0)));
+        }
+
+        return string.Join(", ", names);
+    }
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+    // In a file: URI, '?' and '#' and '%' must be escaped; the rest of a path is taken as it is.
+    private static string Escape(string path) => path.Replace("%", "%25", StringComparison.Ordinal)
+        .Replace("?", "%3f", StringComparison.Ordinal).Replace("#", "%23", StringComparison.Ordinal);
+
+    private static void RequireHeader(string path, ReadOnlySpan<byte> magic, string message)
+    {
+        Span<byte> header = stackalloc byte[16];
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        if (stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < magic.Length || !header.StartsWith(magic))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, message, path);
+        }
+    }
+
+    private static int ReadPlainPageSize(string path)
+    {
+        Span<byte> header = stackalloc byte[18];
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        stream.ReadExactly(header);
+        var size = (header[16] << 8) | header[17];
+        return size == 1 ? 65536 : size;
+    }
+
+    private static string TempBeside(string target, string what) =>
+        Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.tde-{what}-{Guid.NewGuid():N}");
+
+    // The finished file replaces the target in one rename; journals of the old file go with it.
+    private static void Replace(string temp, string target, bool deleteSidecars)
+    {
+        foreach (var sidecar in new[] { "-journal", "-wal", "-shm" })
+        {
+            if (File.Exists(temp + sidecar))
+            {
+                throw new IOException($"The converted file still has a {sidecar} file; it was not closed cleanly.");
+            }
+        }
+
+        File.Move(temp, target, overwrite: true);
+        if (deleteSidecars)
+        {
+            foreach (var sidecar in new[] { "-wal", "-shm", "-journal" })
+            {
+                DeleteQuietly(target + sidecar);
+            }
+        }
+    }
+
+    private static void DeleteQuietly(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
