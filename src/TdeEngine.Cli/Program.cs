@@ -18,6 +18,7 @@ internal static class Program
             return args[0] switch
             {
                 "kms" => KmsCommand.Run(args[1..], Console.Out, Console.Error),
+                "db" => DbCommand.Run(args[1..], Console.Out, Console.Error),
                 "demo" => DemoCommand.Run(args[1..], Console.Out),
                 "version" or "--version" => Version(),
                 _ => Unknown(args[0]),
@@ -50,6 +51,11 @@ internal static class Program
           tde demo                         Run the walkthrough on embedded defaults ($TDE_HOME, default ./.tde)
           tde kms <Action> --<Param> <v>   Call a KMS action, Alibaba KMS OpenAPI 2016-01-20 style
           tde kms --help                   List the KMS actions and their parameters
+          tde db create FILE [--key KEY] [--cipher aes-256-gcm|aegis-256] [--page-size N]
+          tde db encrypt PLAIN_FILE [--key KEY] [--cipher C] [--out FILE]
+          tde db decrypt FILE --out PLAIN_FILE
+          tde db status FILE [--json]      Envelope, page size, reserve, pages per DEK version (no key needed)
+          tde db sql FILE [SQL]            Run SQL through the TDE VFS (statements from stdin when no SQL)
           tde version                      Print the version
 
         State lives under $TDE_HOME (default ./.tde).

@@ -11,8 +11,11 @@ namespace TdeEngine.Storage.Pages;
 /// <remarks>Thread-safe; shared by every connection of the process to one database.</remarks>
 internal sealed class SealCounter(string databaseName, ulong count, ulong reserved, ulong limit)
 {
-    /// <summary>How far ahead each reservation reaches.</summary>
-    public const ulong Block = 1 << 20;
+    /// <summary>
+    /// How far ahead each reservation reaches: one envelope write per 4096 seals while writing, and
+    /// at most 4096 seals of budget lost per process that writes (2^32 / 4096 = a million such processes).
+    /// </summary>
+    public const ulong Block = 1 << 12;
 
     private readonly Lock _lock = new();
     private ulong _count = count;
