@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace TdeEngine.Cli.Tests;
+
+public sealed class DbCommandTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-cli-db-" + Guid.NewGuid().ToString("N"));
+
+    public DbCommandTests() => Directory.CreateDirectory(_home);
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    private string File(string name) => Path.Combine(_home, name);
+
+    private CliProcess.Result Ok(params string[] args)
+    {
+        var result = CliProcess.Run(_home, args);
+        Assert.True(result.ExitCode == 0, $"tde {string.Join(' ', args)} exited {result.ExitCode}: {result.Stdout}{result.Stderr}");
+        return result;
+    }
+
+    [Fact]
+    public void Create_sql_and_status_work_across_processes()
+    {
+        Ok("db", "create", File("a.db"), "--cipher", "aegis-256");
+        Ok("db", "sql", File("a.db"), "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t(name) VALUES ('Ada'), ('Grace');");
+
+        var rows = Ok("db", "sql", File("a.db"), "SELECT id, name FROM t ORDER BY id").Stdout;
+        var status = JsonDocument.Parse(Ok("db", "status", File("a.db"), "--json").Stdout).RootElement;
+
+        Assert.Equal("1|Ada\n2|Grace\n", rows.Replace("\r", "", StringComparison.Ordinal));
+        Assert.Equal("aegis-256", status.GetProperty("Cipher").GetString());
+        Assert.Equal(68, status.GetProperty("ReservedBytes").GetInt32());
+        Assert.Equal(status.GetProperty("PageCount").GetInt64(), status.GetProperty("PagesPerDekVersion").GetProperty("1").GetInt64());
+        Assert.StartsWith("acs:kms:", status.GetProperty("KmsKeyArn").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Sql_reads_statements_from_stdin()
+    {
+        Ok("db", "create", File("s.db"));
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
+        start.ArgumentList.Add("db");
+        start.ArgumentList.Add("sql");
+        start.ArgumentList.Add(File("s.db"));
+        start.Environment["TDE_HOME"] = _home;
+        using var process = Process.Start(start)!;
+        process.StandardInput.Write("CREATE TABLE t(x);\nINSERT INTO t VALUES (41);\nSELECT x + 1 FROM t;\n");
+        process.StandardInput.Close();
+        var output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+
+        Assert.Equal(0, process.ExitCode);
+        Assert.Equal("42", output.Trim());
+    }
+
+    [Fact]
+    public void Encrypt_and_decrypt_round_trip_through_the_CLI()
+    {
+        using (var plain = new SqliteConnection($"Data Source={File("plain.db")};Pooling=False"))
+        {
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "CREATE TABLE t(name TEXT); INSERT INTO t VALUES ('Hedy Lamarr'), ('Katherine Johnson');";
+            command.ExecuteNonQuery();
+        }
+
+        Ok("db", "encrypt", File("plain.db"), "--out", File("sealed.db"));
+        Ok("db", "decrypt", File("sealed.db"), "--out", File("back.db"));
+
+        Assert.DoesNotContain("Hedy", System.Text.Encoding.UTF8.GetString(System.IO.File.ReadAllBytes(File("sealed.db"))), StringComparison.Ordinal);
+        Assert.Equal("Hedy Lamarr\nKatherine Johnson\n", Ok("db", "sql", File("sealed.db"), "SELECT name FROM t ORDER BY name").Stdout);
+        using var back = new SqliteConnection($"Data Source={File("back.db")};Mode=ReadOnly;Pooling=False");
+        back.Open();
+        using var count = back.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        Assert.Equal(2L, count.ExecuteScalar());
+    }
+
+    [Fact]
+    public void Errors_name_the_cause_and_exit_1()
+    {
+        System.IO.File.WriteAllText(File("text.db"), new string('x', 5000));
+        Ok("db", "create", File("k.db"), "--key", "alias/acs/ecs");
+
+        var notTde = CliProcess.Run(_home, "db", "sql", File("text.db"), "SELECT 1");
+        var badSql = CliProcess.Run(_home, "db", "sql", File("k.db"), "SELECT * FROM missing");
+        var badKey = CliProcess.Run(_home, "db", "create", File("n.db"), "--key", "alias/nothing-here");
+        var status = CliProcess.Run(_home, "db", "status", File("text.db"));
+
+        Assert.Equal(1, notTde.ExitCode);
+        Assert.Contains("Tde.NotTdeDatabase", notTde.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, badSql.ExitCode);
+        Assert.Contains("no such table", badSql.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, badKey.ExitCode);
+        Assert.Contains("Forbidden.AliasNotFound", badKey.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, status.ExitCode);
+        Assert.Contains("Tde.NotTdeDatabase", status.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Killing_an_in_place_encryption_midway_never_leaves_a_file_that_cannot_be_opened()
+    {
+        var random = new Random(7);
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            var name = File($"big{attempt}.db");
+            using (var plain = new SqliteConnection($"Data Source={name};Pooling=False"))
+            {
+                plain.Open();
+                using var command = plain.CreateCommand();
+                command.CommandText = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" +
+                    "WITH x(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM x WHERE n < 60000) INSERT INTO t(v) SELECT printf('row %d %s', n, hex(randomblob(40))) FROM x;";
+                command.ExecuteNonQuery();
+            }
+
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
+            foreach (var arg in new[] { "db", "encrypt", name })
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            start.Environment["TDE_HOME"] = _home;
+            using (var process = Process.Start(start)!)
+            {
+                Thread.Sleep(random.Next(100, 900));
+                process.Kill();
+                process.WaitForExit();
+            }
+
+            // Whatever the moment of the kill: the file is either the intact plaintext original or the complete TDE copy.
+            var header = new byte[16];
+            using (var stream = System.IO.File.OpenRead(name))
+            {
+                stream.ReadExactly(header);
+            }
+
+            var rows = System.Text.Encoding.ASCII.GetString(header).StartsWith("SQLite format 3", StringComparison.Ordinal)
+                ? PlainCount(name)
+                : long.Parse(Ok("db", "sql", name, "SELECT count(*) FROM t WHERE v LIKE 'row %'").Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(60000, rows);
+        }
+    }
+
+    private static long PlainCount(string path)
+    {
+        using var plain = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+        plain.Open();
+        using var command = plain.CreateCommand();
+        command.CommandText = "PRAGMA integrity_check";
+        Assert.Equal("ok", command.ExecuteScalar());
+        command.CommandText = "SELECT count(*) FROM t";
+        return (long)command.ExecuteScalar()!;
+    }
+}
