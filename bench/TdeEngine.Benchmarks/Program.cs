@@ -3,10 +3,20 @@ using BenchmarkDotNet.Running;
 namespace TdeEngine.Benchmarks;
 
 /// <summary>
-/// Micro-benchmarks. Run: <c>dotnet run -c Release --project bench/TdeEngine.Benchmarks -- --filter '*'</c>.
-/// Every class has a baseline in the same run, so the Ratio column is the number to read.
+/// Micro-benchmarks: <c>dotnet run -c Release --project bench/TdeEngine.Benchmarks -- --filter '*'</c>.
+/// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>.
+/// Every table has a baseline measured in the same run, so the ratio is the number to read.
 /// </summary>
 internal static class Program
 {
-    private static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new BenchConfig());
+    private static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "side-by-side")
+        {
+            return SideBySide.Run(args[1..]);
+        }
+
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new BenchConfig());
+        return 0;
+    }
 }

@@ -63,6 +63,7 @@ internal sealed class DatabaseCrypto : IDisposable
 
     /// <summary>
     /// Opens a sealed page image into <paramref name="output"/>, with zeros in the reserved bytes.
+    /// <paramref name="output"/> may be the same memory as <paramref name="sealedPage"/> (in place).
     /// False when it does not authenticate (altered, moved, from another database, or never sealed).
     /// </summary>
     public bool TryOpen(PageFileKind kind, long position, ReadOnlySpan<byte> sealedPage, Span<byte> output)
@@ -78,6 +79,7 @@ internal sealed class DatabaseCrypto : IDisposable
         var nonceSize = PageCipherSuites.NonceSize(suite);
         Span<byte> aad = stackalloc byte[PageTrailer.AadSize];
         PageTrailer.WriteAad(aad, _databaseId, kind, position, version, suite);
+        // The body is opened before the trailer (which holds nonce and tag) is cleared below.
         var ok = cipher.Open(trailer.Slice(PageTrailer.HeaderSize, nonceSize), aad, sealedPage[..BodySize],
             trailer[(PageTrailer.HeaderSize + nonceSize)..], output[..BodySize]);
         output[BodySize..PageSize].Clear();

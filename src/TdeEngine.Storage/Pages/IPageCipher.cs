@@ -10,6 +10,9 @@ internal interface IPageCipher : IDisposable
 
     void Seal(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> aad, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext, Span<byte> tag);
 
-    /// <summary>False (and <paramref name="plaintext"/> zeroed) when the page does not authenticate.</summary>
+    /// <summary>
+    /// False (and <paramref name="plaintext"/> zeroed) when the page does not authenticate.
+    /// <paramref name="plaintext"/> may be the same memory as <paramref name="ciphertext"/>.
+    /// </summary>
     bool Open(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> aad, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext);
 }

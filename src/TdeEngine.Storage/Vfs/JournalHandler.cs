@@ -53,8 +53,7 @@ internal sealed unsafe class JournalHandler : FileHandler
         }
 
         var onDisk = new Span<byte>(buffer, amount);
-        onDisk.CopyTo(_buffer);
-        if (!_crypto.TryOpen(PageFileKind.RollbackJournal, offset, _buffer, onDisk))
+        if (!_crypto.TryOpen(PageFileKind.RollbackJournal, offset, onDisk, onDisk))
         {
             return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
                 $"The page image at offset {offset} of the rollback journal '{Path}' failed authentication: the journal was altered or belongs to another database. Move the journal aside only if you accept losing the interrupted transaction's rollback.",

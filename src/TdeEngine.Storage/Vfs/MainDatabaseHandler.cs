@@ -106,6 +106,25 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     public override int Read(byte* buffer, int amount, long offset)
     {
         var output = new Span<byte>(buffer, amount);
+        if (amount == P && offset % P == 0)
+        {
+            // The common case, one whole page: read the sealed page straight into SQLite's buffer and
+            // open it in place (no copies).
+            var rc = Inner->xRead(Underlying, buffer, amount, E + offset);
+            if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+            {
+                output.Clear();
+                return rc;
+            }
+
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
+
+            return Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output) ? SqliteNative.SQLITE_OK : Tampered(offset / P, output);
+        }
+
         var end = offset + amount;
         var shortRead = false;
         for (var pageIndex = offset / P; pageIndex * P < end; pageIndex++)
@@ -130,16 +149,21 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
             if (!Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain))
             {
-                target.Clear();
-                return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
-                    $"Page {pageIndex + 1} of '{Path}' failed authentication: it was altered, moved, or comes from another database. Restore the file from a backup.",
-                    Path, pageIndex + 1), SqliteNative.SQLITE_IOERR_DATA);
+                return Tampered(pageIndex, target);
             }
 
             _plain.AsSpan(from, to - from).CopyTo(target);
         }
 
         return shortRead ? SqliteNative.SQLITE_IOERR_SHORT_READ : SqliteNative.SQLITE_OK;
+    }
+
+    private int Tampered(long pageIndex, Span<byte> target)
+    {
+        target.Clear();
+        return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+            $"Page {pageIndex + 1} of '{Path}' failed authentication: it was altered, moved, or comes from another database. Restore the file from a backup.",
+            Path, pageIndex + 1), SqliteNative.SQLITE_IOERR_DATA);
     }
 
     public override int Write(byte* buffer, int amount, long offset)

@@ -83,8 +83,7 @@ internal sealed unsafe class WalHandler : FileHandler
             {
                 // The read holds the whole body: open it in place.
                 var inPlace = output.Slice((int)(body - offset), P);
-                inPlace.CopyTo(_sealed);
-                if (_crypto.TryOpen(PageFileKind.Wal, body, _sealed, inPlace))
+                if (_crypto.TryOpen(PageFileKind.Wal, body, inPlace, inPlace))
                 {
                     continue;
                 }

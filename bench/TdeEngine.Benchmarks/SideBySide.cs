@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Kms;
+using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Sqlite;
+
+namespace TdeEngine.Benchmarks;
+
+/// <summary>
+/// The side-by-side harness: the same workloads on plain SQLite and on TDE databases (both cipher
+/// suites), in both journal modes, same native SQLite build and page size, in one run. Each
+/// configuration runs <c>runs</c> times, interleaved; the table shows medians and the ratio
+/// TDE ÷ plain.
+/// </summary>
+internal static class SideBySide
+{
+    private sealed record Variant(string Name, Func<string, string> ConnectionString);
+
+    public static int Run(string[] args)
+    {
+        var rows = Option(args, "--rows", 100_000);
+        var runs = Option(args, "--runs", 5);
+        var lookups = Option(args, "--lookups", 100_000);
+        var scans = Option(args, "--scans", 20);
+        var updates = Option(args, "--updates", 20_000);
+        var synchronous = args.SkipWhile(a => a != "--synchronous").Skip(1).FirstOrDefault() ?? "NORMAL";
+
+        var root = Path.Combine(Path.GetTempPath(), "tde-side-by-side-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        using var kms = KeyManagementService.Open(new KmsOptions { Home = Path.Combine(root, "kms") });
+        TdeSqlite.Register(kms);
+
+        Variant[] variants =
+        [
+            new("plain SQLite", path => $"Data Source={path};Pooling=False"),
+            new("TDE AES-256-GCM", path => $"Data Source=file:{path}?vfs=tde&cipher=aes-256-gcm;Pooling=False"),
+            new("TDE AEGIS-256", path => $"Data Source=file:{path}?vfs=tde&cipher=aegis-256;Pooling=False"),
+        ];
+        string[] workloads = ["insert", "indexed read", "full scan", "update"];
+
+        Console.WriteLine($"side-by-side: {rows:N0} rows of ~64-byte text, {lookups:N0} indexed reads, {scans} full scans, {updates:N0} updates; " +
+                          $"page size 4096, synchronous={synchronous}, {runs} interleaved runs, medians in ms");
+        try
+        {
+            foreach (var journalMode in new[] { "DELETE", "WAL" })
+            {
+                var samples = variants.ToDictionary(v => v.Name, _ => workloads.ToDictionary(w => w, _ => new List<double>()));
+                for (var run = 0; run < runs; run++)
+                {
+                    foreach (var variant in variants)
+                    {
+                        var path = Path.Combine(root, $"{journalMode}-{run}-{variant.Name.Replace(' ', '-')}.db");
+                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, rows, lookups, scans, updates);
+                        foreach (var (workload, ms) in times)
+                        {
+                            samples[variant.Name][workload].Add(ms);
+                        }
+
+                        SqliteConnection.ClearAllPools();
+                        foreach (var file in Directory.GetFiles(root, Path.GetFileName(path) + "*"))
+                        {
+                            File.Delete(file);
+                        }
+                    }
+                }
+
+                Console.WriteLine();
+                Console.WriteLine($"journal_mode={journalMode}");
+                Console.WriteLine("| workload | plain SQLite ms | TDE AES-256-GCM ms | ratio | TDE AEGIS-256 ms | ratio |");
+                Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+                foreach (var workload in workloads)
+                {
+                    var plain = Median(samples["plain SQLite"][workload]);
+                    var aes = Median(samples["TDE AES-256-GCM"][workload]);
+                    var aegis = Median(samples["TDE AEGIS-256"][workload]);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {workload} | {plain:F1} | {aes:F1} | {aes / plain:F3} | {aegis:F1} | {aegis / plain:F3} |"));
+                }
+            }
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(root, recursive: true);
+        }
+
+        return 0;
+    }
+
+    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int rows, int lookups, int scans, int updates)
+    {
+        var times = new Dictionary<string, double>();
+        using var db = new SqliteConnection(connectionString);
+        db.Open();
+        Exec(db, $"PRAGMA journal_mode={journalMode}; PRAGMA synchronous={synchronous}; " +
+                 "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT NOT NULL); CREATE INDEX t_k ON t(k);");
+        var random = new Random(42);
+
+        var watch = Stopwatch.StartNew();
+        using (var insert = db.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO t(k, v) VALUES ($k, $v)";
+            var k = insert.Parameters.Add("$k", SqliteType.Integer);
+            var v = insert.Parameters.Add("$v", SqliteType.Text);
+            for (var i = 0; i < rows; i += 1000)
+            {
+                using var tx = db.BeginTransaction();
+                insert.Transaction = tx;
+                for (var j = i; j < Math.Min(rows, i + 1000); j++)
+                {
+                    k.Value = (j * 7919L) % rows;
+                    v.Value = $"row {j:D8} " + new string((char)('a' + (j % 26)), 50);
+                    insert.ExecuteNonQuery();
+                }
+
+                tx.Commit();
+            }
+        }
+
+        times["insert"] = watch.Elapsed.TotalMilliseconds;
+
+        watch.Restart();
+        using (var lookup = db.CreateCommand())
+        {
+            lookup.CommandText = "SELECT v FROM t WHERE k = $k";
+            var k = lookup.Parameters.Add("$k", SqliteType.Integer);
+            for (var i = 0; i < lookups; i++)
+            {
+                k.Value = random.Next(rows);
+                lookup.ExecuteScalar();
+            }
+        }
+
+        times["indexed read"] = watch.Elapsed.TotalMilliseconds;
+
+        watch.Restart();
+        using (var scan = db.CreateCommand())
+        {
+            scan.CommandText = "SELECT sum(length(v)) FROM t";
+            for (var i = 0; i < scans; i++)
+            {
+                scan.ExecuteScalar();
+            }
+        }
+
+        times["full scan"] = watch.Elapsed.TotalMilliseconds;
+
+        watch.Restart();
+        using (var update = db.CreateCommand())
+        {
+            update.CommandText = "UPDATE t SET v = $v WHERE id = $id";
+            var id = update.Parameters.Add("$id", SqliteType.Integer);
+            var v = update.Parameters.Add("$v", SqliteType.Text);
+            for (var i = 0; i < updates; i += 1000)
+            {
+                using var tx = db.BeginTransaction();
+                update.Transaction = tx;
+                for (var j = i; j < Math.Min(updates, i + 1000); j++)
+                {
+                    id.Value = random.Next(1, rows + 1);
+                    v.Value = $"updated {j:D8} " + new string('u', 46);
+                    update.ExecuteNonQuery();
+                }
+
+                tx.Commit();
+            }
+        }
+
+        times["update"] = watch.Elapsed.TotalMilliseconds;
+        return times;
+    }
+
+    private static void Exec(SqliteConnection db, string sql)
+    {
+        using var command = db.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
+    }
+}
