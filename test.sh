@@ -14,6 +14,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # System components the tests use for real (never mocked, never skipped): install what is missing.
 missing=()
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || missing+=(python3 python3-cryptography)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)   # the plain sqlite3 shell must refuse TDE files
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${missing[*]}"

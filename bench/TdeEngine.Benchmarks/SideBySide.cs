@@ -25,6 +25,7 @@ internal static class SideBySide
         var scans = Option(args, "--scans", 20);
         var updates = Option(args, "--updates", 20_000);
         var synchronous = args.SkipWhile(a => a != "--synchronous").Skip(1).FirstOrDefault() ?? "NORMAL";
+        var cacheMb = Option(args, "--cache-mb", 0);   // 0: SQLite's default page cache (2 MB)
 
         var root = Path.Combine(Path.GetTempPath(), "tde-side-by-side-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
@@ -40,7 +41,7 @@ internal static class SideBySide
         string[] workloads = ["insert", "indexed read", "full scan", "update"];
 
         Console.WriteLine($"side-by-side: {rows:N0} rows of ~64-byte text, {lookups:N0} indexed reads, {scans} full scans, {updates:N0} updates; " +
-                          $"page size 4096, synchronous={synchronous}, {runs} interleaved runs, medians in ms");
+                          $"page size 4096, synchronous={synchronous}, page cache {(cacheMb == 0 ? "default (2 MB)" : cacheMb + " MB")}, {runs} interleaved runs, medians in ms");
         try
         {
             foreach (var journalMode in new[] { "DELETE", "WAL" })
@@ -51,7 +52,7 @@ internal static class SideBySide
                     foreach (var variant in variants)
                     {
                         var path = Path.Combine(root, $"{journalMode}-{run}-{variant.Name.Replace(' ', '-')}.db");
-                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, rows, lookups, scans, updates);
+                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, rows, lookups, scans, updates);
                         foreach (var (workload, ms) in times)
                         {
                             samples[variant.Name][workload].Add(ms);
@@ -88,11 +89,17 @@ internal static class SideBySide
         return 0;
     }
 
-    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int rows, int lookups, int scans, int updates)
+    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb,
+        int rows, int lookups, int scans, int updates)
     {
         var times = new Dictionary<string, double>();
         using var db = new SqliteConnection(connectionString);
         db.Open();
+        if (cacheMb > 0)
+        {
+            Exec(db, $"PRAGMA cache_size=-{cacheMb * 1024}");
+        }
+
         Exec(db, $"PRAGMA journal_mode={journalMode}; PRAGMA synchronous={synchronous}; " +
                  "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT NOT NULL); CREATE INDEX t_k ON t(k);");
         var random = new Random(42);

@@ -23,6 +23,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private readonly byte[] _sealed;
     private readonly byte[] _plain;
 
+    // SQLite re-reads the change counter in page 1's header at the start of every transaction in
+    // rollback-journal mode: a 16-byte read that costs us a whole page open. The last page 1 opened
+    // is kept with its trailer; nonces are random per seal, so an unchanged trailer on disk means
+    // the same sealed page and the cached plaintext can be served.
+    private readonly byte[] _page1Plain;
+    private readonly byte[] _page1Trailer;
+    private bool _page1Cached;
+
     private MainDatabaseHandler(SqliteFile* underlying, string path, DatabaseEnvelope envelope, DatabaseCrypto crypto)
         : base(underlying, path)
     {
@@ -30,6 +38,8 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         Crypto = crypto;
         _sealed = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
+        _page1Plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
+        _page1Trailer = new byte[crypto.Reserve];
         crypto.PersistReservation = PersistReservation;
     }
 
@@ -147,15 +157,36 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 return rc;
             }
 
-            if (!Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain))
+            var source = pageIndex == 0 ? OpenPage1() : Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain) ? _plain : null;
+            if (source is null)
             {
                 return Tampered(pageIndex, target);
             }
 
-            _plain.AsSpan(from, to - from).CopyTo(target);
+            source.AsSpan(from, to - from).CopyTo(target);
         }
 
         return shortRead ? SqliteNative.SQLITE_IOERR_SHORT_READ : SqliteNative.SQLITE_OK;
+    }
+
+    // Page 1 as just read into _sealed: from the cache when its trailer is unchanged, else opened and cached.
+    private byte[]? OpenPage1()
+    {
+        var trailer = _sealed.AsSpan(Crypto.BodySize, Crypto.Reserve);
+        if (_page1Cached && trailer.SequenceEqual(_page1Trailer))
+        {
+            return _page1Plain;
+        }
+
+        _page1Cached = false;
+        trailer.CopyTo(_page1Trailer);
+        if (!Crypto.TryOpen(PageFileKind.Database, 1, _sealed, _page1Plain))
+        {
+            return null;
+        }
+
+        _page1Cached = true;
+        return _page1Plain;
     }
 
     private int Tampered(long pageIndex, Span<byte> target)
@@ -179,6 +210,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             }
 
             Crypto.Seal(PageFileKind.Database, (offset / P) + 1, input, _sealed);
+            if (offset == 0)
+            {
+                _page1Cached = false;
+            }
+
             return WriteRaw(_sealed, E + offset);
         }
 
@@ -246,5 +282,6 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         Crypto.PersistReservation = null;
         Crypto.Dispose();
         CryptographicOperations.ZeroMemory(_plain);
+        CryptographicOperations.ZeroMemory(_page1Plain);
     }
 }
