@@ -5,12 +5,18 @@ using TdeEngine.Kms.Envelope;
 using TdeEngine.Kms.Errors;
 using TdeEngine.Kms.Identity;
 using TdeEngine.Kms.KeyManagement;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Sqlite;
+using TdeEngine.Storage;
+using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Pages;
 
 namespace TdeEngine.Cli.Commands;
 
 /// <summary>
 /// <c>tde demo</c>: envelope encryption end to end on the embedded KMS, the way a cloud service
-/// (here an RDS-style database) uses it. No server to start; state under <c>$TDE_HOME</c>.
+/// uses it, then an RDS-style encrypted SQLite database (Chinook) through the TDE VFS. No server
+/// to start; state under <c>$TDE_HOME</c>.
 /// </summary>
 internal static class DemoCommand
 {
@@ -85,13 +91,115 @@ internal static class DemoCommand
         var instanceKey = kms.CreateKey(me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Description = "demo: instance key" });
         o.WriteLine($"   instance {instance.KmsInstanceId} (KeyNum {instance.KeyNum}, Spec {instance.Spec} QPS) holds key {instanceKey.KeyId}");
 
-        Step(o, 9, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
+        RdsDatabase(o, kms, me);
+
+        Step(o, 12, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
         var when = kms.ScheduleKeyDeletion(me, cmk.KeyId, 7);
         o.WriteLine($"   {cmk.KeyId} is PendingDeletion until {when:yyyy-MM-dd HH:mm}Z");
 
         o.WriteLine();
-        o.WriteLine("Try the CLI on the same state:  ./tde kms ListKeys   ./tde kms DescribeKey --KeyId alias/acs/rds   ./tde kms --help");
+        o.WriteLine("Try the CLI on the same state:  ./tde kms ListKeys   ./tde db status " + DemoDatabase(kms) + "   ./tde db sql " + DemoDatabase(kms) + " \"SELECT count(*) FROM Track\"");
         return 0;
+    }
+
+    private static string DemoDatabase(KeyManagementService kms) => Path.Combine(kms.Options.Home, "demo", "chinook.db");
+
+    // The RDS-style scenario: a real SQLite database under TDE, used through Microsoft.Data.Sqlite.
+    private static void RdsDatabase(TextWriter o, KeyManagementService kms, KmsCallContext me)
+    {
+        var path = DemoDatabase(kms);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        foreach (var old in Directory.GetFiles(Path.GetDirectoryName(path)!, "chinook.db*"))
+        {
+            File.Delete(old);
+        }
+
+        // A dedicated key for the database, and no DEK caching, so that revocation shows at once.
+        var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: Chinook database (RDS-style TDE)" });
+        TdeSqlite.Register(kms, new TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
+
+        Step(o, 9, "RDS-style TDE: load the Chinook database through the TDE VFS (connection string: Vfs=tde)");
+        var script = FindChinook();
+        using (var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&kms_key={key.KeyId};Pooling=False"))
+        {
+            db.Open();
+            using var load = db.CreateCommand();
+            load.CommandText = script ?? "CREATE TABLE Artist(ArtistId INTEGER PRIMARY KEY, Name TEXT); INSERT INTO Artist(Name) VALUES ('AC/DC'), ('Aerosmith');";
+            load.ExecuteNonQuery();
+            using var query = db.CreateCommand();
+            query.CommandText = "SELECT ar.Name, count(*) FROM Track t JOIN Album a USING (AlbumId) JOIN Artist ar USING (ArtistId) " +
+                                "GROUP BY ar.ArtistId ORDER BY 2 DESC LIMIT 3";
+            if (script is not null)
+            {
+                using var reader = query.ExecuteReader();
+                while (reader.Read())
+                {
+                    o.WriteLine($"   {reader.GetString(0),-20} {reader.GetInt64(1),4} tracks");
+                }
+            }
+        }
+
+        var status = TdeDatabases.Status(path);
+        o.WriteLine($"   {path}: {status.PageCount} pages of {status.PageSize} bytes, {PageCipherSuites.Name(status.Cipher)}, DEK wrapped by {status.KmsKeyArn}");
+
+        Step(o, 10, "On disk it is ciphertext: no artist name in the file, and plain SQLite refuses it");
+        var bytes = File.ReadAllBytes(path);
+        var leaks = new[] { "AC/DC", "Aerosmith", "Led Zeppelin" }.Count(n => bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(n)) >= 0);
+        o.WriteLine($"   plaintext artist names found in the file: {leaks}");
+        try
+        {
+            using var plain = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "SELECT count(*) FROM sqlite_schema";
+            command.ExecuteScalar();
+            o.WriteLine("   plain SQLite opened it (unexpected)");
+        }
+        catch (SqliteException e)
+        {
+            o.WriteLine($"   plain SQLite: {e.Message}");
+        }
+
+        Step(o, 11, "Revoke the key (DisableKey): the database no longer opens; EnableKey and it does");
+        kms.DisableKey(me, key.KeyId);
+        try
+        {
+            TdeSqlite.Explain(() =>
+            {
+                using var db = new SqliteConnection(TdeSqlite.ConnectionString(path));
+                db.Open();
+                return 0;
+            });
+            o.WriteLine("   opened (unexpected)");
+        }
+        catch (TdeStorageException e)
+        {
+            o.WriteLine($"   refused: {e.Code}: {e.Message}");
+        }
+
+        kms.EnableKey(me, key.KeyId);
+        using (var db = new SqliteConnection(TdeSqlite.ConnectionString(path)))
+        {
+            db.Open();
+            using var count = db.CreateCommand();
+            count.CommandText = "SELECT count(*) FROM sqlite_schema";
+            o.WriteLine($"   EnableKey: opens again ({count.ExecuteScalar()} schema objects).");
+        }
+    }
+
+    private static string? FindChinook()
+    {
+        // The demo data ships in the repository (demo/data/chinook); look upward from the binary.
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "demo", "data", "chinook", "Chinook_Sqlite.sql");
+            if (File.Exists(candidate))
+            {
+                return File.ReadAllText(candidate);
+            }
+        }
+
+        return null;
     }
 
     private static void Step(TextWriter o, int n, string title) => o.WriteLine($"[{n}] {title}");
