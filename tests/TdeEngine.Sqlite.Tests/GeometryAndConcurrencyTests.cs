@@ -35,6 +35,18 @@ public sealed class GeometryAndConcurrencyTests : IDisposable
     }
 
     [Fact]
+    public void Memory_mapped_IO_never_bypasses_decryption()
+    {
+        using var db = _dir.OpenTde("m.db");
+        db.Exec("PRAGMA mmap_size=268435456");   // SQLite would map the file if the VFS offered xFetch
+        Chinook.Load(db);
+
+        Assert.Equal(3503L, db.Scalar<long>("SELECT count(*) FROM Track"));
+        Assert.Equal("AC/DC", db.Scalar<string>("SELECT Name FROM Artist WHERE ArtistId = 1"));
+        Assert.Equal("ok", db.Scalar<string>("PRAGMA integrity_check"));
+    }
+
+    [Fact]
     public void Page_size_cannot_be_changed_by_VACUUM()
     {
         using var db = _dir.OpenTde("p.db");

@@ -76,6 +76,31 @@ public sealed class KeyAccessTests : IDisposable
     }
 
     [Fact]
+    public void An_unreachable_KMS_is_reported_as_such()
+    {
+        using (var db = _dir.OpenTde("u.db"))
+        {
+            db.Exec("CREATE TABLE t(x)");
+        }
+
+        TdeSqlite.Register(new UnreachableKms(), new Storage.TdeStorageOptions { TimeProvider = TdeTestEnvironment.Clock, DekCacheTtl = TimeSpan.Zero });
+        var e = OpenFails("u.db", out var sqlite);
+
+        Assert.Equal(TdeStorageException.Codes.KmsUnreachable, e.Code);
+        Assert.Contains("reachable", e.Message, StringComparison.Ordinal);
+        Assert.Equal(14, sqlite.SqliteErrorCode);   // SQLITE_CANTOPEN
+    }
+
+    private sealed class UnreachableKms : Storage.Keys.IDataKeyProvider
+    {
+        public Storage.Keys.NewDataKey GenerateDataKey(string kmsKeyId, Kms.Envelope.EncryptionContext context) =>
+            throw new HttpRequestException("Connection refused (127.0.0.1:9)");
+
+        public Kms.Secrets.SecretBuffer Decrypt(byte[] wrapped, Kms.Envelope.EncryptionContext context) =>
+            throw new HttpRequestException("Connection refused (127.0.0.1:9)");
+    }
+
+    [Fact]
     public void A_missing_KMS_key_at_creation_is_reported_and_leaves_no_file()
     {
         using var db = new SqliteConnection($"Data Source=file:{_dir.File("n.db")}?vfs=tde&kms_key=alias/does-not-exist;Pooling=False");
