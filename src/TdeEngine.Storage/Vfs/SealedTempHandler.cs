@@ -97,6 +97,24 @@ internal sealed unsafe class SealedTempHandler : FileHandler
     {
         _size = Math.Min(_size, size);
         var cells = (size + Cell - 1) / Cell;
+        var tail = (int)(size % Cell);
+        if (tail != 0 && cells - 1 < _present.Length && _present[cells - 1])
+        {
+            // Bytes past the new end must read as zeros if the file grows again, as with a plain file.
+            var rc = LoadCell(cells - 1);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
+
+            Array.Clear(_plain, tail, Cell - tail);
+            rc = StoreCell(cells - 1);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
+        }
+
         for (var i = cells; i < _present.Length; i++)
         {
             _present[i] = false;
