@@ -6,7 +6,7 @@ using TdeEngine.Kms.Errors;
 namespace TdeEngine.Kms.Api;
 
 /// <summary>Typed access to the string parameters of an OpenAPI call, with Alibaba's error codes.</summary>
-internal sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
+public sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
 {
     public string Required(string name) =>
         values.TryGetValue(name, out var value) && !string.IsNullOrEmpty(value) ? value : throw KmsErrors.MissingParameter(name);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json;
 using TdeEngine.Kms.Errors;
 using TdeEngine.Kms.Identity;
@@ -35,44 +34,16 @@ public sealed class KmsApi
     /// <summary>Runs one action.</summary>
     public KmsApiResponse Invoke(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters, bool indented = false)
     {
-        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
-        var options = new JsonWriterOptions { Indented = indented, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-        var body = new SecretBufferWriter();
-        try
+        return ApiResponse.Execute(context, indented, writer =>
         {
             if (!Handlers.TryGetValue(action ?? "", out var entry))
             {
                 throw KmsErrors.InvalidAction(action ?? "");
             }
 
-            using (var writer = new Utf8JsonWriter(body, options))
-            {
-                writer.WriteStartObject();
-                entry.Handler(_kms, context, new ActionParameters(parameters), writer);
-                writer.WriteString("RequestId", context.RequestId);
-                writer.WriteEndObject();
-            }
-
-            return new KmsApiResponse(200, body, context.RequestId, null, null);
-        }
-        catch (Exception e)
-        {
-            body.Dispose();
-            var error = e as KmsException ?? new KmsException(KmsErrors.Codes.InternalFailure, 500,
-                e is CryptographicException ? e.Message : "The KMS failed internally. Retry; if it persists, check the server log for this RequestId.", e);
-            var errorBody = new SecretBufferWriter(256);
-            using (var writer = new Utf8JsonWriter(errorBody, options))
-            {
-                writer.WriteStartObject();
-                writer.WriteString("Code", error.Code);
-                writer.WriteString("Message", error.Message);
-                writer.WriteString("RequestId", context.RequestId);
-                writer.WriteEndObject();
-            }
-
-            return new KmsApiResponse(error.HttpStatus, errorBody, context.RequestId, error.Code, error.Message);
-        }
+            entry.Handler(_kms, context, new ActionParameters(parameters), writer);
+        });
     }
 
     private static Dictionary<string, (Handler, string)> BuildHandlers() => new(StringComparer.Ordinal)

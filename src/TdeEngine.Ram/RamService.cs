@@ -1,0 +1,332 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Kms.Secrets;
+using TdeEngine.Ram.Identity;
+using TdeEngine.Ram.Policies;
+
+namespace TdeEngine.Ram;
+
+/// <summary>
+/// RAM for one KMS home: users, roles, access keys, custom and system policies, attachments, and
+/// the decision for every call. The account root may do everything; RAM users and roles may do
+/// what their attached policies allow.
+/// </summary>
+/// <remarks>Thread-safe and safe across processes (SQLite). Access-key secrets are stored only wrapped by the root key.</remarks>
+public sealed class RamService : IDisposable
+{
+    private const string SecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    private static readonly IReadOnlyDictionary<string, (string Description, string Document)> SystemPolicies = new Dictionary<string, (string, string)>
+    {
+        ["AliyunKMSFullAccess"] = ("Full access to KMS.", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"""),
+        ["AliyunKMSReadOnlyAccess"] = ("Read-only access to KMS metadata.",
+            """{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:Describe*","kms:List*","kms:Get*"],"Resource":"*"}]}"""),
+        ["AliyunKMSCryptoUserAccess"] = ("Use keys for cryptographic operations.",
+            """{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt","kms:GenerateDataKey","kms:GenerateDataKeyWithoutPlaintext","kms:DescribeKey","kms:ListKeys","kms:ListAliases"],"Resource":"*"}]}"""),
+    };
+
+    private readonly RamStore _store;
+    private readonly IRootKeyProvider _root;
+    private readonly IDisposable? _ownedRoot;
+    private readonly TimeProvider _time;
+
+    private RamService(RamStore store, IRootKeyProvider root, IDisposable? ownedRoot, TimeProvider time)
+    {
+        _store = store;
+        _root = root;
+        _ownedRoot = ownedRoot;
+        _time = time;
+    }
+
+    /// <summary>Opens RAM under <paramref name="home"/> (<c>ram.db</c>, and <c>root.key</c> unless given).</summary>
+    public static RamService Open(string home, IRootKeyProvider? rootKey = null, TimeProvider? time = null)
+    {
+        Directory.CreateDirectory(home);
+        FileRootKeyProvider? owned = null;
+        if (rootKey is null)
+        {
+            owned = FileRootKeyProvider.OpenOrCreate(Path.Combine(home, "root.key"));
+            rootKey = owned;
+        }
+
+        return new RamService(new RamStore(Path.Combine(home, "ram.db")), rootKey, owned, time ?? TimeProvider.System);
+    }
+
+    // ---------------------------------------------------------------- users and roles
+
+    public RamUser CreateUser(KmsCallContext context, string userName, string? displayName = null)
+    {
+        CheckName(userName, "UserName", 64);
+        var user = new RamUser(RandomDigits(16), userName, displayName ?? userName, Now());
+        _store.Insert("INSERT INTO Users (UserId, AccountId, UserName, DisplayName, CreateDate) VALUES (@UserId, @AccountId, @UserName, @DisplayName, @CreateDate)",
+            new { user.UserId, context.AccountId, user.UserName, user.DisplayName, CreateDate = user.CreateDate.ToUnixTimeMilliseconds() },
+            () => new KmsException("EntityAlreadyExists.User", 409, $"The user '{userName}' already exists."));
+        return user;
+    }
+
+    public RamRole CreateRole(KmsCallContext context, string roleName, string? assumeRolePolicyDocument = null, string? description = null)
+    {
+        CheckName(roleName, "RoleName", 64);
+        var role = new RamRole(RandomDigits(16), roleName, RoleArn(context.AccountId, roleName), description ?? "",
+            assumeRolePolicyDocument ?? "", Now());
+        _store.Insert("INSERT INTO Roles (RoleId, AccountId, RoleName, Description, AssumeRolePolicyDocument, CreateDate) " +
+                      "VALUES (@RoleId, @AccountId, @RoleName, @Description, @AssumeRolePolicyDocument, @CreateDate)",
+            new { role.RoleId, context.AccountId, role.RoleName, role.Description, role.AssumeRolePolicyDocument, CreateDate = role.CreateDate.ToUnixTimeMilliseconds() },
+            () => new KmsException("EntityAlreadyExists.Role", 409, $"The role '{roleName}' already exists."));
+        return role;
+    }
+
+    public static string RoleArn(string accountId, string roleName) => $"acs:ram::{accountId}:role/{roleName.ToLowerInvariant()}";
+
+    /// <summary>The principal of a RAM user of the caller's account.</summary>
+    public KmsPrincipal UserPrincipal(string accountId, string userName)
+    {
+        using var c = _store.Open();
+        var id = c.QuerySingleOrDefault<string>("SELECT UserId FROM Users WHERE AccountId = @accountId AND UserName = @userName", new { accountId, userName })
+                 ?? throw UserNotFound(userName);
+        return new KmsPrincipal(PrincipalType.RamUser, accountId, id, userName);
+    }
+
+    /// <summary>The principal of a role assumed by a user or a cloud service.</summary>
+    public KmsPrincipal RolePrincipal(string accountId, string roleName, string sessionName)
+    {
+        using var c = _store.Open();
+        var id = c.QuerySingleOrDefault<string>("SELECT RoleId FROM Roles WHERE AccountId = @accountId AND RoleName = @roleName", new { accountId, roleName })
+                 ?? throw RoleNotFound(roleName);
+        return new KmsPrincipal(PrincipalType.AssumedRole, accountId, $"{id}:{sessionName}", $"{roleName}/{sessionName}");
+    }
+
+    // ---------------------------------------------------------------- access keys
+
+    /// <summary>CreateAccessKey: for a user, or for the account root when <paramref name="userName"/> is null.</summary>
+    public NewAccessKey CreateAccessKey(KmsCallContext context, string? userName = null)
+    {
+        if (userName is not null)
+        {
+            UserPrincipal(context.AccountId, userName);
+            using var c = _store.Open();
+            var count = c.ExecuteScalar<long>("SELECT count(*) FROM AccessKeys WHERE AccountId = @AccountId AND UserName = @userName",
+                new { context.AccountId, userName });
+            if (count >= 2)
+            {
+                throw new KmsException("LimitExceeded.User.AccessKey", 409, $"The user '{userName}' already has 2 access keys. Delete one with DeleteAccessKey first.");
+            }
+        }
+
+        var id = "LTAI" + RandomToken(20);
+        var secret = new SecretBuffer(30);
+        try
+        {
+            FillToken(secret.Span);
+            var wrapped = _root.Wrap(secret.Span, SecretContext(id));
+            var created = Now();
+            _store.Insert("INSERT INTO AccessKeys (AccessKeyId, AccountId, UserName, Status, CreateDate, WrappedSecret) VALUES (@id, @AccountId, @userName, 'Active', @created, @wrapped)",
+                new { id, context.AccountId, userName, created = created.ToUnixTimeMilliseconds(), wrapped },
+                () => new KmsException("EntityAlreadyExists.AccessKey", 409, "Access key id collision; retry."));
+            return new NewAccessKey(id, secret, created);
+        }
+        catch
+        {
+            secret.Dispose();
+            throw;
+        }
+    }
+
+    public void DeleteAccessKey(KmsCallContext context, string accessKeyId, string? userName = null)
+    {
+        using var c = _store.Open();
+        var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +
+                                "((@userName IS NULL AND UserName IS NULL) OR UserName = @userName)", new { accessKeyId, context.AccountId, userName });
+        if (deleted == 0)
+        {
+            throw new KmsException("EntityNotExist.User.AccessKey", 404, $"The access key '{accessKeyId}' does not exist for this {(userName is null ? "account" : "user")}.");
+        }
+    }
+
+    /// <summary>
+    /// Finds an active access key: who it belongs to and its secret (for signature checks). Null
+    /// when there is no such key. The caller disposes the secret.
+    /// </summary>
+    public (KmsPrincipal Principal, SecretBuffer Secret)? FindAccessKey(string accessKeyId)
+    {
+        using var c = _store.Open();
+        var row = c.QuerySingleOrDefault<(string AccountId, string? UserName, string Status, byte[] WrappedSecret)>(
+            "SELECT AccountId, UserName, Status, WrappedSecret FROM AccessKeys WHERE AccessKeyId = @accessKeyId", new { accessKeyId });
+        if (row.AccountId is null || row.Status != "Active")
+        {
+            return null;
+        }
+
+        var principal = row.UserName is null ? KmsPrincipal.Root(row.AccountId) : UserPrincipal(row.AccountId, row.UserName);
+        return (principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)));
+    }
+
+    // ---------------------------------------------------------------- policies
+
+    public RamPolicy CreatePolicy(KmsCallContext context, string policyName, string policyDocument, string? description = null)
+    {
+        CheckName(policyName, "PolicyName", 128);
+        if (SystemPolicies.ContainsKey(policyName))
+        {
+            throw new KmsException("EntityAlreadyExists.Policy", 409, $"'{policyName}' is a system policy name.");
+        }
+
+        PolicyDocument.Parse(policyDocument);
+        var created = Now();
+        _store.Insert("INSERT INTO Policies (AccountId, PolicyName, Description, PolicyDocument, CreateDate) VALUES (@AccountId, @policyName, @description, @policyDocument, @created)",
+            new { context.AccountId, policyName, description = description ?? "", policyDocument, created = created.ToUnixTimeMilliseconds() },
+            () => new KmsException("EntityAlreadyExists.Policy", 409, $"The policy '{policyName}' already exists."));
+        return new RamPolicy(policyName, "Custom", description ?? "", policyDocument, created, 0);
+    }
+
+    public IReadOnlyList<RamPolicy> ListPolicies(KmsCallContext context)
+    {
+        using var c = _store.Open();
+        var custom = c.Query<(string PolicyName, string Description, string PolicyDocument, long CreateDate, long Count)>(
+            "SELECT p.PolicyName, p.Description, p.PolicyDocument, p.CreateDate, " +
+            "(SELECT count(*) FROM Attachments a WHERE a.AccountId = p.AccountId AND a.PolicyType = 'Custom' AND a.PolicyName = p.PolicyName) " +
+            "FROM Policies p WHERE p.AccountId = @AccountId ORDER BY p.PolicyName", new { context.AccountId })
+            .Select(p => new RamPolicy(p.PolicyName, "Custom", p.Description, p.PolicyDocument, DateTimeOffset.FromUnixTimeMilliseconds(p.CreateDate), (int)p.Count));
+        var system = SystemPolicies.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => new RamPolicy(p.Key, "System", p.Value.Description, p.Value.Document, DateTimeOffset.UnixEpoch, 0));
+        return [.. system, .. custom];
+    }
+
+    public void AttachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
+    {
+        RequirePrincipal(context.AccountId, principalType, principalName);
+        LoadPolicy(context.AccountId, policyType, policyName);
+        using var c = _store.Open();
+        c.Execute("INSERT OR IGNORE INTO Attachments (AccountId, PrincipalType, PrincipalName, PolicyType, PolicyName) VALUES (@AccountId, @principalType, @principalName, @policyType, @policyName)",
+            new { context.AccountId, principalType, principalName, policyType, policyName });
+    }
+
+    public void DetachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
+    {
+        RequirePrincipal(context.AccountId, principalType, principalName);
+        using var c = _store.Open();
+        var removed = c.Execute("DELETE FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @principalType AND PrincipalName = @principalName AND PolicyType = @policyType AND PolicyName = @policyName",
+            new { context.AccountId, principalType, principalName, policyType, policyName });
+        if (removed == 0)
+        {
+            throw new KmsException("EntityNotExist.Attachment", 404, $"The policy '{policyName}' is not attached to {principalType.ToLowerInvariant()} '{principalName}'.");
+        }
+    }
+
+    /// <summary>The policies attached to a principal (empty for the root, which needs none).</summary>
+    public IReadOnlyList<AttachedPolicy> PoliciesOf(KmsPrincipal principal)
+    {
+        var (type, name) = principal.Type switch
+        {
+            PrincipalType.RamUser => ("User", principal.UserName),
+            PrincipalType.AssumedRole or PrincipalType.Service => ("Role", principal.UserName.Split('/')[0]),
+            _ => (null, null),
+        };
+        if (type is null)
+        {
+            return [];
+        }
+
+        using var c = _store.Open();
+        return c.Query<(string PolicyType, string PolicyName)>(
+                "SELECT PolicyType, PolicyName FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @type AND PrincipalName = @name ORDER BY PolicyType, PolicyName",
+                new { principal.AccountId, type, name })
+            .Select(a => LoadPolicy(principal.AccountId, a.PolicyType, a.PolicyName)).ToList();
+    }
+
+    /// <summary>The decision for a call: the root may do everything; others what their policies allow.</summary>
+    public AccessDecision Authorize(KmsPrincipal principal, AccessRequest request) =>
+        principal.Type == PrincipalType.Root
+            ? new AccessDecision(true, "AccountRoot")
+            : PolicyEvaluator.Evaluate(PoliciesOf(principal), request);
+
+    public void Dispose() => _ownedRoot?.Dispose();
+
+    // ---------------------------------------------------------------- internals
+
+    private AttachedPolicy LoadPolicy(string accountId, string policyType, string policyName)
+    {
+        if (policyType == "System")
+        {
+            return SystemPolicies.TryGetValue(policyName, out var system)
+                ? new AttachedPolicy(policyName, "System", PolicyDocument.Parse(system.Document))
+                : throw PolicyNotFound(policyName);
+        }
+
+        if (policyType != "Custom")
+        {
+            throw KmsErrors.InvalidParameter("PolicyType", "use Custom or System.");
+        }
+
+        using var c = _store.Open();
+        var document = c.QuerySingleOrDefault<string>("SELECT PolicyDocument FROM Policies WHERE AccountId = @accountId AND PolicyName = @policyName",
+            new { accountId, policyName }) ?? throw PolicyNotFound(policyName);
+        return new AttachedPolicy(policyName, "Custom", PolicyDocument.Parse(document));
+    }
+
+    private void RequirePrincipal(string accountId, string principalType, string principalName)
+    {
+        using var c = _store.Open();
+        var exists = principalType switch
+        {
+            "User" => c.ExecuteScalar<long>("SELECT count(*) FROM Users WHERE AccountId = @accountId AND UserName = @principalName", new { accountId, principalName }) > 0
+                ? true : throw UserNotFound(principalName),
+            "Role" => c.ExecuteScalar<long>("SELECT count(*) FROM Roles WHERE AccountId = @accountId AND RoleName = @principalName", new { accountId, principalName }) > 0
+                ? true : throw RoleNotFound(principalName),
+            _ => throw KmsErrors.InvalidParameter("PrincipalType", "use User or Role."),
+        };
+        _ = exists;
+    }
+
+    private static KmsException UserNotFound(string name) => new("EntityNotExist.User", 404, $"The user '{name}' does not exist. Create it with CreateUser.");
+
+    private static KmsException RoleNotFound(string name) => new("EntityNotExist.Role", 404, $"The role '{name}' does not exist. Create it with CreateRole.");
+
+    private static KmsException PolicyNotFound(string name) => new("EntityNotExist.Policy", 404, $"The policy '{name}' does not exist. List policies with ListPolicies.");
+
+    private static void CheckName(string name, string parameter, int max)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length > max || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' or '@'))
+        {
+            throw KmsErrors.InvalidParameter(parameter, $"use 1 to {max} letters, digits, '-', '_', '.' or '@'.");
+        }
+    }
+
+    private static byte[] SecretContext(string accessKeyId) => Encoding.UTF8.GetBytes("TdeEngine/ram-access-key-secret/v1\0" + accessKeyId);
+
+    private DateTimeOffset Now() => DateTimeOffset.FromUnixTimeSeconds(_time.GetUtcNow().ToUnixTimeSeconds());
+
+    private static string RandomDigits(int length)
+    {
+        var chars = new char[length];
+        chars[0] = (char)('1' + RandomNumberGenerator.GetInt32(9));
+        for (var i = 1; i < length; i++)
+        {
+            chars[i] = (char)('0' + RandomNumberGenerator.GetInt32(10));
+        }
+
+        return new string(chars);
+    }
+
+    private static string RandomToken(int length)
+    {
+        Span<byte> bytes = stackalloc byte[length];
+        FillToken(bytes);
+        return Encoding.ASCII.GetString(bytes);
+    }
+
+    // Letters and digits, chosen without modulo bias.
+    private static void FillToken(Span<byte> output)
+    {
+        for (var i = 0; i < output.Length; i++)
+        {
+            output[i] = (byte)SecretAlphabet[RandomNumberGenerator.GetInt32(SecretAlphabet.Length)];
+        }
+    }
+
+    internal static string FormatDate(DateTimeOffset date) => date.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+}

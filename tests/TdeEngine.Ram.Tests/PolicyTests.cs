@@ -1,0 +1,111 @@
+using TdeEngine.Kms.Errors;
+using TdeEngine.Ram.Policies;
+
+namespace TdeEngine.Ram.Tests;
+
+public class PolicyTests
+{
+    private const string Key = "acs:kms:cn-hangzhou:1111:key/k1";
+
+    private static AccessRequest Request(string action = "kms:Decrypt", string resource = Key, params (string Key, string Value)[] context) =>
+        new(action, resource, context.GroupBy(c => c.Key, StringComparer.OrdinalIgnoreCase)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<string>)g.Select(c => c.Value).ToList(), StringComparer.OrdinalIgnoreCase));
+
+    private static AccessDecision Decide(string document, AccessRequest request) =>
+        PolicyEvaluator.Evaluate([new AttachedPolicy("p", "Custom", PolicyDocument.Parse(document))], request);
+
+    [Theory]
+    [InlineData("", "PolicyDocument")]
+    [InlineData("[]", "PolicyDocument")]
+    [InlineData("{\"Version\":\"2\",\"Statement\":[]}", "Version")]
+    [InlineData("{\"Version\":\"1\"}", "Statement")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Maybe\",\"Action\":\"kms:*\",\"Resource\":\"*\"}]}", "Statement[0].Effect")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Resource\":\"*\"}]}", "Statement[0].Action")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"Decrypt\",\"Resource\":\"*\"}]}", "Statement[0].Action")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":[]}]}", "Statement[0].Resource")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"Equals\":{}}}]}", "Statement[0].Condition.Equals")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"IpAddress\":{\"acs:SourceIp\":\"10.0.0.300\"}}}]}", "Statement[0].Condition.IpAddress.acs:SourceIp")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Extra\":1}]}", "Statement[0].Extra")]
+    public void A_malformed_policy_names_the_offending_field(string json, string field)
+    {
+        var e = Assert.Throws<KmsException>(() => PolicyDocument.Parse(json));
+
+        Assert.Equal("MalformedPolicyDocument", e.Code);
+        Assert.Contains($"at {field}:", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Explicit_deny_beats_allow_and_nothing_matching_is_an_implicit_deny()
+    {
+        const string allowAll = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}""";
+        const string denyDecrypt = """{"Version":"1","Statement":[{"Effect":"Deny","Action":"kms:Decrypt","Resource":"acs:kms:*:*:key/*"}]}""";
+        AttachedPolicy[] both = [new("allow", "Custom", PolicyDocument.Parse(allowAll)), new("deny", "Custom", PolicyDocument.Parse(denyDecrypt))];
+
+        var decrypt = PolicyEvaluator.Evaluate(both, Request("kms:Decrypt"));
+        var encrypt = PolicyEvaluator.Evaluate(both, Request("kms:Encrypt"));
+        var nothing = PolicyEvaluator.Evaluate([], Request());
+
+        Assert.Equal((false, "ExplicitDeny", "deny", 0), (decrypt.Allowed, decrypt.Reason, decrypt.PolicyName, decrypt.StatementIndex));
+        Assert.Equal((true, "ExplicitAllow", "allow"), (encrypt.Allowed, encrypt.Reason, encrypt.PolicyName));
+        Assert.Equal((false, "ImplicitDeny"), (nothing.Allowed, nothing.Reason));
+    }
+
+    [Theory]
+    [InlineData("kms:*", "kms:GenerateDataKey", true)]
+    [InlineData("kms:Generate*", "kms:GenerateDataKeyWithoutPlaintext", true)]
+    [InlineData("kms:generatedatakey", "kms:GenerateDataKey", true)]
+    [InlineData("kms:Generate*", "kms:Decrypt", false)]
+    [InlineData("ram:*", "kms:Decrypt", false)]
+    public void Actions_match_with_wildcards_ignoring_case(string pattern, string action, bool allowed)
+    {
+        var decision = Decide($$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"{{pattern}}","Resource":"*"}]}""", Request(action));
+
+        Assert.Equal(allowed, decision.Allowed);
+    }
+
+    [Theory]
+    [InlineData("acs:kms:*:*:key/*", true)]
+    [InlineData("acs:kms:cn-hangzhou:1111:key/k1", true)]
+    [InlineData("acs:kms:cn-beijing:*:key/*", false)]
+    [InlineData("acs:kms:*:2222:*", false)]
+    [InlineData("acs:kms:*:*:key/k?", true)]
+    public void Resources_match_ARN_patterns(string pattern, bool allowed)
+    {
+        var decision = Decide($$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"{{pattern}}"}]}""", Request());
+
+        Assert.Equal(allowed, decision.Allowed);
+    }
+
+    [Fact]
+    public void Conditions_on_encryption_context_source_ip_tags_and_bools()
+    {
+        const string policy = """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{
+              "StringEquals":{"kms:EncryptionContext:db":["orders","invoices"]},
+              "StringLike":{"kms:tag/env":"prod-*"},
+              "IpAddress":{"acs:SourceIp":["10.0.0.0/8","127.0.0.1"]},
+              "NotIpAddress":{"acs:SourceIp":"10.9.0.0/16"},
+              "Bool":{"acs:SecureTransport":"true"}}}]}
+            """;
+        (string, string)[] good = [("kms:EncryptionContext:db", "orders"), ("kms:tag/env", "prod-eu"), ("acs:SourceIp", "10.1.2.3"), ("acs:SecureTransport", "true")];
+
+        Assert.True(Decide(policy, Request(context: good)).Allowed);
+        Assert.False(Decide(policy, Request(context: [.. good.Where(c => c.Item1 != "kms:EncryptionContext:db")])).Allowed);   // missing key
+        Assert.False(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "kms:EncryptionContext:db" ? (c.Item1, "payroll") : c)])).Allowed);
+        Assert.False(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "kms:tag/env" ? (c.Item1, "dev") : c)])).Allowed);
+        Assert.False(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "acs:SourceIp" ? (c.Item1, "192.168.1.1") : c)])).Allowed);
+        Assert.False(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "acs:SourceIp" ? (c.Item1, "10.9.1.1") : c)])).Allowed);
+        Assert.False(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "acs:SecureTransport" ? (c.Item1, "false") : c)])).Allowed);
+        Assert.True(Decide(policy, Request(context: [.. good.Select(c => c.Item1 == "KMS:ENCRYPTIONCONTEXT:DB" ? c : c)])).Allowed);
+    }
+
+    [Fact]
+    public void An_IPv6_source_and_a_mapped_IPv4_address_are_handled()
+    {
+        const string policy = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":["127.0.0.0/8","::1"]}}}]}""";
+
+        Assert.True(Decide(policy, Request(context: [("acs:SourceIp", "::ffff:127.0.0.1")])).Allowed);
+        Assert.True(Decide(policy, Request(context: [("acs:SourceIp", "::1")])).Allowed);
+        Assert.False(Decide(policy, Request(context: [("acs:SourceIp", "::2")])).Allowed);
+    }
+}

@@ -1,0 +1,131 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Ram.Api;
+using TdeEngine.Ram.Policies;
+
+namespace TdeEngine.Ram.Tests;
+
+public sealed class RamServiceTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-ram-" + Guid.NewGuid().ToString("N"));
+    private readonly RamService _ram;
+    private readonly KmsCallContext _root = KmsCallContext.ForRoot("1111222233334444");
+
+    public RamServiceTests() => _ram = RamService.Open(_home);
+
+    public void Dispose()
+    {
+        _ram.Dispose();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    private static AccessRequest Decrypt(string key = "acs:kms:cn-hangzhou:1111222233334444:key/k1") =>
+        new("kms:Decrypt", key, new Dictionary<string, IReadOnlyList<string>>());
+
+    [Fact]
+    public void A_user_is_denied_until_a_policy_is_attached_and_again_after_it_is_detached()
+    {
+        _ram.CreateUser(_root, "alice");
+        var alice = _ram.UserPrincipal(_root.AccountId, "alice");
+        Assert.False(_ram.Authorize(alice, Decrypt()).Allowed);
+
+        _ram.CreatePolicy(_root, "DecryptOrders", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"acs:kms:*:*:key/*"}]}""");
+        _ram.AttachPolicy(_root, "User", "alice", "Custom", "DecryptOrders");
+        Assert.True(_ram.Authorize(alice, Decrypt()).Allowed);
+
+        _ram.DetachPolicy(_root, "User", "alice", "Custom", "DecryptOrders");
+        Assert.False(_ram.Authorize(alice, Decrypt()).Allowed);
+    }
+
+    [Fact]
+    public void System_policies_can_be_attached_to_roles()
+    {
+        _ram.CreateRole(_root, "AliyunRDSInstanceEncryptionDefaultRole", description: "RDS TDE");
+        _ram.AttachPolicy(_root, "Role", "AliyunRDSInstanceEncryptionDefaultRole", "System", "AliyunKMSCryptoUserAccess");
+        var rds = _ram.RolePrincipal(_root.AccountId, "AliyunRDSInstanceEncryptionDefaultRole", "rds-instance-1");
+
+        Assert.True(_ram.Authorize(rds, Decrypt()).Allowed);
+        Assert.False(_ram.Authorize(rds, Decrypt() with { Action = "kms:ScheduleKeyDeletion" }).Allowed);
+        Assert.Equal(PrincipalType.AssumedRole, rds.Type);
+    }
+
+    [Fact]
+    public void Access_keys_are_created_found_and_deleted_and_their_secret_is_not_stored_in_plaintext()
+    {
+        _ram.CreateUser(_root, "bob");
+        using var key = _ram.CreateAccessKey(_root, "bob");
+        using var rootKey = _ram.CreateAccessKey(_root);
+        var secret = Encoding.ASCII.GetString(key.Secret.Span);
+
+        var found = _ram.FindAccessKey(key.AccessKeyId)!.Value;
+        using (found.Secret)
+        {
+            Assert.Equal(secret, Encoding.ASCII.GetString(found.Secret.Span));
+            Assert.Equal(("bob", PrincipalType.RamUser), (found.Principal.UserName, found.Principal.Type));
+        }
+
+        Assert.Equal(PrincipalType.Root, _ram.FindAccessKey(rootKey.AccessKeyId)!.Value.Principal.Type);
+        Assert.Matches("^LTAI[A-Za-z0-9]{20}$", key.AccessKeyId);
+        Assert.Equal(30, secret.Length);
+        foreach (var file in Directory.GetFiles(_home))
+        {
+            Assert.DoesNotContain(secret, Encoding.ASCII.GetString(File.ReadAllBytes(file)), StringComparison.Ordinal);
+        }
+
+        _ram.DeleteAccessKey(_root, key.AccessKeyId, "bob");
+        Assert.Null(_ram.FindAccessKey(key.AccessKeyId));
+        Assert.Equal("EntityNotExist.User.AccessKey", Assert.Throws<KmsException>(() => _ram.DeleteAccessKey(_root, key.AccessKeyId, "bob")).Code);
+    }
+
+    [Fact]
+    public void A_user_holds_at_most_two_access_keys()
+    {
+        _ram.CreateUser(_root, "carol");
+        _ram.CreateAccessKey(_root, "carol").Dispose();
+        _ram.CreateAccessKey(_root, "carol").Dispose();
+
+        Assert.Equal("LimitExceeded.User.AccessKey", Assert.Throws<KmsException>(() => _ram.CreateAccessKey(_root, "carol")).Code);
+    }
+
+    [Fact]
+    public void Entities_are_unique_and_missing_ones_are_named()
+    {
+        _ram.CreateUser(_root, "dave");
+
+        Assert.Equal("EntityAlreadyExists.User", Assert.Throws<KmsException>(() => _ram.CreateUser(_root, "dave")).Code);
+        Assert.Equal("EntityNotExist.User", Assert.Throws<KmsException>(() => _ram.AttachPolicy(_root, "User", "erin", "System", "AliyunKMSFullAccess")).Code);
+        Assert.Equal("EntityNotExist.Policy", Assert.Throws<KmsException>(() => _ram.AttachPolicy(_root, "User", "dave", "Custom", "Nope")).Code);
+        Assert.Equal("MalformedPolicyDocument", Assert.Throws<KmsException>(() => _ram.CreatePolicy(_root, "Bad", "{}")).Code);
+    }
+
+    [Fact]
+    public void The_RAM_API_answers_in_Alibaba_shapes_and_simulates_decisions()
+    {
+        var api = new RamApi(_ram);
+        JsonElement Call(string action, params (string, string)[] p)
+        {
+            using var response = api.Invoke(_root, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+            Assert.True(response.IsSuccess, Encoding.UTF8.GetString(response.Body));
+            return JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone();
+        }
+
+        Call("CreateUser", ("UserName", "frank"));
+        var key = Call("CreateAccessKey").GetProperty("AccessKey");
+        Call("CreatePolicy", ("PolicyName", "OnlyOrders"), ("PolicyDocument",
+            """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:db":"orders"}}}]}"""));
+        Call("AttachPolicyToUser", ("PolicyType", "Custom"), ("PolicyName", "OnlyOrders"), ("UserName", "frank"));
+        var allowed = Call("SimulatePolicy", ("UserName", "frank"), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("EncryptionContext", "{\"db\":\"orders\"}"));
+        var denied = Call("SimulatePolicy", ("UserName", "frank"), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("EncryptionContext", "{\"db\":\"hr\"}"));
+        var policies = Call("ListPolicies", ("PolicyType", "Custom")).GetProperty("Policies").GetProperty("Policy");
+
+        Assert.Equal(["AccessKeyId", "AccessKeySecret", "Status", "CreateDate"], key.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("Active", key.GetProperty("Status").GetString());
+        Assert.Equal(("Allow", "OnlyOrders", 0), (allowed.GetProperty("Decision").GetString(), allowed.GetProperty("MatchedPolicy").GetString(), allowed.GetProperty("MatchedStatement").GetInt32()));
+        Assert.Equal("ImplicitDeny", denied.GetProperty("Decision").GetString());
+        Assert.Equal(1, policies[0].GetProperty("AttachmentCount").GetInt32());
+    }
+}
