@@ -19,6 +19,8 @@ internal static class Program
             {
                 "kms" => KmsCommand.Run(args[1..], Console.Out, Console.Error),
                 "db" => DbCommand.Run(args[1..], Console.Out, Console.Error),
+                "ram" => RamCommand.Run(args[1..], Console.Out),
+                "audit" => AuditCommand.Run(args[1..], Console.Out, Console.Error),
                 "demo" => DemoCommand.Run(args[1..], Console.Out),
                 "version" or "--version" => Version(),
                 _ => Unknown(args[0]),
@@ -51,6 +53,8 @@ internal static class Program
           tde demo                         Run the walkthrough on embedded defaults ($TDE_HOME, default ./.tde)
           tde kms <Action> --<Param> <v>   Call a KMS action, Alibaba KMS OpenAPI 2016-01-20 style
           tde kms --help                   List the KMS actions and their parameters
+          tde ram <Action> --<Param> <v>   RAM: users, access keys, policies (tde ram --help)
+          tde audit verify|LookupEvents|export|checkpoint   The hash-chained audit trail of every call
           tde db create FILE [--key KEY] [--cipher aes-256-gcm|aegis-256] [--page-size N]
           tde db encrypt PLAIN_FILE [--key KEY] [--cipher C] [--out FILE]
           tde db decrypt FILE --out PLAIN_FILE

@@ -1,7 +1,4 @@
-using TdeEngine.Kms;
 using TdeEngine.Kms.Api;
-using TdeEngine.Kms.Identity;
-using TdeEngine.Kms.KeyManagement;
 
 namespace TdeEngine.Cli.Commands;
 
@@ -29,12 +26,15 @@ internal static class KmsCommand
             return 0;
         }
 
-        var options = new KmsOptions();
-        using var kms = KeyManagementService.Open(options);
-        // The CLI is often the only process running: let it carry out due deletions and rotations.
-        kms.RunHousekeeping();
-        var context = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-cli");
-        using var response = new KmsApi(kms).Invoke(context, action, parameters, indented: true);
+        using var services = CliServices.Open();
+        var context = services.RootContext;
+        using var response = services.Gateway.InvokeKms(context, action, parameters, indented: true);
+        return WriteResponse(response, stdout);
+    }
+
+    /// <summary>Writes a response body to stdout; 0 on success, 1 on an error response.</summary>
+    internal static int WriteResponse(KmsApiResponse response, TextWriter stdout)
+    {
         using (var output = Console.OpenStandardOutput())
         {
             stdout.Flush();

@@ -1,0 +1,338 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Kms.Secrets;
+
+namespace TdeEngine.Audit;
+
+/// <summary>The outcome of <see cref="AuditTrail.Verify"/>.</summary>
+public sealed record AuditVerification(bool Intact, long EventsChecked, long CheckpointsChecked, long? FirstBadSequence, string? FirstBadEventId, string Message);
+
+/// <summary>
+/// The append-only audit trail: <c>$TDE_HOME/audit/trail.jsonl</c>, one ActionTrail event per line,
+/// each carrying the SHA-256 of the one before, plus signed checkpoints (HMAC under a key wrapped by
+/// the root key) in <c>checkpoints.jsonl</c>, so that editing, deleting, reordering or inserting
+/// events, or cutting the tail, is detected by <see cref="Verify"/>.
+/// </summary>
+/// <remarks>
+/// <see cref="Append"/> returns only once the event is on disk (fsync). Concurrent appends in one
+/// process are group-committed: one write and one fsync for everything queued meanwhile. Several
+/// processes (server and CLI) append safely: each batch holds an exclusive lock on <c>trail.lock</c>.
+/// </remarks>
+public sealed class AuditTrail : IDisposable
+{
+    private const string HashSuffixStart = ",\"hash\":\"";
+
+    private readonly string _trail;
+    private readonly string _checkpoints;
+    private readonly string _lockFile;
+    private readonly SecretBuffer _macKey;
+    private readonly long _checkpointInterval;
+    private readonly Lock _gate = new();
+    private readonly Lock _flush = new();
+    private List<AuditEvent> _pending = [];
+    private Batch _current = new();
+    private (long Length, long Sequence, string Hash)? _tail;
+
+    private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval)
+    {
+        _trail = Path.Combine(directory, "trail.jsonl");
+        _checkpoints = Path.Combine(directory, "checkpoints.jsonl");
+        _lockFile = Path.Combine(directory, "trail.lock");
+        _macKey = macKey;
+        _checkpointInterval = checkpointInterval;
+    }
+
+    /// <summary>Opens the trail under <c>home/audit</c>, creating it (and its checkpoint key, wrapped by <paramref name="root"/>).</summary>
+    public static AuditTrail Open(string home, IRootKeyProvider root, long checkpointInterval = 1000)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        var directory = Path.Combine(home, "audit");
+        Directory.CreateDirectory(directory);
+        var keyFile = Path.Combine(directory, "checkpoint.key");
+        var context = "TdeEngine/audit-checkpoint-key/v1"u8;
+        if (!File.Exists(keyFile))
+        {
+            using var fresh = SecretBuffer.Random(32);
+            var temp = keyFile + "." + Guid.NewGuid().ToString("N");
+            File.WriteAllBytes(temp, root.Wrap(fresh.Span, context));
+            try
+            {
+                File.Move(temp, keyFile, overwrite: false);
+            }
+            catch (IOException) when (File.Exists(keyFile))
+            {
+                File.Delete(temp);
+            }
+        }
+
+        return new AuditTrail(directory, root.Unwrap(File.ReadAllBytes(keyFile), context), checkpointInterval);
+    }
+
+    /// <summary>The path of the trail file.</summary>
+    public string TrailPath => _trail;
+
+    /// <summary>Appends an event and returns once it is durable; returns the event as written (sequence and hashes set).</summary>
+    public AuditEvent Append(AuditEvent auditEvent)
+    {
+        ArgumentNullException.ThrowIfNull(auditEvent);
+        Batch mine;
+        var slot = new StrongBox<AuditEvent>(auditEvent);
+        lock (_gate)
+        {
+            _pending.Add(auditEvent);
+            mine = _current;
+            mine.Slots.Add(slot);
+        }
+
+        lock (_flush)
+        {
+            if (!mine.Done)
+            {
+                List<AuditEvent> events;
+                Batch batch;
+                lock (_gate)
+                {
+                    events = _pending;
+                    batch = _current;
+                    _pending = [];
+                    _current = new Batch();
+                }
+
+                try
+                {
+                    var written = WriteDurably(events);
+                    for (var i = 0; i < written.Count; i++)
+                    {
+                        batch.Slots[i].Value = written[i];
+                    }
+
+                    batch.Done = true;
+                }
+                catch (Exception e)
+                {
+                    batch.Error = e;
+                    batch.Done = true;
+                }
+            }
+        }
+
+        return mine.Error is null ? slot.Value : throw new IOException("The audit event could not be written; the call was not acknowledged.", mine.Error);
+    }
+
+    /// <summary>Writes a signed checkpoint of the current end of the trail.</summary>
+    public void Checkpoint()
+    {
+        using var held = AcquireFileLock();
+        var tail = ReadTail();
+        if (tail.Sequence > 0)
+        {
+            WriteCheckpoint(tail.Sequence, tail.Hash);
+        }
+    }
+
+    /// <summary>Recomputes the chain and the checkpoints, and names the first event that does not fit.</summary>
+    public AuditVerification Verify()
+    {
+        var previous = AuditJson.GenesisHash;
+        long expected = 1;
+        var hashes = new Dictionary<long, string>();
+        if (File.Exists(_trail))
+        {
+            foreach (var line in ReadLines(_trail))
+            {
+                AuditEvent e;
+                try
+                {
+                    e = AuditJson.Parse(line);
+                }
+                catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+                {
+                    return Bad(expected, null, hashes.Count, 0, $"The line after event {expected - 1} is not a valid audit event (edited or damaged).");
+                }
+
+                var suffix = line.LastIndexOf(HashSuffixStart, StringComparison.Ordinal);
+                var recomputed = suffix < 0 ? "" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(line[..suffix] + "}")));
+                if (recomputed != e.Hash)
+                {
+                    return Bad(e.EventSequence, e.EventId, hashes.Count, 0, $"Event {e.EventSequence} ({e.EventId}) was edited: its content does not match its hash.");
+                }
+
+                if (e.EventSequence != expected || e.PreviousHash != previous)
+                {
+                    return Bad(e.EventSequence, e.EventId, hashes.Count, 0,
+                        $"The chain breaks at event {e.EventSequence} ({e.EventId}), expected event {expected}: an event before it was deleted, reordered or inserted.");
+                }
+
+                hashes[e.EventSequence] = e.Hash;
+                previous = e.Hash;
+                expected++;
+            }
+        }
+
+        long checkpoints = 0;
+        if (File.Exists(_checkpoints))
+        {
+            foreach (var line in ReadLines(_checkpoints))
+            {
+                using var document = JsonDocument.Parse(line);
+                var r = document.RootElement;
+                var sequence = r.GetProperty("sequence").GetInt64();
+                var hash = r.GetProperty("hash").GetString()!;
+                var time = r.GetProperty("time").GetString()!;
+                if (!CryptographicOperations.FixedTimeEquals(Convert.FromHexString(r.GetProperty("mac").GetString()!), Mac(sequence, hash, time)))
+                {
+                    return Bad(sequence, null, hashes.Count, checkpoints, $"The checkpoint at event {sequence} has a bad signature: the checkpoint file was altered.");
+                }
+
+                if (!hashes.TryGetValue(sequence, out var actual))
+                {
+                    return Bad(sequence, null, hashes.Count, checkpoints,
+                        $"A signed checkpoint covers event {sequence}, but the trail ends at event {expected - 1}: events were cut from the end.");
+                }
+
+                if (actual != hash)
+                {
+                    return Bad(sequence, null, hashes.Count, checkpoints, $"Event {sequence} differs from the signed checkpoint: the trail was rewritten.");
+                }
+
+                checkpoints++;
+            }
+        }
+
+        return new AuditVerification(true, hashes.Count, checkpoints, null, null,
+            $"The trail is intact: {hashes.Count} events, {checkpoints} signed checkpoints.");
+    }
+
+    /// <summary>Reads every event (in order).</summary>
+    public IEnumerable<AuditEvent> ReadAll() => File.Exists(_trail) ? ReadLines(_trail).Select(AuditJson.Parse) : [];
+
+    /// <summary>The raw JSON Lines of the trail (for export).</summary>
+    public IEnumerable<string> ReadRawLines() => File.Exists(_trail) ? ReadLines(_trail) : [];
+
+    public void Dispose() => _macKey.Dispose();
+
+    // ---------------------------------------------------------------- internals
+
+    private List<AuditEvent> WriteDurably(List<AuditEvent> events)
+    {
+        using var held = AcquireFileLock();
+        var (_, sequence, previous) = ReadTail();
+        var written = new List<AuditEvent>(events.Count);
+        var text = new StringBuilder();
+        foreach (var e in events)
+        {
+            sequence++;
+            var chained = e with { EventSequence = sequence, PreviousHash = previous, Hash = "" };
+            var (_, hash, line) = AuditJson.Seal(chained);
+            written.Add(chained with { Hash = hash });
+            text.Append(line).Append('\n');
+            previous = hash;
+        }
+
+        long length;
+        using (var stream = new FileStream(_trail, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        {
+            stream.Write(Encoding.UTF8.GetBytes(text.ToString()));
+            stream.Flush(flushToDisk: true);
+            length = stream.Length;
+        }
+
+        _tail = (length, sequence, previous);
+        var before = sequence - events.Count;
+        if (_checkpointInterval > 0 && sequence / _checkpointInterval > before / _checkpointInterval)
+        {
+            WriteCheckpoint(sequence, previous);
+        }
+
+        return written;
+    }
+
+    private (long Length, long Sequence, string Hash) ReadTail()
+    {
+        var length = File.Exists(_trail) ? new FileInfo(_trail).Length : 0;
+        if (_tail is { } cached && cached.Length == length)
+        {
+            return cached;
+        }
+
+        if (length == 0)
+        {
+            return (0, 0, AuditJson.GenesisHash);
+        }
+
+        using var stream = new FileStream(_trail, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var window = (int)Math.Min(length, 1 << 20);
+        var buffer = new byte[window];
+        stream.Position = length - window;
+        stream.ReadExactly(buffer);
+        var text = Encoding.UTF8.GetString(buffer).TrimEnd('\n');
+        var last = text[(text.LastIndexOf('\n') + 1)..];
+        var e = AuditJson.Parse(last);
+        var tail = (length, e.EventSequence, e.Hash);
+        _tail = tail;
+        return tail;
+    }
+
+    private void WriteCheckpoint(long sequence, string hash)
+    {
+        var time = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        var mac = Convert.ToHexStringLower(Mac(sequence, hash, time));
+        var line = $"{{\"sequence\":{sequence.ToString(CultureInfo.InvariantCulture)},\"hash\":\"{hash}\",\"time\":\"{time}\",\"mac\":\"{mac}\"}}\n";
+        using var stream = new FileStream(_checkpoints, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+        stream.Write(Encoding.UTF8.GetBytes(line));
+        stream.Flush(flushToDisk: true);
+    }
+
+    private byte[] Mac(long sequence, string hash, string time) =>
+        HMACSHA256.HashData(_macKey.Span, Encoding.UTF8.GetBytes($"TdeEngine-audit-checkpoint|{sequence.ToString(CultureInfo.InvariantCulture)}|{hash}|{time}"));
+
+    // An exclusive advisory lock across processes (on Unix, FileShare.None takes flock(LOCK_EX)).
+    private FileStream AcquireFileLock()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(_lockFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(1);
+            }
+        }
+    }
+
+    private static IEnumerable<string> ReadLines(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length > 0)
+            {
+                yield return line;
+            }
+        }
+    }
+
+    private static AuditVerification Bad(long sequence, string? eventId, long events, long checkpoints, string message) =>
+        new(false, events, checkpoints, sequence, eventId, message);
+
+    private sealed class Batch
+    {
+        public List<StrongBox<AuditEvent>> Slots { get; } = [];
+
+        public volatile bool Done;
+
+        public Exception? Error { get; set; }
+    }
+
+    private sealed class StrongBox<T>(T value)
+    {
+        public T Value { get; set; } = value;
+    }
+}

@@ -1,0 +1,52 @@
+using TdeEngine.Audit;
+using TdeEngine.Gateway;
+using TdeEngine.Kms;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Ram;
+
+namespace TdeEngine.Cli.Commands;
+
+/// <summary>The KMS, RAM and audit trail under $TDE_HOME, composed behind the gateway, for one CLI call.</summary>
+internal sealed class CliServices : IDisposable
+{
+    private readonly FileRootKeyProvider _root;
+
+    private CliServices(KmsOptions options)
+    {
+        _root = FileRootKeyProvider.OpenOrCreate(Path.Combine(options.Home, "root.key"));
+        Kms = KeyManagementService.Open(options, _root);
+        Ram = RamService.Open(options.Home, _root);
+        Audit = AuditTrail.Open(options.Home, _root);
+        Gateway = new KmsGateway(Kms, Ram, Audit);
+        RootContext = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-cli");
+    }
+
+    public KeyManagementService Kms { get; }
+
+    public RamService Ram { get; }
+
+    public AuditTrail Audit { get; }
+
+    public KmsGateway Gateway { get; }
+
+    /// <summary>The CLI acts as the root of the default account (the local administrator).</summary>
+    public KmsCallContext RootContext { get; }
+
+    public static CliServices Open()
+    {
+        var services = new CliServices(new KmsOptions());
+        // The CLI is often the only process running: let it carry out due deletions and rotations.
+        services.Kms.RunHousekeeping();
+        return services;
+    }
+
+    public void Dispose()
+    {
+        Audit.Dispose();
+        Ram.Dispose();
+        Kms.Dispose();
+        _root.Dispose();
+    }
+}

@@ -1,0 +1,222 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using TdeEngine.Audit;
+using TdeEngine.Kms;
+using TdeEngine.Kms.Api;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Kms.RootKeys;
+using TdeEngine.Ram;
+
+namespace TdeEngine.Gateway.Tests;
+
+/// <summary>Every call through the gateway is authorized by RAM and recorded in a verifiable audit trail.</summary>
+public sealed class GatewayTests : IDisposable
+{
+    private const string Account = "1111222233334444";
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-gateway-" + Guid.NewGuid().ToString("N"));
+    private readonly FileRootKeyProvider _root;
+    private readonly KeyManagementService _kms;
+    private readonly RamService _ram;
+    private readonly AuditTrail _audit;
+    private readonly KmsGateway _gateway;
+    private readonly KmsCallContext _rootCaller = KmsCallContext.ForRoot(Account);
+
+    public GatewayTests()
+    {
+        Directory.CreateDirectory(_home);
+        _root = FileRootKeyProvider.OpenOrCreate(Path.Combine(_home, "root.key"));
+        _kms = KeyManagementService.Open(new KmsOptions { Home = _home, DefaultAccountId = Account }, _root);
+        _ram = RamService.Open(_home, _root);
+        _audit = AuditTrail.Open(_home, _root, checkpointInterval: 5);
+        _gateway = new KmsGateway(_kms, _ram, _audit);
+    }
+
+    public void Dispose()
+    {
+        _audit.Dispose();
+        _ram.Dispose();
+        _kms.Dispose();
+        _root.Dispose();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    private (KmsApiResponse Response, JsonElement Body) Kms(KmsCallContext caller, string action, params (string, string)[] p)
+    {
+        var response = _gateway.InvokeKms(caller, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+        return (response, JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone());
+    }
+
+    private KmsCallContext User(string name, string? policy = null)
+    {
+        _ram.CreateUser(_rootCaller, name);
+        if (policy is not null)
+        {
+            _ram.CreatePolicy(_rootCaller, name + "Policy", policy);
+            _ram.AttachPolicy(_rootCaller, "User", name, "Custom", name + "Policy");
+        }
+
+        return new KmsCallContext(_ram.UserPrincipal(Account, name), "10.1.2.3", KmsCallContext.NewRequestId(), "test");
+    }
+
+    [Fact]
+    public void A_user_without_a_policy_is_refused_with_Forbidden_RAM_and_allowed_once_one_is_attached()
+    {
+        var key = Kms(_rootCaller, "CreateKey").Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var alice = User("alice");
+
+        var (refused, body) = Kms(alice, "GenerateDataKey", ("KeyId", key));
+        Assert.Equal(403, refused.HttpStatus);
+        Assert.Equal("Forbidden.RAM", body.GetProperty("Code").GetString());
+        Assert.Contains("kms:GenerateDataKey", body.GetProperty("Message").GetString(), StringComparison.Ordinal);
+
+        _ram.CreatePolicy(_rootCaller, "Crypto", """{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:Decrypt"],"Resource":"acs:kms:*:*:key/*"}]}""");
+        _ram.AttachPolicy(_rootCaller, "User", "alice", "Custom", "Crypto");
+        var (allowed, dataKey) = Kms(alice, "GenerateDataKey", ("KeyId", key));
+        Assert.True(allowed.IsSuccess);
+        Assert.True(Kms(alice, "Decrypt", ("CiphertextBlob", dataKey.GetProperty("CiphertextBlob").GetString()!)).Response.IsSuccess);
+        Assert.Equal(403, Kms(alice, "ScheduleKeyDeletion", ("KeyId", key), ("PendingWindowInDays", "7")).Response.HttpStatus);
+    }
+
+    [Fact]
+    public void Conditions_see_the_encryption_context_the_source_ip_and_the_key_tags()
+    {
+        var key = Kms(_rootCaller, "CreateKey", ("Tags", """[{"TagKey":"env","TagValue":"prod"}]""")).Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var bob = User("bob", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*",
+              "Condition":{"StringEquals":{"kms:EncryptionContext:db":"orders","kms:tag/env":"prod"},"IpAddress":{"acs:SourceIp":"10.0.0.0/8"}}}]}
+            """);
+
+        Assert.True(Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.IsSuccess);
+        Assert.Equal(403, Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"hr"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(bob with { SourceIp = "192.168.0.9" }, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.HttpStatus);
+        _kms.UntagResource(_rootCaller, key, ["env"]);
+        Assert.Equal(403, Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.HttpStatus);
+    }
+
+    [Fact]
+    public void Every_call_allowed_denied_or_failed_becomes_one_audit_event_without_secrets()
+    {
+        var key = Kms(_rootCaller, "CreateKey").Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var dataKey = Kms(_rootCaller, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Body;
+        var plaintext = dataKey.GetProperty("Plaintext").GetString()!;
+        Kms(_rootCaller, "Encrypt", ("KeyId", key), ("Plaintext", Convert.ToBase64String("top secret"u8)));
+        Kms(_rootCaller, "DisableKey", ("KeyId", key));
+        Kms(_rootCaller, "Decrypt", ("CiphertextBlob", dataKey.GetProperty("CiphertextBlob").GetString()!), ("EncryptionContext", """{"db":"orders"}"""));
+        Kms(User("carol"), "DescribeKey", ("KeyId", key));
+        using (var access = _gateway.InvokeRam(_rootCaller, "CreateAccessKey", new Dictionary<string, string>()))
+        {
+            Assert.True(access.IsSuccess);
+        }
+
+        var events = _audit.ReadAll().ToList();
+        Assert.Equal(["CreateKey", "GenerateDataKey", "Encrypt", "DisableKey", "Decrypt", "DescribeKey", "CreateAccessKey"], events.Select(e => e.EventName));
+        Assert.Equal(Enumerable.Range(1, 7).Select(i => (long)i), events.Select(e => e.EventSequence));
+        var generate = events[1];
+        Assert.Equal(("orders-context", key), (generate.RequestParameters["EncryptionContext"].Contains("orders", StringComparison.Ordinal) ? "orders-context" : "", generate.AdditionalEventData["keyId"]));
+        Assert.Equal(_kms.DescribeKey(_rootCaller, key).PrimaryKeyVersion, generate.AdditionalEventData["keyVersionId"]);
+        Assert.Equal(("Rejected.Disabled", key), (events[4].ErrorCode, events[4].AdditionalEventData["keyId"]));
+        Assert.Equal(("Forbidden.RAM", "ImplicitDeny", "ram-user", "carol"),
+            (events[5].ErrorCode, events[5].AdditionalEventData["decision"], events[5].UserIdentity.Type, events[5].UserIdentity.UserName));
+        Assert.Equal("root-account", events[0].UserIdentity.Type);
+
+        var trail = File.ReadAllText(_audit.TrailPath);
+        Assert.DoesNotContain(plaintext, trail, StringComparison.Ordinal);
+        Assert.DoesNotContain(Convert.ToBase64String("top secret"u8), trail, StringComparison.Ordinal);
+        Assert.DoesNotContain("AccessKeySecret", trail, StringComparison.Ordinal);
+        Assert.DoesNotContain("CiphertextBlob", trail, StringComparison.Ordinal);
+        Assert.True(_audit.Verify().Intact);
+    }
+
+    private List<string> FillTrail(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            Kms(_rootCaller, "ListKeys").Response.Dispose();
+        }
+
+        return File.ReadAllLines(_audit.TrailPath).ToList();
+    }
+
+    [Fact]
+    public void Verify_names_the_first_edited_event()
+    {
+        var lines = FillTrail(8);
+        lines[3] = lines[3].Replace("\"eventName\":\"ListKeys\"", "\"eventName\":\"ListKeyz\"", StringComparison.Ordinal);
+        File.WriteAllLines(_audit.TrailPath, lines);
+
+        var result = _audit.Verify();
+
+        Assert.False(result.Intact);
+        Assert.Equal(4, result.FirstBadSequence);
+        Assert.Contains("edited", result.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("delete")]
+    [InlineData("reorder")]
+    [InlineData("insert")]
+    public void Verify_names_where_events_were_deleted_reordered_or_inserted(string change)
+    {
+        var lines = FillTrail(8);
+        switch (change)
+        {
+            case "delete":
+                lines.RemoveAt(4);
+                break;
+            case "reorder":
+                (lines[4], lines[5]) = (lines[5], lines[4]);
+                break;
+            default:
+                lines.Insert(4, lines[2]);
+                break;
+        }
+
+        File.WriteAllLines(_audit.TrailPath, lines);
+        var result = _audit.Verify();
+
+        Assert.False(result.Intact);
+        Assert.Equal(change == "insert" ? 3 : change == "delete" ? 6 : 6, result.FirstBadSequence);
+        Assert.Contains("deleted, reordered or inserted", result.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Cutting_the_tail_is_caught_by_a_signed_checkpoint()
+    {
+        var lines = FillTrail(12);   // checkpoints at 5 and 10
+        File.WriteAllLines(_audit.TrailPath, lines.Take(7));
+
+        var result = _audit.Verify();
+
+        Assert.False(result.Intact);
+        Assert.Contains("cut from the end", result.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Concurrent_callers_are_group_committed_into_one_unbroken_chain()
+    {
+        Parallel.For(0, 200, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ => Kms(_rootCaller, "ListKeys").Response.Dispose());
+
+        var verification = _audit.Verify();
+        Assert.True(verification.Intact, verification.Message);
+        Assert.Equal(200, verification.EventsChecked);
+        Assert.Equal(40, verification.CheckpointsChecked);
+        Assert.Equal(Enumerable.Range(1, 200).Select(i => (long)i), _audit.ReadAll().Select(e => e.EventSequence));
+    }
+
+    [Fact]
+    public void A_hash_can_be_recomputed_with_standard_tools()
+    {
+        FillTrail(1);
+        var line = File.ReadAllLines(_audit.TrailPath)[0];
+        var cut = line.LastIndexOf(",\"hash\":\"", StringComparison.Ordinal);
+        var expected = JsonDocument.Parse(line).RootElement.GetProperty("hash").GetString();
+
+        var actual = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(line[..cut] + "}")));
+
+        Assert.Equal(expected, actual);
+        Assert.Equal(new string('0', 64), JsonDocument.Parse(line).RootElement.GetProperty("previousHash").GetString());
+    }
+}
