@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using TdeEngine.Kms.Api;
 
 namespace TdeEngine.Cli.Commands;
@@ -17,6 +18,11 @@ internal static class KmsCommand
         }
 
         var action = args[0];
+        if (action == "serve")
+        {
+            return Serve(args.AsSpan(1).ToArray(), stdout);
+        }
+
         var parameters = ParseParameters(args.AsSpan(1));
         if (parameters.ContainsKey("help"))
         {
@@ -30,6 +36,26 @@ internal static class KmsCommand
         var context = services.RootContext;
         using var response = services.Gateway.InvokeKms(context, action, parameters, indented: true);
         return WriteResponse(response, stdout);
+    }
+
+    // tde kms serve [--port N] [--host IP] [--cert FILE.pfx --cert-password-env VAR]
+    private static int Serve(string[] args, TextWriter stdout)
+    {
+        var options = ParseParameters(args);
+        var server = new TdeEngine.Server.KmsServerOptions
+        {
+            Port = options.TryGetValue("port", out var port) ? int.Parse(port, System.Globalization.CultureInfo.InvariantCulture) : 8080,
+            Host = options.GetValueOrDefault("host") ?? "127.0.0.1",
+            CertificatePath = options.GetValueOrDefault("cert"),
+            CertificatePasswordVariable = options.GetValueOrDefault("cert-password-env"),
+        };
+        using var services = CliServices.Open();
+        var app = TdeEngine.Server.KmsServer.Build(server, services.Kms, services.Ram, services.Audit);
+        app.StartAsync().GetAwaiter().GetResult();
+        stdout.WriteLine($"tde kms server listening on {string.Join(", ", app.Urls)} (Alibaba KMS RPC API 2016-01-20; Ctrl+C stops)");
+        stdout.Flush();
+        app.WaitForShutdownAsync().GetAwaiter().GetResult();
+        return 0;
     }
 
     /// <summary>Writes a response body to stdout; 0 on success, 1 on an error response.</summary>

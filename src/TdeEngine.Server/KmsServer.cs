@@ -1,0 +1,202 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using TdeEngine.Audit;
+using TdeEngine.Gateway;
+using TdeEngine.Kms.Api;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Ram;
+
+namespace TdeEngine.Server;
+
+/// <summary>
+/// The KMS as a service: Kestrel speaking the Alibaba Cloud KMS RPC API 2016-01-20 (and RAM
+/// 2015-05-01) on <c>/</c>, with <c>Action=</c> and parameters in the query or a form body, real
+/// HMAC-SHA1 signature checks, timestamp and nonce replay protection, and JSON responses. Every
+/// call goes through <see cref="KmsGateway"/>: RAM decides, the audit trail records.
+/// </summary>
+public static class KmsServer
+{
+    private static readonly HashSet<string> CommonParameters = new(StringComparer.Ordinal)
+    {
+        "Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp", "Signature",
+        "RegionId", "SecurityToken", "SignatureType",
+    };
+
+    /// <summary>Builds the web application (not started). The caller owns and disposes the services.</summary>
+    public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, AuditTrail audit)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = 64 * 1024;
+            kestrel.Limits.MaxRequestLineSize = 64 * 1024;
+            kestrel.Listen(System.Net.IPAddress.Parse(options.Host), options.Port, listen =>
+            {
+                if (options.CertificatePath is { } certificate)
+                {
+                    var password = options.CertificatePasswordVariable is { } variable ? Environment.GetEnvironmentVariable(variable) : null;
+                    listen.UseHttps(certificate, password);
+                }
+            });
+        });
+
+        var app = builder.Build();
+        var gateway = new KmsGateway(kms, ram, audit);
+        var replay = new ReplayGuard(kms.Options.TimeProvider);
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", () =>
+        {
+            try
+            {
+                kms.ListKeys(KmsCallContext.ForRoot(kms.Options.DefaultAccountId), 1, 1);
+                return Results.Text("ready");
+            }
+            catch (Exception e) when (e is KmsException or IOException or InvalidOperationException)
+            {
+                return Results.Text("not ready: the key store is unavailable", statusCode: 503);
+            }
+        });
+        app.MapMethods("/", ["GET", "POST"], context => Handle(context, gateway, ram, replay));
+
+        var timer = kms.Options.TimeProvider.CreateTimer(_ =>
+        {
+            try
+            {
+                kms.RunHousekeeping();
+            }
+            catch (Exception e) when (e is KmsException or IOException)
+            {
+                // Retried at the next tick.
+            }
+        }, null, options.HousekeepingInterval, options.HousekeepingInterval);
+        app.Lifetime.ApplicationStopping.Register(timer.Dispose);
+        return app;
+    }
+
+    private static async Task Handle(HttpContext http, KmsGateway gateway, RamService ram, ReplayGuard replay)
+    {
+        var requestId = KmsCallContext.NewRequestId();
+        Dictionary<string, string> parameters;
+        try
+        {
+            parameters = await ReadParameters(http.Request).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException or FormatException)
+        {
+            var status = e is BadHttpRequestException bad ? bad.StatusCode : 400;
+            await WriteError(http, requestId, status, "InvalidParameter", "The request could not be read: " + e.Message).ConfigureAwait(false);
+            return;
+        }
+
+        foreach (var required in new[] { "Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp" })
+        {
+            if (!parameters.TryGetValue(required, out var value) || value.Length == 0)
+            {
+                await WriteError(http, requestId, 400, "MissingParameter", $"The input parameter '{required}' that is mandatory for processing this request is not supplied.").ConfigureAwait(false);
+                return;
+            }
+        }
+
+        if (parameters["SignatureMethod"] != "HMAC-SHA1" || parameters["SignatureVersion"] != "1.0")
+        {
+            await WriteError(http, requestId, 400, "InvalidParameter", "Only SignatureMethod HMAC-SHA1 with SignatureVersion 1.0 is supported.").ConfigureAwait(false);
+            return;
+        }
+
+        var accessKeyId = parameters["AccessKeyId"];
+        var found = ram.FindAccessKey(accessKeyId);
+        if (found is not { } key)
+        {
+            await WriteError(http, requestId, 404, "InvalidAccessKeyId.NotFound", "The AccessKeyId does not exist, or it was deleted. Create one with 'tde ram CreateAccessKey'.").ConfigureAwait(false);
+            return;
+        }
+
+        using (key.Secret)
+        {
+            var expected = RpcSignature.Compute(http.Request.Method, parameters, key.Secret.Span);
+            if (!RpcSignature.Matches(expected, parameters["Signature"]))
+            {
+                await WriteError(http, requestId, 400, "SignatureDoesNotMatch",
+                    "The signature does not match: check the AccessKeySecret and sign the parameters exactly as sent (RPC signature 1.0).").ConfigureAwait(false);
+                return;
+            }
+        }
+
+        if (replay.Check(accessKeyId, parameters["Timestamp"], parameters["SignatureNonce"]) is { } stale)
+        {
+            await WriteError(http, requestId, 400, stale.Code, stale.Message).ConfigureAwait(false);
+            return;
+        }
+
+        var remote = http.Connection.RemoteIpAddress;
+        var sourceIp = remote is null ? "127.0.0.1" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
+        var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString());
+        var actionParameters = parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        using var response = parameters["Version"] switch
+        {
+            "2016-01-20" => gateway.InvokeKms(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId),
+            "2015-05-01" => gateway.InvokeRam(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId),
+            _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS) or 2015-05-01 (RAM).")),
+        };
+        await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);
+    }
+
+    private static async Task<Dictionary<string, string>> ReadParameters(HttpRequest request)
+    {
+        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, values) in request.Query)
+        {
+            parameters[name] = values.ToString();
+        }
+
+        if (request.HasFormContentType)
+        {
+            var form = await request.ReadFormAsync().ConfigureAwait(false);
+            foreach (var (name, values) in form)
+            {
+                parameters[name] = values.ToString();
+            }
+        }
+
+        return parameters;
+    }
+
+    private static Task WriteError(HttpContext http, string requestId, int status, string code, string message)
+    {
+        var json = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["Code"] = code,
+            ["Message"] = message,
+            ["RequestId"] = requestId,
+            ["HostId"] = http.Request.Host.Host,
+        });
+        return WriteBody(http, status, Encoding.UTF8.GetBytes(json));
+    }
+
+    private static async Task WriteBody(HttpContext http, int status, byte[] body)
+    {
+        try
+        {
+            http.Response.StatusCode = status;
+            http.Response.ContentType = "application/json;charset=utf-8";
+            http.Response.ContentLength = body.Length;
+            await http.Response.Body.WriteAsync(body).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The body may hold a Base64 data key.
+            CryptographicOperations.ZeroMemory(body);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace TdeEngine.Cli.Tests;
+
+/// <summary>
+/// The official Alibaba Cloud RPC client for Node.js (@alicloud/pop-core, pinned in
+/// tests/sdk-client/package-lock.json) against a real `tde kms serve` on 127.0.0.1, with access keys
+/// made by `tde ram CreateAccessKey`.
+/// </summary>
+public sealed class SdkClientTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-sdk-" + Guid.NewGuid().ToString("N"));
+    private Process? _server;
+
+    public SdkClientTests() => Directory.CreateDirectory(_home);
+
+    public void Dispose()
+    {
+        if (_server is { HasExited: false })
+        {
+            _server.Kill(entireProcessTree: true);
+            _server.WaitForExit();
+        }
+
+        _server?.Dispose();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    [Fact]
+    public void The_official_Alibaba_RPC_client_drives_the_server()
+    {
+        var script = FindSdkScript();
+        Assert.True(Directory.Exists(Path.Combine(Path.GetDirectoryName(script)!, "node_modules", "@alicloud", "pop-core")),
+            "The SDK client is not installed: run 'npm ci' in tests/sdk-client (test.sh does).");
+        var rootKey = Key(CliProcess.Run(_home, "ram", "CreateAccessKey"));
+        Assert.Equal(0, CliProcess.Run(_home, "ram", "CreateUser", "--UserName", "sdkuser").ExitCode);
+        var userKey = Key(CliProcess.Run(_home, "ram", "CreateAccessKey", "--UserName", "sdkuser"));
+        var endpoint = StartServer();
+
+        var node = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true };
+        node.ArgumentList.Add(script);
+        node.Environment["ENDPOINT"] = endpoint;
+        node.Environment["ROOT_AK"] = rootKey.Id;
+        node.Environment["ROOT_SK"] = rootKey.Secret;
+        node.Environment["USER_NAME"] = "sdkuser";
+        node.Environment["USER_AK"] = userKey.Id;
+        node.Environment["USER_SK"] = userKey.Secret;
+        using var run = Process.Start(node)!;
+        var output = run.StandardOutput.ReadToEnd();
+        var errors = run.StandardError.ReadToEnd();
+        run.WaitForExit();
+
+        Assert.True(run.ExitCode == 0, output + errors);
+        foreach (var step in new[] { "CreateKey", "DescribeKey", "ListKeys", "CreateAlias", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncrypt",
+                     "CreateKeyVersion", "TagResource", "UserWithoutPolicyRefused", "UserAllowedAfterAttachPolicy", "DisableKeyThenDecryptRefused",
+                     "ScheduleKeyDeletion", "WrongSignatureRefused", "UnknownAccessKeyRefused" })
+        {
+            Assert.Contains($"ok {step}\n", output, StringComparison.Ordinal);
+        }
+
+        // Every SDK call is in the audit trail, and the trail verifies.
+        var verify = CliProcess.Run(_home, "audit", "verify");
+        Assert.Equal(0, verify.ExitCode);
+        var lookup = CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "sdkuser", "--json");
+        var events = JsonDocument.Parse(lookup.Stdout).RootElement.GetProperty("Events");
+        Assert.Contains(events.EnumerateArray(), e => e.GetProperty("errorCode").GetString() == "Forbidden.RAM");
+    }
+
+    private static (string Id, string Secret) Key(CliProcess.Result result)
+    {
+        Assert.Equal(0, result.ExitCode);
+        var key = JsonDocument.Parse(result.Stdout).RootElement.GetProperty("AccessKey");
+        return (key.GetProperty("AccessKeyId").GetString()!, key.GetProperty("AccessKeySecret").GetString()!);
+    }
+
+    private string StartServer()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
+        foreach (var arg in new[] { "kms", "serve", "--port", "0" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["TDE_HOME"] = _home;
+        _server = Process.Start(start)!;
+        var line = _server.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The server exited: " + _server.StandardError.ReadToEnd());
+        var url = line.Split(' ').First(w => w.StartsWith("http://", StringComparison.Ordinal)).TrimEnd(',');
+        Assert.StartsWith("http://127.0.0.1:", url, StringComparison.Ordinal);
+        return url;
+    }
+
+    private static string FindSdkScript()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "sdk-client", "kms-sdk-test.mjs");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new FileNotFoundException("tests/sdk-client/kms-sdk-test.mjs was not found above the test binaries.");
+    }
+}

@@ -1,0 +1,110 @@
+// Drives a running TdeEngine KMS server with the official Alibaba Cloud RPC client (@alicloud/pop-core).
+// Env: ENDPOINT, ROOT_AK, ROOT_SK (a root access key), USER_NAME, USER_AK, USER_SK (a RAM user's key, no policy yet).
+// Prints "ok <step>" per step; exits 1 with "FAIL <step>: <why>" on the first failure.
+import Core from '@alicloud/pop-core';
+import assert from 'node:assert/strict';
+
+const endpoint = process.env.ENDPOINT;
+const kms = (ak, sk) => new Core({ accessKeyId: ak, accessKeySecret: sk, endpoint, apiVersion: '2016-01-20' });
+const ram = (ak, sk) => new Core({ accessKeyId: ak, accessKeySecret: sk, endpoint, apiVersion: '2015-05-01' });
+const root = kms(process.env.ROOT_AK, process.env.ROOT_SK);
+const rootRam = ram(process.env.ROOT_AK, process.env.ROOT_SK);
+const user = kms(process.env.USER_AK, process.env.USER_SK);
+const post = { method: 'POST' };
+
+async function step(name, fn) {
+  try {
+    await fn();
+    console.log(`ok ${name}`);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e.code ?? ''} ${e.message}`);
+    process.exit(1);
+  }
+}
+
+async function refused(promise, code) {
+  try {
+    await promise;
+  } catch (e) {
+    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
+    return;
+  }
+  assert.fail(`expected ${code}, but the call succeeded`);
+}
+
+let keyId, otherKeyId, blob, dataKey;
+await step('CreateKey', async () => {
+  const r = await root.request('CreateKey', { Description: 'sdk test' }, post);
+  keyId = r.KeyMetadata.KeyId;
+  assert.equal(r.KeyMetadata.KeyState, 'Enabled');
+  otherKeyId = (await root.request('CreateKey', { Description: 'sdk destination' }, post)).KeyMetadata.KeyId;
+});
+await step('DescribeKey', async () => {
+  const r = await root.request('DescribeKey', { KeyId: keyId }, post);
+  assert.equal(r.KeyMetadata.KeyId, keyId);
+  assert.match(r.KeyMetadata.Arn, /^acs:kms:/);
+});
+await step('ListKeys', async () => {
+  const r = await root.request('ListKeys', { PageSize: 100 }, post);
+  assert.ok(r.Keys.Key.some(k => k.KeyId === keyId));
+});
+await step('CreateAlias', async () => {
+  await root.request('CreateAlias', { AliasName: 'alias/sdk-test', KeyId: keyId }, post);
+  assert.equal((await root.request('DescribeKey', { KeyId: 'alias/sdk-test' }, post)).KeyMetadata.KeyId, keyId);
+});
+await step('GenerateDataKey', async () => {
+  const r = await root.request('GenerateDataKey', { KeyId: 'alias/sdk-test', EncryptionContext: JSON.stringify({ db: 'orders' }) }, post);
+  assert.equal(Buffer.from(r.Plaintext, 'base64').length, 32);
+  dataKey = r;
+});
+await step('Decrypt', async () => {
+  const r = await root.request('Decrypt', { CiphertextBlob: dataKey.CiphertextBlob, EncryptionContext: JSON.stringify({ db: 'orders' }) }, post);
+  assert.equal(r.Plaintext, dataKey.Plaintext);
+});
+await step('Encrypt', async () => {
+  const r = await root.request('Encrypt', { KeyId: keyId, Plaintext: Buffer.from('hello sdk').toString('base64') }, post);
+  blob = r.CiphertextBlob;
+  const d = await root.request('Decrypt', { CiphertextBlob: blob }, post);
+  assert.equal(Buffer.from(d.Plaintext, 'base64').toString(), 'hello sdk');
+});
+await step('ReEncrypt', async () => {
+  const r = await root.request('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: otherKeyId }, post);
+  assert.equal(r.KeyId, otherKeyId);
+  const d = await root.request('Decrypt', { CiphertextBlob: r.CiphertextBlob }, post);
+  assert.equal(Buffer.from(d.Plaintext, 'base64').toString(), 'hello sdk');
+});
+await step('CreateKeyVersion', async () => {
+  const r = await root.request('CreateKeyVersion', { KeyId: keyId }, post);
+  assert.ok(r.KeyVersion.KeyVersionId);
+  const d = await root.request('Decrypt', { CiphertextBlob: dataKey.CiphertextBlob, EncryptionContext: JSON.stringify({ db: 'orders' }) }, post);
+  assert.equal(d.Plaintext, dataKey.Plaintext);
+});
+await step('TagResource', async () => {
+  await root.request('TagResource', { KeyId: keyId, Tags: JSON.stringify([{ TagKey: 'env', TagValue: 'sdk' }]) }, post);
+  const r = await root.request('ListResourceTags', { KeyId: keyId }, post);
+  assert.equal(r.Tags.Tag[0].TagValue, 'sdk');
+});
+await step('UserWithoutPolicyRefused', async () => {
+  await refused(user.request('DescribeKey', { KeyId: keyId }, post), 'Forbidden.RAM');
+});
+await step('UserAllowedAfterAttachPolicy', async () => {
+  const document = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['kms:DescribeKey', 'kms:Decrypt'], Resource: 'acs:kms:*:*:key/*' }] });
+  await rootRam.request('CreatePolicy', { PolicyName: 'SdkDescribe', PolicyDocument: document }, post);
+  await rootRam.request('AttachPolicyToUser', { PolicyType: 'Custom', PolicyName: 'SdkDescribe', UserName: process.env.USER_NAME }, post);
+  assert.equal((await user.request('DescribeKey', { KeyId: keyId }, post)).KeyMetadata.KeyId, keyId);
+});
+await step('DisableKeyThenDecryptRefused', async () => {
+  await root.request('DisableKey', { KeyId: keyId }, post);
+  await refused(root.request('Decrypt', { CiphertextBlob: blob }, post), 'Rejected.Disabled');
+});
+await step('ScheduleKeyDeletion', async () => {
+  await root.request('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 }, post);
+  assert.equal((await root.request('DescribeKey', { KeyId: keyId }, post)).KeyMetadata.KeyState, 'PendingDeletion');
+});
+await step('WrongSignatureRefused', async () => {
+  await refused(kms(process.env.ROOT_AK, 'not-the-secret').request('ListKeys', {}, post), 'SignatureDoesNotMatch');
+});
+await step('UnknownAccessKeyRefused', async () => {
+  await refused(kms('LTAInotarealkey000000000', 'x').request('ListKeys', {}, post), 'InvalidAccessKeyId.NotFound');
+});
+console.log('all SDK steps passed');
