@@ -69,6 +69,18 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
         return Record(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, [target], accessKeyId);
     }
 
+    /// <summary>
+    /// Records a request refused before it reached RAM (unknown access key, bad signature, replay,
+    /// stale timestamp): the identity is the one it claimed.
+    /// </summary>
+    public void RecordRejected(string sourceIp, string? userAgent, string requestId, string action, string? accessKeyId,
+        IReadOnlyDictionary<string, string> parameters, string errorCode, string errorMessage)
+    {
+        var claimed = new KmsCallContext(new KmsPrincipal(PrincipalType.Service, "", "", "unauthenticated"), sourceIp, requestId, userAgent);
+        Record(claimed, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, ApiResponse.Error(claimed, new KmsException(errorCode, 400, errorMessage)),
+            new AccessDecision(false, "Unauthenticated"), [], accessKeyId).Dispose();
+    }
+
     private KmsApiResponse Record(KmsCallContext context, string service, string source, string apiVersion, string action,
         IReadOnlyDictionary<string, string> parameters, KmsApiResponse response, AccessDecision decision, IReadOnlyList<AccessRequest> targets,
         string? accessKeyId)
@@ -113,6 +125,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
                 PrincipalType.Root => "root-account",
                 PrincipalType.RamUser => "ram-user",
                 PrincipalType.AssumedRole => "assumed-role",
+                _ when principal.UserName == "unauthenticated" => "unknown",
                 _ => "service",
             }, principal.AccountId, principal.PrincipalId, principal.UserName, accessKeyId),
             RequestParameters = parameters.Where(p => AuditedParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),

@@ -115,10 +115,19 @@ public static class KmsServer
         }
 
         var accessKeyId = parameters["AccessKeyId"];
+        var remote = http.Connection.RemoteIpAddress;
+        var sourceIp = remote is null ? "127.0.0.1" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
+        Task Reject(int status, string code, string message)
+        {
+            gateway.RecordRejected(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, parameters["Action"], accessKeyId,
+                parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), code, message);
+            return WriteError(http, requestId, status, code, message);
+        }
+
         var found = ram.FindAccessKey(accessKeyId);
         if (found is not { } key)
         {
-            await WriteError(http, requestId, 404, "InvalidAccessKeyId.NotFound", "The AccessKeyId does not exist, or it was deleted. Create one with 'tde ram CreateAccessKey'.").ConfigureAwait(false);
+            await Reject(404, "InvalidAccessKeyId.NotFound", "The AccessKeyId does not exist, or it was deleted. Create one with 'tde ram CreateAccessKey'.").ConfigureAwait(false);
             return;
         }
 
@@ -127,7 +136,7 @@ public static class KmsServer
             var expected = RpcSignature.Compute(http.Request.Method, parameters, key.Secret.Span);
             if (!RpcSignature.Matches(expected, parameters["Signature"]))
             {
-                await WriteError(http, requestId, 400, "SignatureDoesNotMatch",
+                await Reject(400, "SignatureDoesNotMatch",
                     "The signature does not match: check the AccessKeySecret and sign the parameters exactly as sent (RPC signature 1.0).").ConfigureAwait(false);
                 return;
             }
@@ -135,12 +144,10 @@ public static class KmsServer
 
         if (replay.Check(accessKeyId, parameters["Timestamp"], parameters["SignatureNonce"]) is { } stale)
         {
-            await WriteError(http, requestId, 400, stale.Code, stale.Message).ConfigureAwait(false);
+            await Reject(400, stale.Code, stale.Message).ConfigureAwait(false);
             return;
         }
 
-        var remote = http.Connection.RemoteIpAddress;
-        var sourceIp = remote is null ? "127.0.0.1" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
         var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString());
         var actionParameters = parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         using var response = parameters["Version"] switch

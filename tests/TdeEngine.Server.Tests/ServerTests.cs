@@ -1,0 +1,170 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+
+namespace TdeEngine.Server.Tests;
+
+public sealed class ServerTests : IAsyncLifetime
+{
+    private ServerFixture _server = null!;
+
+    public Task InitializeAsync()
+    {
+        _server = new ServerFixture();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    private static string Code(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Code").GetString()!;
+
+    [Fact]
+    public async Task A_signed_request_is_served_and_its_replay_refused()
+    {
+        var request = _server.Signed("CreateKey", new Dictionary<string, string> { ["Description"] = "over http" });
+
+        var first = await _server.Post(request);
+        var replay = await _server.Post(request);
+
+        Assert.Equal(200, first.Status);
+        Assert.Equal("over http", JsonDocument.Parse(first.Body).RootElement.GetProperty("KeyMetadata").GetProperty("Description").GetString());
+        Assert.Equal((400, "SignatureNonceUsed"), (replay.Status, Code(replay.Body)));
+    }
+
+    [Fact]
+    public async Task Stale_timestamps_wrong_signatures_and_unknown_keys_are_refused_and_audited()
+    {
+        var stale = await _server.Post(_server.Signed("ListKeys", timestamp: DateTimeOffset.UtcNow.AddMinutes(-20)));
+        var wrong = await _server.Post(_server.Signed("ListKeys", secret: Encoding.ASCII.GetBytes("wrong-secret")));
+        var unknown = _server.Signed("ListKeys");
+        unknown["AccessKeyId"] = "LTAIdoesnotexist";
+        var missing = await _server.Post(unknown);
+
+        Assert.Equal((400, "InvalidTimeStamp.Expired"), (stale.Status, Code(stale.Body)));
+        Assert.Equal((400, "SignatureDoesNotMatch"), (wrong.Status, Code(wrong.Body)));
+        Assert.Equal((404, "InvalidAccessKeyId.NotFound"), (missing.Status, Code(missing.Body)));
+        var events = _server.Audit.ReadAll().ToList();
+        Assert.Equal(["InvalidTimeStamp.Expired", "SignatureDoesNotMatch", "InvalidAccessKeyId.NotFound"], events.Select(e => e.ErrorCode));
+        Assert.All(events, e => Assert.Equal("unknown", e.UserIdentity.Type));
+        Assert.True(_server.Audit.Verify().Intact);
+    }
+
+    [Fact]
+    public async Task Errors_have_the_Alibaba_shape_and_status()
+    {
+        var unknown = await _server.Post(_server.Signed("MakeCoffee"));
+        var badBlob = await _server.Post(_server.Signed("Decrypt", new Dictionary<string, string> { ["CiphertextBlob"] = "%%%" }));
+        var noKey = await _server.Post(_server.Signed("DescribeKey", new Dictionary<string, string> { ["KeyId"] = Guid.NewGuid().ToString() }));
+        var noParams = await _server.Post(new Dictionary<string, string> { ["Action"] = "ListKeys" });
+
+        Assert.Equal((404, "InvalidAction.NotFound"), (unknown.Status, Code(unknown.Body)));
+        Assert.Equal((400, "InvalidCiphertext"), (badBlob.Status, Code(badBlob.Body)));
+        Assert.Equal((404, "Forbidden.KeyNotFound"), (noKey.Status, Code(noKey.Body)));
+        Assert.Equal((400, "MissingParameter"), (noParams.Status, Code(noParams.Body)));
+        var shape = JsonDocument.Parse(noParams.Body).RootElement.EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Equal(["Code", "Message", "RequestId", "HostId"], shape);
+    }
+
+    [Fact]
+    public async Task A_huge_body_is_refused_without_a_server_error()
+    {
+        using var content = new ByteArrayContent(new byte[2 * 1024 * 1024]);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/x-www-form-urlencoded");
+        using var response = await _server.Http.PostAsync("/", content);
+
+        Assert.Equal(413, (int)response.StatusCode);
+        Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
+    }
+
+    [Fact]
+    public async Task Ten_thousand_malformed_requests_never_produce_a_server_error()
+    {
+        var random = new Random(20261128);
+        string[] names = ["Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp",
+            "KeyId", "CiphertextBlob", "Plaintext", "EncryptionContext", "NumberOfBytes", "PageSize", "Tags", "AliasName", "PendingWindowInDays"];
+        string[] actions = ["CreateKey", "Decrypt", "Encrypt", "GenerateDataKey", "ListKeys", "TagResource", "ReEncrypt", "CreateAlias", "X", ""];
+        string RandomValue() => random.Next(8) switch
+        {
+            0 => "",
+            1 => new string('A', random.Next(1, 5000)),
+            2 => Convert.ToBase64String(RandomNumberGenerator.GetBytes(random.Next(0, 300))),
+            3 => "{\"a\":" + random.Next() + "}",
+            4 => "-" + random.Next(),
+            5 => "%00%ff\u0001" + (char)random.Next(0xD800, 0xDFFF),
+            6 => "[{\"TagKey\":" + random.Next() + "}]",
+            _ => Guid.NewGuid().ToString(),
+        };
+
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<int>();
+        await Parallel.ForAsync(0, 10_000, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+        {
+            Dictionary<string, string> form;
+            lock (random)
+            {
+                form = i % 3 == 0
+                    ? _server.Signed(actions[random.Next(actions.Length)], names.Skip(8).Where(_ => random.Next(2) == 0).ToDictionary(n => n, _ => RandomValue()))
+                    : names.Where(_ => random.Next(2) == 0).ToDictionary(n => n, _ => RandomValue());
+                if (i % 3 == 0 && random.Next(4) == 0)
+                {
+                    form[names[random.Next(names.Length)]] = RandomValue();   // break a signed request
+                }
+            }
+
+            HttpResponseMessage response;
+            if (i % 10 == 9)
+            {
+                using var garbage = new ByteArrayContent(RandomNumberGenerator.GetBytes(i % 4096));
+                garbage.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(i % 20 == 19 ? "application/x-www-form-urlencoded" : "application/octet-stream");
+                response = await _server.Http.PostAsync("/?" + string.Join('&', form.Select(p => Uri.EscapeDataString(p.Key) + "=" + Uri.EscapeDataString(p.Value).Replace("%25", "%", StringComparison.Ordinal))), garbage);
+            }
+            else
+            {
+                response = await _server.Http.PostAsync("/", new FormUrlEncodedContent(form));
+            }
+
+            using (response)
+            {
+                statuses.Add((int)response.StatusCode);
+            }
+        });
+
+        Assert.Equal(10_000, statuses.Count);
+        Assert.DoesNotContain(statuses, s => s >= 500);
+        Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
+        Assert.True(_server.Audit.Verify().Intact);
+    }
+
+    [Fact]
+    public async Task Health_and_readiness_answer()
+    {
+        Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
+        Assert.Equal("ready", await _server.Http.GetStringAsync("/readyz"));
+    }
+
+    [Fact]
+    public async Task TLS_is_served_with_a_given_certificate()
+    {
+        var pfx = Path.Combine(Path.GetTempPath(), "tde-tls-" + Guid.NewGuid().ToString("N") + ".pfx");
+        using (var rsa = RSA.Create(2048))
+        {
+            var request = new CertificateRequest("CN=127.0.0.1", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            await File.WriteAllBytesAsync(pfx, certificate.Export(X509ContentType.Pfx, "pw"));
+        }
+
+        Environment.SetEnvironmentVariable("TDE_TEST_TLS_PASSWORD", "pw");
+        try
+        {
+            await using var tls = new ServerFixture(new KmsServerOptions { CertificatePath = pfx, CertificatePasswordVariable = "TDE_TEST_TLS_PASSWORD" });
+            Assert.Equal("https", tls.BaseAddress.Scheme);
+            var (status, body) = await tls.Post(tls.Signed("ListKeys"));
+            Assert.Equal(200, status);
+            Assert.Equal(0, JsonDocument.Parse(body).RootElement.GetProperty("TotalCount").GetInt32());
+        }
+        finally
+        {
+            File.Delete(pfx);
+        }
+    }
+}
