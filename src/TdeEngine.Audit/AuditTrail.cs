@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using TdeEngine.Kms.RootKeys;
 using TdeEngine.Kms.Secrets;
 
@@ -17,8 +18,8 @@ public sealed record AuditVerification(bool Intact, long EventsChecked, long Che
 /// events, or cutting the tail, is detected by <see cref="Verify"/>.
 /// </summary>
 /// <remarks>
-/// <see cref="Append"/> returns only once the event is on disk (fsync). Concurrent appends in one
-/// process are group-committed: one write and one fsync for everything queued meanwhile. Several
+/// <see cref="Append"/> and <see cref="AppendAsync"/> complete only once the event is on disk (fsync).
+/// One writer thread group-commits: one write and one fsync for everything queued meanwhile. Several
 /// processes (server and CLI) append safely: each batch holds an exclusive lock on <c>trail.lock</c>.
 /// </remarks>
 public sealed class AuditTrail : IDisposable
@@ -30,10 +31,9 @@ public sealed class AuditTrail : IDisposable
     private readonly string _lockFile;
     private readonly SecretBuffer _macKey;
     private readonly long _checkpointInterval;
-    private readonly Lock _gate = new();
-    private readonly Lock _flush = new();
-    private List<AuditEvent> _pending = [];
-    private Batch _current = new();
+    private readonly Channel<(AuditEvent Event, Completion Done)> _queue =
+        Channel.CreateUnbounded<(AuditEvent, Completion)>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Thread _writer;
     private (long Length, long Sequence, string Hash)? _tail;
 
     private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval)
@@ -43,6 +43,10 @@ public sealed class AuditTrail : IDisposable
         _lockFile = Path.Combine(directory, "trail.lock");
         _macKey = macKey;
         _checkpointInterval = checkpointInterval;
+        // A dedicated thread with blocking waits: it must keep writing when the thread pool is busy
+        // (a server full of requests waiting for their events is exactly when it is).
+        _writer = new Thread(WriteLoop) { IsBackground = true, Name = "tde-audit-writer" };
+        _writer.Start();
     }
 
     /// <summary>Opens the trail under <c>home/audit</c>, creating it (and its checkpoint key, wrapped by <paramref name="root"/>).</summary>
@@ -78,48 +82,62 @@ public sealed class AuditTrail : IDisposable
     public AuditEvent Append(AuditEvent auditEvent)
     {
         ArgumentNullException.ThrowIfNull(auditEvent);
-        Batch mine;
-        var slot = new StrongBox<AuditEvent>(auditEvent);
-        lock (_gate)
+        // Blocking callers wait on an event of their own, so they never depend on the thread pool.
+        using var signal = new ManualResetEventSlim();
+        var done = new Completion(signal, null);
+        if (!_queue.Writer.TryWrite((auditEvent, done)))
         {
-            _pending.Add(auditEvent);
-            mine = _current;
-            mine.Slots.Add(slot);
+            throw new ObjectDisposedException(nameof(AuditTrail));
         }
 
-        lock (_flush)
+        signal.Wait();
+        return done.Error is null ? done.Result! : throw done.Error;
+    }
+
+    /// <summary>
+    /// Appends an event; the task completes once the event is durable. Events queued meanwhile by
+    /// any caller share one write and one fsync (group commit). A failed write fails the task: the
+    /// caller must not acknowledge the call.
+    /// </summary>
+    public Task<AuditEvent> AppendAsync(AuditEvent auditEvent)
+    {
+        ArgumentNullException.ThrowIfNull(auditEvent);
+        var task = new TaskCompletionSource<AuditEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_queue.Writer.TryWrite((auditEvent, new Completion(null, task))))
         {
-            if (!mine.Done)
+            task.SetException(new ObjectDisposedException(nameof(AuditTrail)));
+        }
+
+        return task.Task;
+    }
+
+    private void WriteLoop()
+    {
+        var batch = new List<(AuditEvent Event, Completion Done)>();
+        while (_queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
+            batch.Clear();
+            while (batch.Count < 4096 && _queue.Reader.TryRead(out var item))
             {
-                List<AuditEvent> events;
-                Batch batch;
-                lock (_gate)
-                {
-                    events = _pending;
-                    batch = _current;
-                    _pending = [];
-                    _current = new Batch();
-                }
+                batch.Add(item);
+            }
 
-                try
+            try
+            {
+                var written = WriteDurably(batch.Select(b => b.Event).ToList());
+                for (var i = 0; i < batch.Count; i++)
                 {
-                    var written = WriteDurably(events);
-                    for (var i = 0; i < written.Count; i++)
-                    {
-                        batch.Slots[i].Value = written[i];
-                    }
-
-                    batch.Done = true;
+                    batch[i].Done.Complete(written[i], null);
                 }
-                catch (Exception e)
+            }
+            catch (Exception e)
+            {
+                foreach (var item in batch)
                 {
-                    batch.Error = e;
-                    batch.Done = true;
+                    item.Done.Complete(null, new IOException("The audit event could not be written; the call was not acknowledged.", e));
                 }
             }
         }
-
-        return mine.Error is null ? slot.Value : throw new IOException("The audit event could not be written; the call was not acknowledged.", mine.Error);
     }
 
     /// <summary>Writes a signed checkpoint of the current end of the trail.</summary>
@@ -212,7 +230,13 @@ public sealed class AuditTrail : IDisposable
     /// <summary>The raw JSON Lines of the trail (for export).</summary>
     public IEnumerable<string> ReadRawLines() => File.Exists(_trail) ? ReadLines(_trail) : [];
 
-    public void Dispose() => _macKey.Dispose();
+    /// <summary>Writes what is queued, stops the writer, and wipes the checkpoint key.</summary>
+    public void Dispose()
+    {
+        _queue.Writer.TryComplete();
+        _writer.Join();
+        _macKey.Dispose();
+    }
 
     // ---------------------------------------------------------------- internals
 
@@ -322,17 +346,29 @@ public sealed class AuditTrail : IDisposable
     private static AuditVerification Bad(long sequence, string? eventId, long events, long checkpoints, string message) =>
         new(false, events, checkpoints, sequence, eventId, message);
 
-    private sealed class Batch
+    private sealed class Completion(ManualResetEventSlim? signal, TaskCompletionSource<AuditEvent>? task)
     {
-        public List<StrongBox<AuditEvent>> Slots { get; } = [];
+        public AuditEvent? Result { get; private set; }
 
-        public volatile bool Done;
+        public Exception? Error { get; private set; }
 
-        public Exception? Error { get; set; }
-    }
+        public void Complete(AuditEvent? result, Exception? error)
+        {
+            Result = result;
+            Error = error;
+            if (task is not null)
+            {
+                if (error is null)
+                {
+                    task.SetResult(result!);
+                }
+                else
+                {
+                    task.SetException(error);
+                }
+            }
 
-    private sealed class StrongBox<T>(T value)
-    {
-        public T Value { get; set; } = value;
+            signal?.Set();
+        }
     }
 }

@@ -34,7 +34,16 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
 
     /// <summary>A KMS action (2016-01-20), authorized and audited.</summary>
     public KmsApiResponse InvokeKms(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters,
-        bool indented = false, string? accessKeyId = null)
+        bool indented = false, string? accessKeyId = null) =>
+        Commit(ExecuteKms(context, action, parameters, indented, accessKeyId));
+
+    /// <summary>As <see cref="InvokeKms"/>, waiting for the audit write without holding a thread.</summary>
+    public Task<KmsApiResponse> InvokeKmsAsync(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters,
+        bool indented = false, string? accessKeyId = null) =>
+        CommitAsync(ExecuteKms(context, action, parameters, indented, accessKeyId));
+
+    private (KmsCallContext Context, KmsApiResponse Response, AuditEvent Event) ExecuteKms(KmsCallContext context, string action,
+        IReadOnlyDictionary<string, string> parameters, bool indented, string? accessKeyId)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
@@ -52,12 +61,21 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
         var response = decision.Allowed
             ? _kmsApi.Invoke(context, action, parameters, indented)
             : ApiResponse.Error(context, Denied(action, targets[0].Resource, decision), indented);
-        return Record(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId);
+        return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId));
     }
 
     /// <summary>A RAM action, authorized (<c>ram:*</c> policies) and audited.</summary>
     public KmsApiResponse InvokeRam(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters,
-        bool indented = false, string? accessKeyId = null)
+        bool indented = false, string? accessKeyId = null) =>
+        Commit(ExecuteRam(context, action, parameters, indented, accessKeyId));
+
+    /// <summary>As <see cref="InvokeRam"/>, waiting for the audit write without holding a thread.</summary>
+    public Task<KmsApiResponse> InvokeRamAsync(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters,
+        bool indented = false, string? accessKeyId = null) =>
+        CommitAsync(ExecuteRam(context, action, parameters, indented, accessKeyId));
+
+    private (KmsCallContext Context, KmsApiResponse Response, AuditEvent Event) ExecuteRam(KmsCallContext context, string action,
+        IReadOnlyDictionary<string, string> parameters, bool indented, string? accessKeyId)
     {
         ArgumentNullException.ThrowIfNull(context);
         var resource = $"acs:ram::{context.AccountId}:*";
@@ -66,22 +84,57 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
         var response = decision.Allowed
             ? _ramApi.Invoke(context, action, parameters, indented)
             : ApiResponse.Error(context, Denied(action, resource, decision, "ram"), indented);
-        return Record(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, [target], accessKeyId);
+        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, [target], accessKeyId));
     }
 
     /// <summary>
     /// Records a request refused before it reached RAM (unknown access key, bad signature, replay,
     /// stale timestamp): the identity is the one it claimed.
     /// </summary>
-    public void RecordRejected(string sourceIp, string? userAgent, string requestId, string action, string? accessKeyId,
+    public async Task RecordRejectedAsync(string sourceIp, string? userAgent, string requestId, string action, string? accessKeyId,
         IReadOnlyDictionary<string, string> parameters, string errorCode, string errorMessage)
     {
         var claimed = new KmsCallContext(new KmsPrincipal(PrincipalType.Service, "", "", "unauthenticated"), sourceIp, requestId, userAgent);
-        Record(claimed, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, ApiResponse.Error(claimed, new KmsException(errorCode, 400, errorMessage)),
-            new AccessDecision(false, "Unauthenticated"), [], accessKeyId).Dispose();
+        var error = ApiResponse.Error(claimed, new KmsException(errorCode, 400, errorMessage));
+        using var response = await CommitAsync((claimed, error, BuildEvent(claimed, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, error,
+            new AccessDecision(false, "Unauthenticated"), [], accessKeyId))).ConfigureAwait(false);
     }
 
-    private KmsApiResponse Record(KmsCallContext context, string service, string source, string apiVersion, string action,
+    // Acknowledge the call only once its event is durable.
+    private KmsApiResponse Commit((KmsCallContext Context, KmsApiResponse Response, AuditEvent Event) call)
+    {
+        try
+        {
+            audit.Append(call.Event);
+            return call.Response;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return NotRecorded(call, e);
+        }
+    }
+
+    private async Task<KmsApiResponse> CommitAsync((KmsCallContext Context, KmsApiResponse Response, AuditEvent Event) call)
+    {
+        try
+        {
+            await audit.AppendAsync(call.Event).ConfigureAwait(false);
+            return call.Response;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return NotRecorded(call, e);
+        }
+    }
+
+    private static KmsApiResponse NotRecorded((KmsCallContext Context, KmsApiResponse Response, AuditEvent Event) call, Exception e)
+    {
+        call.Response.Dispose();
+        return ApiResponse.Error(call.Context, new KmsException(KmsErrors.Codes.InternalFailure, 500,
+            "The call could not be recorded in the audit trail, so it is not acknowledged. Check the disk under $TDE_HOME/audit.", e));
+    }
+
+    private AuditEvent BuildEvent(KmsCallContext context, string service, string source, string apiVersion, string action,
         IReadOnlyDictionary<string, string> parameters, KmsApiResponse response, AccessDecision decision, IReadOnlyList<AccessRequest> targets,
         string? accessKeyId)
     {
@@ -108,7 +161,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
         }
 
         var principal = context.Principal;
-        var auditEvent = new AuditEvent
+        return new AuditEvent
         {
             EventId = Guid.NewGuid().ToString("D"),
             EventTime = kms.Options.TimeProvider.GetUtcNow(),
@@ -133,19 +186,6 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTr
             ErrorMessage = response.ErrorMessage,
             AdditionalEventData = additional,
         };
-
-        try
-        {
-            audit.Append(auditEvent);
-            return response;
-        }
-        catch (IOException e)
-        {
-            // Never acknowledge a call whose event could be lost.
-            response.Dispose();
-            return ApiResponse.Error(context, new KmsException(KmsErrors.Codes.InternalFailure, 500,
-                "The call could not be recorded in the audit trail, so it is not acknowledged. Check the disk under $TDE_HOME/audit.", e));
-        }
     }
 
     // What the call touches, for RAM: the action and resource, and the condition keys of the call.

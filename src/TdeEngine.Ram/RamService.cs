@@ -34,6 +34,14 @@ public sealed class RamService : IDisposable
     private readonly IDisposable? _ownedRoot;
     private readonly TimeProvider _time;
 
+    // Hot-path caches: every server request looks up its access key and, for RAM users, its policies.
+    // Changes made in this process apply at once; changes made by another process within CacheTtl.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (KmsPrincipal Principal, byte[] Wrapped, long At)> _keys = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At)> _policies = new(StringComparer.Ordinal);
+
+    /// <summary>How long another process's RAM changes may take to be seen here. Default 2 seconds.</summary>
+    public TimeSpan CacheTtl { get; set; } = TimeSpan.FromSeconds(2);
+
     private RamService(RamStore store, IRootKeyProvider root, IDisposable? ownedRoot, TimeProvider time)
     {
         _store = store;
@@ -141,6 +149,7 @@ public sealed class RamService : IDisposable
         using var c = _store.Open();
         var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +
                                 "((@userName IS NULL AND UserName IS NULL) OR UserName = @userName)", new { accessKeyId, context.AccountId, userName });
+        _keys.TryRemove(accessKeyId, out _);
         if (deleted == 0)
         {
             throw new KmsException("EntityNotExist.User.AccessKey", 404, $"The access key '{accessKeyId}' does not exist for this {(userName is null ? "account" : "user")}.");
@@ -153,6 +162,11 @@ public sealed class RamService : IDisposable
     /// </summary>
     public (KmsPrincipal Principal, SecretBuffer Secret)? FindAccessKey(string accessKeyId)
     {
+        if (_keys.TryGetValue(accessKeyId, out var cached) && _time.GetElapsedTime(cached.At) < CacheTtl)
+        {
+            return (cached.Principal, _root.Unwrap(cached.Wrapped, SecretContext(accessKeyId)));
+        }
+
         using var c = _store.Open();
         var row = c.QuerySingleOrDefault<(string AccountId, string? UserName, string Status, byte[] WrappedSecret)>(
             "SELECT AccountId, UserName, Status, WrappedSecret FROM AccessKeys WHERE AccessKeyId = @accessKeyId", new { accessKeyId });
@@ -162,6 +176,7 @@ public sealed class RamService : IDisposable
         }
 
         var principal = row.UserName is null ? KmsPrincipal.Root(row.AccountId) : UserPrincipal(row.AccountId, row.UserName);
+        _keys[accessKeyId] = (principal, row.WrappedSecret, _time.GetTimestamp());
         return (principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)));
     }
 
@@ -200,6 +215,7 @@ public sealed class RamService : IDisposable
     {
         RequirePrincipal(context.AccountId, principalType, principalName);
         LoadPolicy(context.AccountId, policyType, policyName);
+        _policies.Clear();
         using var c = _store.Open();
         c.Execute("INSERT OR IGNORE INTO Attachments (AccountId, PrincipalType, PrincipalName, PolicyType, PolicyName) VALUES (@AccountId, @principalType, @principalName, @policyType, @policyName)",
             new { context.AccountId, principalType, principalName, policyType, policyName });
@@ -208,6 +224,7 @@ public sealed class RamService : IDisposable
     public void DetachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
     {
         RequirePrincipal(context.AccountId, principalType, principalName);
+        _policies.Clear();
         using var c = _store.Open();
         var removed = c.Execute("DELETE FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @principalType AND PrincipalName = @principalName AND PolicyType = @policyType AND PolicyName = @policyName",
             new { context.AccountId, principalType, principalName, policyType, policyName });
@@ -231,11 +248,19 @@ public sealed class RamService : IDisposable
             return [];
         }
 
+        var cacheKey = $"{principal.AccountId}|{type}|{name}";
+        if (_policies.TryGetValue(cacheKey, out var cached) && _time.GetElapsedTime(cached.At) < CacheTtl)
+        {
+            return cached.Policies;
+        }
+
         using var c = _store.Open();
-        return c.Query<(string PolicyType, string PolicyName)>(
+        var policies = c.Query<(string PolicyType, string PolicyName)>(
                 "SELECT PolicyType, PolicyName FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @type AND PrincipalName = @name ORDER BY PolicyType, PolicyName",
                 new { principal.AccountId, type, name })
             .Select(a => LoadPolicy(principal.AccountId, a.PolicyType, a.PolicyName)).ToList();
+        _policies[cacheKey] = (policies, _time.GetTimestamp());
+        return policies;
     }
 
     /// <summary>The decision for a call: the root may do everything; others what their policies allow.</summary>

@@ -119,9 +119,14 @@ public static class KmsServer
         var sourceIp = remote is null ? "127.0.0.1" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
         Task Reject(int status, string code, string message)
         {
-            gateway.RecordRejected(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, parameters["Action"], accessKeyId,
-                parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), code, message);
-            return WriteError(http, requestId, status, code, message);
+            return RejectAsync(status, code, message);
+        }
+
+        async Task RejectAsync(int status, string code, string message)
+        {
+            await gateway.RecordRejectedAsync(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, parameters["Action"], accessKeyId,
+                parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), code, message).ConfigureAwait(false);
+            await WriteError(http, requestId, status, code, message).ConfigureAwait(false);
         }
 
         var found = ram.FindAccessKey(accessKeyId);
@@ -152,8 +157,8 @@ public static class KmsServer
         var actionParameters = parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         using var response = parameters["Version"] switch
         {
-            "2016-01-20" => gateway.InvokeKms(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId),
-            "2015-05-01" => gateway.InvokeRam(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId),
+            "2016-01-20" => await gateway.InvokeKmsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
+            "2015-05-01" => await gateway.InvokeRamAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
             _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS) or 2015-05-01 (RAM).")),
         };
         await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);

@@ -71,9 +71,17 @@ public sealed class ServerTests : IAsyncLifetime
     {
         using var content = new ByteArrayContent(new byte[2 * 1024 * 1024]);
         content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/x-www-form-urlencoded");
-        using var response = await _server.Http.PostAsync("/", content);
+        try
+        {
+            using var response = await _server.Http.PostAsync("/", content);
+            Assert.Equal(413, (int)response.StatusCode);
+        }
+        catch (HttpRequestException)
+        {
+            // Kestrel answers 413 as soon as it sees the Content-Length and closes the connection; a client
+            // still uploading may see the close instead of the answer. Either way: no 5xx, no crash.
+        }
 
-        Assert.Equal(413, (int)response.StatusCode);
         Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
     }
 
