@@ -53,7 +53,7 @@ public sealed class CrashTests : IDisposable
                 reported = max;
             }
 
-            Assert.True(reported > KillsPerMode, $"only {reported} transactions were committed over {KillsPerMode} runs");
+            Assert.True(reported >= KillsPerMode, $"only {reported} transactions were committed over {KillsPerMode} runs");   // each run commits at least once before the kill
         }
         finally
         {
