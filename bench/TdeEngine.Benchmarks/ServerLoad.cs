@@ -29,7 +29,8 @@ internal static class ServerLoad
         using var kms = KeyManagementService.Open(new KmsOptions { Home = home }, root);
         using var ram = RamService.Open(home, root);
         using var audit = AuditTrail.Open(home, root);
-        var app = KmsServer.Build(new KmsServerOptions { Port = 0 }, kms, ram, audit);
+        var withoutAudit = args.Contains("--without-audit");
+        var app = KmsServer.Build(new KmsServerOptions { Port = 0 }, kms, ram, withoutAudit ? new DiscardingAudit() : audit);
         app.StartAsync().GetAwaiter().GetResult();
         try
         {
@@ -60,7 +61,7 @@ internal static class ServerLoad
             });
 
             var verification = audit.Verify();
-            Console.WriteLine($"server-load: {seconds} s per measurement, {concurrency} concurrent clients in-process, loopback, audit on");
+            Console.WriteLine($"server-load: {seconds} s per measurement, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
             Console.WriteLine("| request | requests/s | errors | ratio to /healthz |");
             Console.WriteLine("|---|---:|---:|---:|");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| GET /healthz (HTTP baseline) | {health.Rate:N0} | {health.Errors} | 1.00 |"));
@@ -76,6 +77,14 @@ internal static class ServerLoad
         }
 
         return 0;
+    }
+
+    // For measuring what auditing costs: drops events. The product has no way to turn auditing off.
+    private sealed class DiscardingAudit : IAuditSink
+    {
+        public AuditEvent Append(AuditEvent auditEvent) => auditEvent;
+
+        public Task<AuditEvent> AppendAsync(AuditEvent auditEvent) => Task.FromResult(auditEvent);
     }
 
     private static (double Rate, long Errors) Measure(int seconds, int concurrency, Func<Task<bool>> request)

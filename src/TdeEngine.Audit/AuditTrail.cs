@@ -22,7 +22,7 @@ public sealed record AuditVerification(bool Intact, long EventsChecked, long Che
 /// One writer thread group-commits: one write and one fsync for everything queued meanwhile. Several
 /// processes (server and CLI) append safely: each batch holds an exclusive lock on <c>trail.lock</c>.
 /// </remarks>
-public sealed class AuditTrail : IDisposable
+public sealed class AuditTrail : IAuditSink, IDisposable
 {
     private const string HashSuffixStart = ",\"hash\":\"";
 

@@ -17,7 +17,7 @@ namespace TdeEngine.Gateway;
 /// the audit trail, allowed or denied, succeeded or failed. The response is returned only after its
 /// audit event is durable. The CLI and the server both call this class.
 /// </summary>
-public sealed class KmsGateway(KeyManagementService kms, RamService ram, AuditTrail audit)
+public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditSink audit)
 {
     private static readonly HashSet<string> AuditedParameters = new(StringComparer.Ordinal)
     {

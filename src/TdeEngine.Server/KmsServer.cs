@@ -31,7 +31,7 @@ public static class KmsServer
     };
 
     /// <summary>Builds the web application (not started). The caller owns and disposes the services.</summary>
-    public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, AuditTrail audit)
+    public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, IAuditSink audit)
     {
         ArgumentNullException.ThrowIfNull(options);
         var builder = WebApplication.CreateSlimBuilder();
