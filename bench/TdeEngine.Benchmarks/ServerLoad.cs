@@ -60,12 +60,29 @@ internal static class ServerLoad
                 return response.StatusCode == HttpStatusCode.OK;
             });
 
+            // The same call without HTTP: the gateway (RAM + KMS + audit) and the KMS action surface alone.
+            var gateway = new TdeEngine.Gateway.KmsGateway(kms, ram, withoutAudit ? new DiscardingAudit() : audit);
+            var kmsApi = new TdeEngine.Kms.Api.KmsApi(kms);
+            var parameters = new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext"] = "{\"db\":\"orders\"}" };
+            var inProcess = Measure(seconds, concurrency, async () =>
+            {
+                using var response = await gateway.InvokeKmsAsync(caller, "GenerateDataKey", parameters).ConfigureAwait(false);
+                return response.IsSuccess;
+            });
+            var apiOnly = Measure(seconds, concurrency, () =>
+            {
+                using var response = kmsApi.Invoke(caller, "GenerateDataKey", parameters);
+                return Task.FromResult(response.IsSuccess);
+            });
+
             var verification = audit.Verify();
             Console.WriteLine($"server-load: {seconds} s per measurement, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
             Console.WriteLine("| request | requests/s | errors | ratio to /healthz |");
             Console.WriteLine("|---|---:|---:|---:|");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| GET /healthz (HTTP baseline) | {health.Rate:N0} | {health.Errors} | 1.00 |"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| signed GenerateDataKey | {generate.Rate:N0} | {generate.Errors} | {generate.Rate / health.Rate:F2} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| in process, no HTTP: KmsGateway GenerateDataKey | {inProcess.Rate:N0} | {inProcess.Errors} | {inProcess.Rate / health.Rate:F2} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| in process, no HTTP: KmsApi GenerateDataKey | {apiOnly.Rate:N0} | {apiOnly.Errors} | {apiOnly.Rate / health.Rate:F2} |"));
             Console.WriteLine($"audit trail after the run: {verification.Message}");
         }
         finally
