@@ -17,22 +17,17 @@ internal static class AuditJson
 
     private static readonly JsonWriterOptions Options = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    /// <summary>The body (without hash) and the full line of an event.</summary>
-    public static (byte[] Body, string Hash, string Line) Seal(AuditEvent e)
-    {
-        var body = Body(e);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(body));
-        var line = Encoding.UTF8.GetString(body, 0, body.Length - 1) + ",\"hash\":\"" + hash + "\"}";
-        return (body, hash, line);
-    }
-
-    public static byte[] Body(AuditEvent e)
+    /// <summary>
+    /// The fields of an event that do not depend on its place in the chain (eventId through
+    /// additionalEventData), as JSON members without the enclosing braces. Callers compute it, so the
+    /// single writer thread only has to chain, hash and write.
+    /// </summary>
+    public static byte[] Core(AuditEvent e)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
         using (var w = new Utf8JsonWriter(buffer, Options))
         {
             w.WriteStartObject();
-            w.WriteNumber("eventSequence", e.EventSequence);
             w.WriteString("eventId", e.EventId);
             w.WriteString("eventVersion", "1");
             w.WriteString("eventTime", e.EventTime.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
@@ -64,11 +59,45 @@ internal static class AuditJson
             }
 
             WriteMap(w, "additionalEventData", e.AdditionalEventData);
-            w.WriteString("previousHash", e.PreviousHash);
             w.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return buffer.WrittenSpan[1..^1].ToArray();
+    }
+
+    /// <summary>
+    /// The line of an event at <paramref name="sequence"/> after <paramref name="previousHash"/>:
+    /// <c>{"eventSequence":N,&lt;core&gt;,"previousHash":"…","hash":"…"}</c> plus a newline, where the hash
+    /// is SHA-256 of the line without its hash member (closed with <c>}</c>).
+    /// </summary>
+    public static (string Hash, byte[] Line) Chain(ReadOnlySpan<byte> core, long sequence, string previousHash)
+    {
+        ReadOnlySpan<byte> head = "{\"eventSequence\":"u8;
+        ReadOnlySpan<byte> previous = ",\"previousHash\":\""u8;
+        ReadOnlySpan<byte> hashMember = ",\"hash\":\""u8;
+        var number = Encoding.ASCII.GetBytes(sequence.ToString(CultureInfo.InvariantCulture));
+        var bodyLength = head.Length + number.Length + 1 + core.Length + previous.Length + previousHash.Length + 2;
+        var line = new byte[bodyLength - 1 + hashMember.Length + 64 + 3];
+        var at = 0;
+        void Put(ReadOnlySpan<byte> bytes)
+        {
+            bytes.CopyTo(line.AsSpan(at));
+            at += bytes.Length;
+        }
+
+        Put(head);
+        Put(number);
+        Put(","u8);
+        Put(core);
+        Put(previous);
+        Put(Encoding.ASCII.GetBytes(previousHash));
+        Put("\"}"u8);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(line.AsSpan(0, bodyLength)));
+        at = bodyLength - 1;   // reopen the object: the hash member goes before the closing brace
+        Put(hashMember);
+        Put(Encoding.ASCII.GetBytes(hash));
+        Put("\"}\n"u8);
+        return (hash, line);
     }
 
     /// <summary>Parses one line back into an event (with its hash as written).</summary>

@@ -31,8 +31,8 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private readonly string _lockFile;
     private readonly SecretBuffer _macKey;
     private readonly long _checkpointInterval;
-    private readonly Channel<(AuditEvent Event, Completion Done)> _queue =
-        Channel.CreateUnbounded<(AuditEvent, Completion)>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<(AuditEvent Event, byte[] Core, Completion Done)> _queue =
+        Channel.CreateUnbounded<(AuditEvent, byte[], Completion)>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread _writer;
     private (long Length, long Sequence, string Hash)? _tail;
 
@@ -85,7 +85,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         // Blocking callers wait on an event of their own, so they never depend on the thread pool.
         using var signal = new ManualResetEventSlim();
         var done = new Completion(signal, null);
-        if (!_queue.Writer.TryWrite((auditEvent, done)))
+        if (!_queue.Writer.TryWrite((auditEvent, AuditJson.Core(auditEvent), done)))
         {
             throw new ObjectDisposedException(nameof(AuditTrail));
         }
@@ -103,7 +103,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     {
         ArgumentNullException.ThrowIfNull(auditEvent);
         var task = new TaskCompletionSource<AuditEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_queue.Writer.TryWrite((auditEvent, new Completion(null, task))))
+        if (!_queue.Writer.TryWrite((auditEvent, AuditJson.Core(auditEvent), new Completion(null, task))))
         {
             task.SetException(new ObjectDisposedException(nameof(AuditTrail)));
         }
@@ -113,7 +113,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
     private void WriteLoop()
     {
-        var batch = new List<(AuditEvent Event, Completion Done)>();
+        var batch = new List<(AuditEvent Event, byte[] Core, Completion Done)>();
         while (_queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
             batch.Clear();
@@ -124,7 +124,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
             try
             {
-                var written = WriteDurably(batch.Select(b => b.Event).ToList());
+                var written = WriteDurably(batch);
                 for (var i = 0; i < batch.Count; i++)
                 {
                     batch[i].Done.Complete(written[i], null);
@@ -240,26 +240,26 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
     // ---------------------------------------------------------------- internals
 
-    private List<AuditEvent> WriteDurably(List<AuditEvent> events)
+    private List<AuditEvent> WriteDurably(List<(AuditEvent Event, byte[] Core, Completion Done)> events)
     {
         using var held = AcquireFileLock();
         var (_, sequence, previous) = ReadTail();
         var written = new List<AuditEvent>(events.Count);
-        var text = new StringBuilder();
-        foreach (var e in events)
+        var lines = new System.Buffers.ArrayBufferWriter<byte>(events.Count * 700);
+        foreach (var (e, core, _) in events)
         {
             sequence++;
-            var chained = e with { EventSequence = sequence, PreviousHash = previous, Hash = "" };
-            var (_, hash, line) = AuditJson.Seal(chained);
-            written.Add(chained with { Hash = hash });
-            text.Append(line).Append('\n');
+            var (hash, line) = AuditJson.Chain(core, sequence, previous);
+            line.CopyTo(lines.GetSpan(line.Length));
+            lines.Advance(line.Length);
+            written.Add(e with { EventSequence = sequence, PreviousHash = previous, Hash = hash });
             previous = hash;
         }
 
         long length;
         using (var stream = new FileStream(_trail, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
         {
-            stream.Write(Encoding.UTF8.GetBytes(text.ToString()));
+            stream.Write(lines.WrittenSpan);
             stream.Flush(flushToDisk: true);
             length = stream.Length;
         }
