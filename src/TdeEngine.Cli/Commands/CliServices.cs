@@ -13,10 +13,23 @@ internal sealed class CliServices : IDisposable
 {
     private readonly FileRootKeyProvider _root;
 
+    private readonly Kms.Hsm.Pkcs11KeyProtectionBackend? _hsm;
+
     private CliServices(KmsOptions options)
     {
         _root = FileRootKeyProvider.OpenOrCreate(Path.Combine(options.Home, "root.key"));
-        Kms = KeyManagementService.Open(options, _root);
+        // An HSM for hardware-protected keys when one is configured (docs/hsm.md).
+        if (Environment.GetEnvironmentVariable("TDE_HSM_MODULE") is { Length: > 0 } module)
+        {
+            _hsm = new Kms.Hsm.Pkcs11KeyProtectionBackend(new Kms.Hsm.HsmOptions
+            {
+                ModulePath = module,
+                TokenLabel = Environment.GetEnvironmentVariable("TDE_HSM_TOKEN") ?? "tde",
+                PinFile = Environment.GetEnvironmentVariable("TDE_HSM_PIN_FILE"),
+            });
+        }
+
+        Kms = KeyManagementService.Open(options, _root, _hsm is null ? null : [_hsm]);
         Ram = RamService.Open(options.Home, _root);
         Audit = AuditTrail.Open(options.Home, _root);
         Gateway = new KmsGateway(Kms, Ram, Audit);
@@ -47,6 +60,7 @@ internal sealed class CliServices : IDisposable
         Audit.Dispose();
         Ram.Dispose();
         Kms.Dispose();
+        _hsm?.Dispose();
         _root.Dispose();
     }
 }

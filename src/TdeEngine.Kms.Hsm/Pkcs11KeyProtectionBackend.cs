@@ -1,0 +1,276 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+using TdeEngine.Kms.Crypto;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Kms.Protection;
+
+namespace TdeEngine.Kms.Hsm;
+
+/// <summary>
+/// Hardware protection over any PKCS#11 module: each key version is an AES-256 secret key generated
+/// inside the token (<c>CKA_EXTRACTABLE=false</c>, <c>CKA_SENSITIVE=true</c>, <c>CKA_TOKEN=true</c>,
+/// labelled <c>tde:&lt;keyId&gt;:&lt;versionId&gt;</c>), and every seal and open is <c>CKM_AES_GCM</c> in the
+/// token with the blob header and EncryptionContext as AAD (blob algorithm 1). The key store keeps
+/// only the label.
+/// </summary>
+/// <remarks>Thread-safe: operations take a session from a pool; the user logs in once.</remarks>
+public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IDisposable
+{
+    private const string ReferencePrefix = "pkcs11:";
+    private static readonly Lazy<bool> LibdlWorkaround = new(InstallLibdlResolver);
+
+    private readonly Pkcs11InteropFactories _factories = new();
+    private readonly IPkcs11Library _library;
+    private readonly ConcurrentBag<ISession> _sessions = [];
+    private readonly SemaphoreSlim _available;
+    private readonly ConcurrentDictionary<string, IObjectHandle> _handles = new(StringComparer.Ordinal);
+    private readonly List<ISession> _all = [];
+
+    public Pkcs11KeyProtectionBackend(HsmOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _ = LibdlWorkaround.Value;
+        Options = options;
+        _library = Call("C_Initialize", () => _factories.Pkcs11LibraryFactory.LoadPkcs11Library(_factories, options.ModulePath, AppType.MultiThreaded));
+        var slot = Call("C_GetSlotList", () => _library.GetSlotList(SlotsType.WithTokenPresent))
+            .FirstOrDefault(s => Call("C_GetTokenInfo", () => s.GetTokenInfo()).Label.Trim() == options.TokenLabel)
+            ?? throw new HsmException("C_GetSlotList", "CKR_TOKEN_NOT_PRESENT",
+                $"No token labelled '{options.TokenLabel}' is present. " + HsmException.Advice("CKR_TOKEN_NOT_PRESENT"));
+        var pin = options.ReadPin();
+        try
+        {
+            for (var i = 0; i < Math.Max(1, options.SessionPoolSize); i++)
+            {
+                var session = Call("C_OpenSession", () => slot.OpenSession(SessionType.ReadWrite));
+                if (i == 0)
+                {
+                    Call("C_Login", () => session.Login(CKU.CKU_USER, pin));
+                }
+
+                _all.Add(session);
+                _sessions.Add(session);
+            }
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(pin);
+        }
+
+        _available = new SemaphoreSlim(_all.Count, _all.Count);
+    }
+
+    public HsmOptions Options { get; }
+
+    public string ProtectionLevel => "HSM";
+
+    public byte[] CreateMaterial(KeyVersionRef version)
+    {
+        var label = Label(version);
+        var attributes = new List<IObjectAttribute>
+        {
+            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, Encoding.UTF8.GetBytes(version.KeyVersionId)),
+        };
+        var handle = WithSession(s => Call("C_GenerateKey", () => s.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN), attributes)));
+        _handles[label] = handle;
+        return Encoding.UTF8.GetBytes(ReferencePrefix + label);
+    }
+
+    public byte[] ImportMaterial(KeyVersionRef version, ReadOnlySpan<byte> material) =>
+        throw new Errors.KmsException("UnsupportedOperation", 400, "Importing key material into the HSM (BYOK) is not available yet.");
+
+    public IKeyVersionCipher OpenCipher(KeyVersionRef version, ReadOnlySpan<byte> persisted) => new HsmKeyVersionCipher(this, Find(persisted));
+
+    public void DestroyMaterial(KeyVersionRef version, ReadOnlySpan<byte> persisted)
+    {
+        var label = LabelOf(persisted);
+        var handle = Find(persisted);
+        WithSession(s =>
+        {
+            Call("C_DestroyObject", () => s.DestroyObject(handle));
+            return 0;
+        });
+        _handles.TryRemove(label, out _);
+    }
+
+    /// <summary>Reads boolean attributes of a key version's object (for checks such as CKA_EXTRACTABLE).</summary>
+    public IReadOnlyDictionary<CKA, bool> ReadFlags(ReadOnlySpan<byte> persisted, params CKA[] attributes)
+    {
+        var handle = Find(persisted);
+        return WithSession(s =>
+        {
+            var values = Call("C_GetAttributeValue", () => s.GetAttributeValue(handle, attributes.ToList()));
+            return (IReadOnlyDictionary<CKA, bool>)attributes.Zip(values).ToDictionary(p => p.First, p => p.Second.GetValueAsBool());
+        });
+    }
+
+    public void Dispose()
+    {
+        foreach (var session in _all)
+        {
+            session.Dispose();
+        }
+
+        _library.Dispose();
+        _available.Dispose();
+    }
+
+    internal byte[] Encrypt(IObjectHandle key, byte[] nonce, byte[] aad, byte[] plaintext) => WithSession(s =>
+    {
+        var mechanism = _factories.MechanismFactory.Create(CKM.CKM_AES_GCM, _factories.MechanismParamsFactory.CreateCkGcmParams(nonce, 96, aad, 128));
+        return Call("C_Encrypt", () => s.Encrypt(mechanism, key, plaintext));
+    });
+
+    internal byte[]? Decrypt(IObjectHandle key, byte[] nonce, byte[] aad, byte[] ciphertextAndTag) => WithSession(s =>
+    {
+        var mechanism = _factories.MechanismFactory.Create(CKM.CKM_AES_GCM, _factories.MechanismParamsFactory.CreateCkGcmParams(nonce, 96, aad, 128));
+        try
+        {
+            return s.Decrypt(mechanism, key, ciphertextAndTag);
+        }
+        catch (Pkcs11Exception e) when (e.RV is CKR.CKR_ENCRYPTED_DATA_INVALID or CKR.CKR_GENERAL_ERROR or CKR.CKR_ENCRYPTED_DATA_LEN_RANGE)
+        {
+            return null;   // does not authenticate (SoftHSM2 reports a wrong tag as CKR_GENERAL_ERROR)
+        }
+    });
+
+    private IObjectHandle Find(ReadOnlySpan<byte> persisted)
+    {
+        var label = LabelOf(persisted);
+        return _handles.GetOrAdd(label, l => WithSession(s =>
+        {
+            var found = Call("C_FindObjects", () => s.FindAllObjects([Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY), _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, l)]));
+            return found.Count == 1 ? found[0] : throw new HsmException("C_FindObjects", "CKR_OBJECT_HANDLE_INVALID",
+                $"The key object '{l}' is not in the token. " + HsmException.Advice("CKR_OBJECT_HANDLE_INVALID"));
+        }));
+    }
+
+    private T WithSession<T>(Func<ISession, T> work)
+    {
+        _available.Wait();
+        if (!_sessions.TryTake(out var session))
+        {
+            _available.Release();
+            throw new InvalidOperationException("The HSM session pool is inconsistent.");
+        }
+
+        try
+        {
+            return work(session);
+        }
+        finally
+        {
+            _sessions.Add(session);
+            _available.Release();
+        }
+    }
+
+    private IObjectAttribute Attribute(CKA type, CKO value) => _factories.ObjectAttributeFactory.Create(type, value);
+
+    private IObjectAttribute Attribute(CKA type, CKK value) => _factories.ObjectAttributeFactory.Create(type, value);
+
+    private static string Label(KeyVersionRef version) => $"tde:{version.KeyId}:{version.KeyVersionId}";
+
+    private static string LabelOf(ReadOnlySpan<byte> persisted)
+    {
+        var text = Encoding.UTF8.GetString(persisted);
+        return text.StartsWith(ReferencePrefix, StringComparison.Ordinal) ? text[ReferencePrefix.Length..]
+            : throw new HsmException("C_FindObjects", "CKR_ARGUMENTS_BAD", "The stored key reference is not a PKCS#11 label.");
+    }
+
+    private static T Call<T>(string function, Func<T> call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (Pkcs11Exception e)
+        {
+            var rv = e.RV.ToString();
+            throw new HsmException(function, rv, HsmException.Advice(rv), e);
+        }
+    }
+
+    private static void Call(string function, Action call) => Call(function, () =>
+    {
+        call();
+        return 0;
+    });
+
+    // Pkcs11Interop 5.3.0 asks for 'libdl', which glibc 2.34+ ships only as libdl.so.2.
+    private static bool InstallLibdlResolver()
+    {
+        NativeLibrary.SetDllImportResolver(typeof(Pkcs11InteropFactories).Assembly, (name, assembly, path) =>
+            name == "libdl" && NativeLibrary.TryLoad("libdl.so.2", out var handle) ? handle : IntPtr.Zero);
+        return true;
+    }
+}
+
+/// <summary>Seals and opens blobs with a key version that never leaves the token (blob algorithm 1, CKM_AES_GCM).</summary>
+internal sealed class HsmKeyVersionCipher(Pkcs11KeyProtectionBackend backend, IObjectHandle key) : IKeyVersionCipher
+{
+    public BlobAlgorithm Algorithm => BlobAlgorithm.Aes256Gcm;
+
+    public void Seal(ReadOnlySpan<byte> aad, ReadOnlySpan<byte> plaintext, Span<byte> nonceRegion, Span<byte> ciphertext, Span<byte> tag)
+    {
+        FastRandom.Fill(nonceRegion);
+        var plain = plaintext.ToArray();
+        try
+        {
+            var sealedBytes = backend.Encrypt(key, nonceRegion.ToArray(), aad.ToArray(), plain);
+            sealedBytes.AsSpan(0, ciphertext.Length).CopyTo(ciphertext);
+            sealedBytes.AsSpan(ciphertext.Length).CopyTo(tag);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(plain);
+        }
+    }
+
+    public bool TryOpen(BlobAlgorithm algorithm, ReadOnlySpan<byte> aad, ReadOnlySpan<byte> nonceRegion, ReadOnlySpan<byte> ciphertext,
+        ReadOnlySpan<byte> tag, Span<byte> plaintext)
+    {
+        if (algorithm != BlobAlgorithm.Aes256Gcm)
+        {
+            return false;
+        }
+
+        var input = new byte[ciphertext.Length + tag.Length];
+        ciphertext.CopyTo(input);
+        tag.CopyTo(input.AsSpan(ciphertext.Length));
+        var opened = backend.Decrypt(key, nonceRegion.ToArray(), aad.ToArray(), input);
+        if (opened is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            opened.CopyTo(plaintext);
+            return true;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(opened);
+        }
+    }
+
+    public void Dispose()
+    {
+        // The key lives in the token; there is nothing to wipe here.
+    }
+}

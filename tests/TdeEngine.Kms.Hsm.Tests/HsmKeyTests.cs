@@ -1,0 +1,114 @@
+using System.Text;
+using Dapper;
+using Microsoft.Data.Sqlite;
+using Net.Pkcs11Interop.Common;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Kms.KeyManagement;
+using TdeEngine.Sqlite;
+
+namespace TdeEngine.Kms.Hsm.Tests;
+
+[Collection("SoftHSM")]
+public sealed class HsmKeyTests(SoftHsmFixture hsm)
+{
+    private readonly KmsCallContext _me = KmsCallContext.ForRoot(hsm.Kms.Options.DefaultAccountId);
+
+    private string NewHsmKey()
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var key = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Description = "hsm" });
+        Assert.Equal("HSM", key.ProtectionLevel);
+        return key.KeyId;
+    }
+
+    private byte[] StoredReference(string keyId, string versionId)
+    {
+        using var c = new SqliteConnection($"Data Source={Path.Combine(hsm.Root, "kms", "kms.db")};Mode=ReadOnly;Pooling=False");
+        return c.QuerySingle<byte[]>("SELECT Material FROM KeyVersions WHERE KeyId = @keyId AND KeyVersionId = @versionId", new { keyId, versionId });
+    }
+
+    [Fact]
+    public void Every_cryptographic_action_works_on_an_HSM_key_with_the_same_blob_format()
+    {
+        var keyId = NewHsmKey();
+        var other = NewHsmKey();
+        var context = EncryptionContext.Parse("{\"db\":\"orders\"}");
+
+        using var dataKey = hsm.Kms.GenerateDataKey(_me, keyId, 32, context);
+        using var opened = hsm.Kms.Decrypt(_me, dataKey.CiphertextBlob!, context);
+        var encrypted = hsm.Kms.Encrypt(_me, keyId, "in the token"u8);
+        var moved = hsm.Kms.ReEncrypt(_me, encrypted.CiphertextBlob, other);
+        using var movedOpen = hsm.Kms.Decrypt(_me, moved.CiphertextBlob);
+
+        Assert.Equal(dataKey.Plaintext.Span.ToArray(), opened.Plaintext.Span.ToArray());
+        Assert.Equal("in the token"u8.ToArray(), movedOpen.Plaintext.Span.ToArray());
+        Assert.Equal((byte)BlobAlgorithm.Aes256Gcm, dataKey.CiphertextBlob![5]);
+        Assert.Equal("TKMS"u8.ToArray(), dataKey.CiphertextBlob[..4]);
+        Assert.Equal(KmsErrors.Codes.InvalidCiphertext,
+            Assert.Throws<KmsException>(() => hsm.Kms.Decrypt(_me, dataKey.CiphertextBlob!, EncryptionContext.Parse("{\"db\":\"hr\"}")).Dispose()).Code);
+    }
+
+    [Fact]
+    public void Rotation_creates_a_new_version_in_the_token_and_old_blobs_still_open()
+    {
+        var keyId = NewHsmKey();
+        var blob = hsm.Kms.Encrypt(_me, keyId, "v1"u8).CiphertextBlob;
+
+        var v2 = hsm.Kms.CreateKeyVersion(_me, keyId);
+        using var old = hsm.Kms.Decrypt(_me, blob);
+        var fresh = hsm.Kms.Encrypt(_me, keyId, "v2"u8);
+
+        Assert.Equal("v1"u8.ToArray(), old.Plaintext.Span.ToArray());
+        Assert.Equal(v2.KeyVersionId, fresh.KeyVersionId);
+    }
+
+    [Fact]
+    public void Key_versions_are_non_extractable_sensitive_token_objects_and_the_store_holds_only_their_label()
+    {
+        var keyId = NewHsmKey();
+        var versionId = hsm.Kms.DescribeKey(_me, keyId).PrimaryKeyVersion!;
+        var reference = StoredReference(keyId, versionId);
+
+        var flags = hsm.Backend.ReadFlags(reference, CKA.CKA_EXTRACTABLE, CKA.CKA_SENSITIVE, CKA.CKA_TOKEN);
+
+        Assert.False(flags[CKA.CKA_EXTRACTABLE]);
+        Assert.True(flags[CKA.CKA_SENSITIVE]);
+        Assert.True(flags[CKA.CKA_TOKEN]);
+        Assert.Equal($"pkcs11:tde:{keyId}:{versionId}", Encoding.UTF8.GetString(reference));
+    }
+
+    [Fact]
+    public void A_TDE_database_is_sealed_under_an_HSM_key_and_survives_its_rotation()
+    {
+        var keyId = NewHsmKey();
+        TdeSqlite.Register(hsm.Kms);
+        var path = Path.Combine(hsm.Root, "hsm.db");
+        using (var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&kms_key={keyId};Pooling=False"))
+        {
+            db.Open();
+            db.Execute("CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('sealed by a key in the HSM');");
+        }
+
+        hsm.Kms.CreateKeyVersion(_me, keyId);
+        TdeSqlite.Register(hsm.Kms, new Storage.TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
+        using (var db = new SqliteConnection(TdeSqlite.ConnectionString(path)))
+        {
+            db.Open();
+            Assert.Equal("sealed by a key in the HSM", db.ExecuteScalar<string>("SELECT v FROM t"));
+        }
+
+        Assert.EndsWith(keyId, TdeDatabases.Status(path).KmsKeyArn, StringComparison.Ordinal);
+        Assert.DoesNotContain("sealed by a key", Encoding.UTF8.GetString(File.ReadAllBytes(path)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_missing_token_names_the_function_and_what_to_do()
+    {
+        var e = Assert.Throws<HsmException>(() => new Pkcs11KeyProtectionBackend(new HsmOptions { ModulePath = SoftHsmFixture.Module, TokenLabel = "no-such-token" }));
+
+        Assert.Equal(("C_GetSlotList", "CKR_TOKEN_NOT_PRESENT"), (e.Function, e.ReturnValue));
+        Assert.Contains("not present", e.Message, StringComparison.Ordinal);
+    }
+}
