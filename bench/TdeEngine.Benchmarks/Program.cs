@@ -16,6 +16,11 @@ internal static class Program
             return SideBySide.Run(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "hsm")
+        {
+            return HsmThroughput.Run(args[1..]);
+        }
+
         if (args.Length > 0 && args[0] == "server-load")
         {
             return ServerLoad.Run(args[1..]);

@@ -66,6 +66,13 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IDisposa
 
     public HsmOptions Options { get; }
 
+    /// <summary>
+    /// Installs the native-library workaround Pkcs11Interop needs on this glibc (it asks for
+    /// <c>libdl</c>; glibc ships <c>libdl.so.2</c>). Call it before using Pkcs11Interop directly; the
+    /// backend calls it itself.
+    /// </summary>
+    public static void EnsureNativeLoader() => _ = LibdlWorkaround.Value;
+
     public string ProtectionLevel => "HSM";
 
     public byte[] CreateMaterial(KeyVersionRef version)
@@ -122,10 +129,24 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IDisposa
     {
         foreach (var session in _all)
         {
-            session.Dispose();
+            try
+            {
+                session.Dispose();
+            }
+            catch (Pkcs11Exception)
+            {
+                // The module was already finalized (for example by another library handle in this process).
+            }
         }
 
-        _library.Dispose();
+        try
+        {
+            _library.Dispose();
+        }
+        catch (Pkcs11Exception)
+        {
+        }
+
         _available.Dispose();
     }
 
