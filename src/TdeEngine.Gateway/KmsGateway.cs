@@ -26,7 +26,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         "EnableAutomaticRotation", "RotationInterval", "PendingWindowInDays", "ProtectedResourceArn", "EnableDeletionProtection",
         "DeletionProtectionDescription", "KeyVersionId", "Tags", "TagKeys", "PageNumber", "PageSize", "Filters", "ProductType",
         "KeyNum", "Spec", "UserName", "RoleName", "PolicyName", "PolicyType", "PolicyDocument", "DisplayName", "UserAccessKeyId",
-        "Action", "Resource", "SourceIp",
+        "Action", "Resource", "SourceIp", "WrappingAlgorithm", "WrappingKeySpec", "KeyMaterialExpireUnix",
     };
 
     private readonly KmsApi _kmsApi = new(kms);

@@ -159,6 +159,30 @@ public sealed class KmsApi
             kms.UpdateRotationPolicy(c, p.Required("KeyId"), enable, interval);
         }, "--KeyId ID --EnableAutomaticRotation true|false [--RotationInterval 7d..365d]"),
 
+        ["GetParametersForImport"] = ((kms, c, p, w) =>
+        {
+            var parameters = kms.GetParametersForImport(c, p.Required("KeyId"), p.Required("WrappingAlgorithm"), p.Required("WrappingKeySpec"));
+            w.WriteString("KeyId", parameters.KeyId);
+            w.WriteString("ImportToken", parameters.ImportToken);
+            w.WriteBase64String("PublicKey", parameters.PublicKey);
+            WriteDate(w, "TokenExpireTime", parameters.TokenExpireTime);
+        }, "--KeyId ID --WrappingAlgorithm RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1 --WrappingKeySpec RSA_2048|RSA_3072"),
+        ["ImportKeyMaterial"] = ((kms, c, p, _) =>
+        {
+            byte[] encrypted;
+            try
+            {
+                encrypted = Convert.FromBase64String(p.Required("EncryptedKeyMaterial"));
+            }
+            catch (FormatException)
+            {
+                throw KmsErrors.InvalidParameter("EncryptedKeyMaterial", "it must be Base64-encoded.");
+            }
+
+            kms.ImportKeyMaterial(c, p.Required("KeyId"), encrypted, p.Required("ImportToken"), p.OptionalLong("KeyMaterialExpireUnix"));
+        }, "--KeyId ID --EncryptedKeyMaterial BASE64 --ImportToken TOKEN [--KeyMaterialExpireUnix SECONDS]"),
+        ["DeleteKeyMaterial"] = ((kms, c, p, _) => kms.DeleteKeyMaterial(c, p.Required("KeyId")), "--KeyId ID"),
+
         ["Encrypt"] = ((kms, c, p, w) =>
         {
             using var plaintext = DecodeSecret(p.Required("Plaintext"), "Plaintext");

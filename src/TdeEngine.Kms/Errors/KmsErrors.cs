@@ -31,6 +31,9 @@ public static class KmsErrors
         public const string UnsupportedOperation = "UnsupportedOperation";
         public const string InvalidAction = "InvalidAction.NotFound";
         public const string InternalFailure = "InternalFailure";
+        public const string InvalidImportToken = "InvalidImportToken";
+        public const string ExpiredImportToken = "ExpiredImportToken";
+        public const string InvalidKeyMaterial = "InvalidKeyMaterial";
     }
 
     public static KmsException KeyNotFound(string keyId) => new(Codes.KeyNotFound, 404,
@@ -94,6 +97,15 @@ public static class KmsErrors
 
     public static KmsException UnsupportedOrigin(string keyId, string action) => new(Codes.UnsupportedOrigin, 400,
         $"{action} is not valid for the origin of key '{keyId}'. Only keys created with --Origin EXTERNAL take imported material.");
+
+    public static KmsException InvalidImportToken(string keyId) => new(Codes.InvalidImportToken, 400,
+        $"The ImportToken is not one GetParametersForImport issued for key '{keyId}'. Call GetParametersForImport and wrap the material with its public key.");
+
+    public static KmsException ExpiredImportToken() => new(Codes.ExpiredImportToken, 400,
+        "The ImportToken has expired (tokens last 24 hours). Call GetParametersForImport again and wrap the material with the new public key.");
+
+    public static KmsException InvalidKeyMaterial(string reason) => new(Codes.InvalidKeyMaterial, 400,
+        $"The key material is not valid: {reason}");
 
     public static KmsException UnsupportedOperation(string what) => new(Codes.UnsupportedOperation, 400,
         $"This operation is not supported: {what}");

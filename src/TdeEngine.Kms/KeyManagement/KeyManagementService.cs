@@ -36,10 +36,12 @@ public sealed class KeyManagementService : IDisposable
     private readonly InstanceThrottle _throttle;
     private readonly TimeProvider _time;
     private readonly IDisposable? _ownedRoot;
+    private readonly IRootKeyProvider _root;
 
     private KeyManagementService(KmsOptions options, SqliteKeyStore store, IReadOnlyDictionary<string, IKeyProtectionBackend> backends,
-        IDisposable? ownedRoot)
+        IRootKeyProvider root, IDisposable? ownedRoot)
     {
+        _root = root;
         Options = options;
         _store = store;
         _time = options.TimeProvider;
@@ -81,7 +83,7 @@ public sealed class KeyManagementService : IDisposable
         }
 
         var store = new SqliteKeyStore(Path.Combine(options.Home, "kms.db"));
-        return new KeyManagementService(options, store, backends, owned);
+        return new KeyManagementService(options, store, backends, rootKey, owned);
     }
 
     // ================================================================ instances
@@ -497,6 +499,195 @@ public sealed class KeyManagementService : IDisposable
         }
 
         return new HousekeepingResult(deleted, rotated);
+    }
+
+    // ================================================================ BYOK (imported key material)
+
+    /// <summary>
+    /// GetParametersForImport: a fresh RSA key pair (RSA_2048 or RSA_3072) whose private key the KMS
+    /// keeps, wrapped by the root key, for 24 hours; the caller wraps 32 bytes of material with the
+    /// public key (RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1) and imports it with the token.
+    /// </summary>
+    public ImportParameters GetParametersForImport(KmsCallContext context, string keyId, string wrappingAlgorithm, string wrappingKeySpec)
+    {
+        var key = Resolve(context, keyId).Record;
+        RefuseServiceKey(key, "GetParametersForImport");
+        if (key.Origin != "EXTERNAL")
+        {
+            throw KmsErrors.UnsupportedOrigin(key.KeyId, "GetParametersForImport");
+        }
+
+        _ = Padding(wrappingAlgorithm);
+        var bits = wrappingKeySpec switch
+        {
+            "RSA_2048" => 2048,
+            "RSA_3072" => 3072,
+            _ => throw KmsErrors.InvalidParameter("WrappingKeySpec", "use RSA_2048 or RSA_3072."),
+        };
+
+        using var rsa = RSA.Create(bits);
+        var privateKey = rsa.ExportPkcs8PrivateKey();
+        try
+        {
+            var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+            var expires = _time.GetUtcNow().AddHours(24);
+            _store.InsertImportToken(new ImportTokenRecord(token, key.KeyId, wrappingAlgorithm, wrappingKeySpec, expires,
+                _root.Wrap(privateKey, ImportTokenContext(token))));
+            return new ImportParameters(key.KeyId, token, rsa.ExportSubjectPublicKeyInfo(), expires);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(privateKey);
+        }
+    }
+
+    /// <summary>
+    /// ImportKeyMaterial: unwraps the material with the token's private key, checks that it is 32
+    /// bytes and, for a key that had material before, that it is the same material; the key becomes
+    /// Enabled (until <paramref name="keyMaterialExpireUnix"/>, if given).
+    /// </summary>
+    public void ImportKeyMaterial(KmsCallContext context, string keyId, ReadOnlySpan<byte> encryptedKeyMaterial, string importToken, long? keyMaterialExpireUnix)
+    {
+        var cached = Resolve(context, keyId);
+        var key = cached.Record;
+        RefuseServiceKey(key, "ImportKeyMaterial");
+        if (key.Origin != "EXTERNAL")
+        {
+            throw KmsErrors.UnsupportedOrigin(key.KeyId, "ImportKeyMaterial");
+        }
+
+        if (key.KeyState == KeyStates.PendingDeletion)
+        {
+            throw KmsErrors.StateModifiedFailed(key.KeyId, key.KeyState, "ImportKeyMaterial");
+        }
+
+        var token = _store.GetImportToken(importToken);
+        if (token is null || token.KeyId != key.KeyId)
+        {
+            throw KmsErrors.InvalidImportToken(key.KeyId);
+        }
+
+        var now = _time.GetUtcNow();
+        if (token.ExpireTime <= now)
+        {
+            throw KmsErrors.ExpiredImportToken();
+        }
+
+        DateTimeOffset? expiry = keyMaterialExpireUnix is null or 0 ? null : DateTimeOffset.FromUnixTimeSeconds(keyMaterialExpireUnix.Value);
+        if (expiry <= now)
+        {
+            throw KmsErrors.InvalidParameter("KeyMaterialExpireUnix", "the expiry must be in the future (or 0 for material that never expires).");
+        }
+
+        using var material = UnwrapImported(token, encryptedKeyMaterial);
+        var fingerprint = Fingerprint(key.KeyId, material.Span);
+        if (key.MaterialFingerprint is { } previous && previous != fingerprint)
+        {
+            throw KmsErrors.InvalidKeyMaterial("this key already had different material; only the same material can be imported again.");
+        }
+
+        var existing = cached.Versions.FirstOrDefault();
+        var versionId = existing?.KeyVersionId ?? KeyIdentifiers.NewKeyVersionId();
+        var persisted = _ring.Backend(key.ProtectionLevel).ImportMaterial(new KeyVersionRef(key.KeyId, versionId, key.DkmsInstanceId), material.Span);
+        KeyRecord Apply(KeyRecord k) => k with
+        {
+            KeyState = k.KeyState == KeyStates.PendingImport ? KeyStates.Enabled : k.KeyState,
+            PrimaryKeyVersion = versionId,
+            MaterialExpireTime = expiry,
+            MaterialFingerprint = fingerprint,
+            LastRotationDate = k.LastRotationDate ?? now,
+        };
+        if (existing is null)
+        {
+            _store.AddVersion(key.KeyId, k => (Apply(k), new KeyVersionRecord(k.KeyId, versionId, now, persisted)));
+        }
+        else
+        {
+            _store.SetVersionMaterial(key.KeyId, versionId, persisted, Apply);
+        }
+
+        _ring.Forget(key.KeyId, cached.Versions);
+    }
+
+    /// <summary>DeleteKeyMaterial: destroys imported material; the key goes back to PendingImport (a key pending deletion keeps its state).</summary>
+    public void DeleteKeyMaterial(KmsCallContext context, string keyId)
+    {
+        var cached = Resolve(context, keyId);
+        var key = cached.Record;
+        RefuseServiceKey(key, "DeleteKeyMaterial");
+        if (key.Origin != "EXTERNAL")
+        {
+            throw KmsErrors.UnsupportedOrigin(key.KeyId, "DeleteKeyMaterial");
+        }
+
+        foreach (var version in cached.Versions)
+        {
+            _store.SetVersionMaterial(key.KeyId, version.KeyVersionId, [], k => k with
+            {
+                KeyState = k.KeyState == KeyStates.PendingDeletion ? k.KeyState : KeyStates.PendingImport,
+                MaterialExpireTime = null,
+            });
+        }
+
+        _ring.Forget(key.KeyId, cached.Versions);
+    }
+
+    private SecretBuffer UnwrapImported(ImportTokenRecord token, ReadOnlySpan<byte> encryptedKeyMaterial)
+    {
+        using var privateKey = _root.Unwrap(token.WrappedPrivateKey, ImportTokenContext(token.Token));
+        using var rsa = RSA.Create();
+        rsa.ImportPkcs8PrivateKey(privateKey.Span, out _);
+        var output = new SecretBuffer(rsa.KeySize / 8);
+        try
+        {
+            if (!rsa.TryDecrypt(encryptedKeyMaterial, output.Span, Padding(token.WrappingAlgorithm), out var written))
+            {
+                throw KmsErrors.InvalidKeyMaterial("it could not be unwrapped with the import token's key.");
+            }
+
+            if (written != 32)
+            {
+                throw KmsErrors.InvalidKeyMaterial($"Aliyun_AES_256 material is 32 bytes, not {written}.");
+            }
+
+            var material = SecretBuffer.CopyFrom(output.Span[..32]);
+            return material;
+        }
+        catch (CryptographicException)
+        {
+            throw KmsErrors.InvalidKeyMaterial("it could not be unwrapped with the import token's key (wrong public key, padding or algorithm).");
+        }
+        finally
+        {
+            output.Dispose();
+        }
+    }
+
+    private static RSAEncryptionPadding Padding(string wrappingAlgorithm) => wrappingAlgorithm switch
+    {
+        "RSAES_OAEP_SHA_256" => RSAEncryptionPadding.OaepSHA256,
+        "RSAES_OAEP_SHA_1" => RSAEncryptionPadding.OaepSHA1,
+        "RSAES_PKCS1_V1_5" => throw KmsErrors.InvalidParameter("WrappingAlgorithm",
+            "RSAES_PKCS1_V1_5 is refused: PKCS#1 v1.5 encryption is open to padding-oracle attacks. Use RSAES_OAEP_SHA_256."),
+        _ => throw KmsErrors.InvalidParameter("WrappingAlgorithm", "use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1."),
+    };
+
+    private static byte[] ImportTokenContext(string token) => System.Text.Encoding.UTF8.GetBytes("TdeEngine/import-token/v1\0" + token);
+
+    private static string Fingerprint(string keyId, ReadOnlySpan<byte> material)
+    {
+        var prefix = System.Text.Encoding.UTF8.GetBytes("TdeEngine/byok-fingerprint/v1\0" + keyId + "\0");
+        var input = new byte[prefix.Length + material.Length];
+        try
+        {
+            prefix.CopyTo(input, 0);
+            material.CopyTo(input.AsSpan(prefix.Length));
+            return Convert.ToHexStringLower(SHA256.HashData(input));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(input);
+        }
     }
 
     // ================================================================ cryptography

@@ -75,3 +75,6 @@ public sealed class PlaintextResult : IDisposable
     /// <summary>Wipes the plaintext.</summary>
     public void Dispose() => Plaintext.Dispose();
 }
+
+/// <summary>The result of GetParametersForImport: an RSA public key to wrap material with, and the token that names its private key.</summary>
+public sealed record ImportParameters(string KeyId, string ImportToken, byte[] PublicKey, DateTimeOffset TokenExpireTime);

@@ -28,6 +28,9 @@ internal sealed record KeyRecord
     public string? ServiceProduct { get; init; }
     public DateTimeOffset? MaterialExpireTime { get; init; }
 
+    /// <summary>For EXTERNAL keys: SHA-256 over a domain tag, the key id and the imported material, so only the same material can be imported again.</summary>
+    public string? MaterialFingerprint { get; init; }
+
     public bool IsServiceKey => ServiceProduct is not null;
 }
 
@@ -43,3 +46,6 @@ internal sealed record TagRecord(string KeyId, string TagKey, string TagValue);
 /// <summary>A KMS instance: a key quota and a QPS budget, of the software or hardware type.</summary>
 internal sealed record KmsInstanceRecord(string InstanceId, string AccountId, string RegionId, string ProductType, int KeyNum, int Spec,
     DateTimeOffset CreationDate);
+
+/// <summary>An import token of GetParametersForImport: the RSA private key (wrapped by the root key) that unwraps material for one key.</summary>
+internal sealed record ImportTokenRecord(string Token, string KeyId, string WrappingAlgorithm, string WrappingKeySpec, DateTimeOffset ExpireTime, byte[] WrappedPrivateKey);

@@ -17,7 +17,7 @@ namespace TdeEngine.Kms.Store;
 /// </remarks>
 internal sealed class SqliteKeyStore : IDisposable
 {
-    private const int SchemaVersion = 1;
+    private const int SchemaVersion = 2;
 
     private readonly string _connectionString;
     private readonly SqliteConnection _monitor;
@@ -207,6 +207,34 @@ internal sealed class SqliteKeyStore : IDisposable
         return key;
     });
 
+    public void InsertImportToken(ImportTokenRecord token)
+    {
+        using var c = Open();
+        c.Execute("INSERT INTO ImportTokens (Token, KeyId, WrappingAlgorithm, WrappingKeySpec, ExpireTime, WrappedPrivateKey) " +
+                  "VALUES (@Token, @KeyId, @WrappingAlgorithm, @WrappingKeySpec, @ExpireTime, @WrappedPrivateKey)",
+            new { token.Token, token.KeyId, token.WrappingAlgorithm, token.WrappingKeySpec, ExpireTime = token.ExpireTime.ToUnixTimeMilliseconds(), token.WrappedPrivateKey });
+    }
+
+    public ImportTokenRecord? GetImportToken(string token)
+    {
+        using var c = Open();
+        var row = c.QuerySingleOrDefault<(string Token, string KeyId, string WrappingAlgorithm, string WrappingKeySpec, long ExpireTime, byte[] WrappedPrivateKey)>(
+            "SELECT Token, KeyId, WrappingAlgorithm, WrappingKeySpec, ExpireTime, WrappedPrivateKey FROM ImportTokens WHERE Token = @token", new { token });
+        return row.Token is null ? null
+            : new ImportTokenRecord(row.Token, row.KeyId, row.WrappingAlgorithm, row.WrappingKeySpec, DateTimeOffset.FromUnixTimeMilliseconds(row.ExpireTime), row.WrappedPrivateKey);
+    }
+
+    /// <summary>Sets (or clears, with an empty array) the material of an existing version, and the key record, atomically.</summary>
+    public KeyRecord SetVersionMaterial(string keyId, string versionId, byte[] material, Func<KeyRecord, KeyRecord> change) => InTransaction(c =>
+    {
+        var current = c.QuerySingleOrDefault<KeyRow>("SELECT * FROM Keys WHERE KeyId = @keyId", new { keyId })?.ToRecord()
+                      ?? throw KmsErrors.KeyNotFound(keyId);
+        var updated = change(current);
+        c.Execute("UPDATE KeyVersions SET Material = @material WHERE KeyId = @keyId AND KeyVersionId = @versionId", new { material, keyId, versionId });
+        WriteKey(c, updated);
+        return updated;
+    });
+
     public void InsertAlias(AliasRecord alias)
     {
         try
@@ -349,6 +377,21 @@ internal sealed class SqliteKeyStore : IDisposable
                     KeyId TEXT NOT NULL REFERENCES Keys(KeyId), TagKey TEXT NOT NULL, TagValue TEXT NOT NULL,
                     PRIMARY KEY (KeyId, TagKey));
                 """, transaction: tx);
+        }
+
+        if (version < 2)
+        {
+            // Version 2: BYOK (import tokens, and the fingerprint of imported material).
+            c.Execute("""
+                ALTER TABLE Keys ADD COLUMN MaterialFingerprint TEXT;
+                CREATE TABLE IF NOT EXISTS ImportTokens (
+                    Token TEXT PRIMARY KEY, KeyId TEXT NOT NULL, WrappingAlgorithm TEXT NOT NULL, WrappingKeySpec TEXT NOT NULL,
+                    ExpireTime INTEGER NOT NULL, WrappedPrivateKey BLOB NOT NULL);
+                """, transaction: tx);
+        }
+
+        if (version < SchemaVersion)
+        {
             c.Execute($"PRAGMA user_version = {SchemaVersion};", transaction: tx);
         }
 
@@ -360,10 +403,10 @@ internal sealed class SqliteKeyStore : IDisposable
         c.Execute("""
             INSERT INTO Keys (KeyId, AccountId, RegionId, Description, KeySpec, KeyUsage, Origin, ProtectionLevel, Creator, CreationDate,
                 KeyState, PrimaryKeyVersion, DeletionProtection, DeletionProtectionDescription, DeleteDate, AutomaticRotation,
-                RotationIntervalSeconds, LastRotationDate, NextRotationDate, DkmsInstanceId, ServiceProduct, MaterialExpireTime)
+                RotationIntervalSeconds, LastRotationDate, NextRotationDate, DkmsInstanceId, ServiceProduct, MaterialExpireTime, MaterialFingerprint)
             VALUES (@KeyId, @AccountId, @RegionId, @Description, @KeySpec, @KeyUsage, @Origin, @ProtectionLevel, @Creator, @CreationDate,
                 @KeyState, @PrimaryKeyVersion, @DeletionProtection, @DeletionProtectionDescription, @DeleteDate, @AutomaticRotation,
-                @RotationIntervalSeconds, @LastRotationDate, @NextRotationDate, @DkmsInstanceId, @ServiceProduct, @MaterialExpireTime)
+                @RotationIntervalSeconds, @LastRotationDate, @NextRotationDate, @DkmsInstanceId, @ServiceProduct, @MaterialExpireTime, @MaterialFingerprint)
             """, KeyRow.From(key));
         if (version is not null)
         {
@@ -384,7 +427,8 @@ internal sealed class SqliteKeyStore : IDisposable
         UPDATE Keys SET Description = @Description, KeyState = @KeyState, PrimaryKeyVersion = @PrimaryKeyVersion,
             DeletionProtection = @DeletionProtection, DeletionProtectionDescription = @DeletionProtectionDescription,
             DeleteDate = @DeleteDate, AutomaticRotation = @AutomaticRotation, RotationIntervalSeconds = @RotationIntervalSeconds,
-            LastRotationDate = @LastRotationDate, NextRotationDate = @NextRotationDate, MaterialExpireTime = @MaterialExpireTime
+            LastRotationDate = @LastRotationDate, NextRotationDate = @NextRotationDate, MaterialExpireTime = @MaterialExpireTime,
+            MaterialFingerprint = @MaterialFingerprint
         WHERE KeyId = @KeyId
         """, KeyRow.From(key));
 
@@ -441,6 +485,7 @@ internal sealed class SqliteKeyStore : IDisposable
         public string? DkmsInstanceId { get; set; }
         public string? ServiceProduct { get; set; }
         public long? MaterialExpireTime { get; set; }
+        public string? MaterialFingerprint { get; set; }
 
         public KeyRecord ToRecord() => new()
         {
@@ -451,7 +496,7 @@ internal sealed class SqliteKeyStore : IDisposable
             DeletionProtectionDescription = DeletionProtectionDescription, DeleteDate = FromMs(DeleteDate),
             AutomaticRotation = AutomaticRotation != 0, RotationIntervalSeconds = RotationIntervalSeconds,
             LastRotationDate = FromMs(LastRotationDate), NextRotationDate = FromMs(NextRotationDate), DkmsInstanceId = DkmsInstanceId,
-            ServiceProduct = ServiceProduct, MaterialExpireTime = FromMs(MaterialExpireTime),
+            ServiceProduct = ServiceProduct, MaterialExpireTime = FromMs(MaterialExpireTime), MaterialFingerprint = MaterialFingerprint,
         };
 
         public static KeyRow From(KeyRecord k) => new()
@@ -462,7 +507,7 @@ internal sealed class SqliteKeyStore : IDisposable
             DeletionProtection = k.DeletionProtection ? 1 : 0, DeletionProtectionDescription = k.DeletionProtectionDescription,
             DeleteDate = Ms(k.DeleteDate), AutomaticRotation = k.AutomaticRotation ? 1 : 0, RotationIntervalSeconds = k.RotationIntervalSeconds,
             LastRotationDate = Ms(k.LastRotationDate), NextRotationDate = Ms(k.NextRotationDate), DkmsInstanceId = k.DkmsInstanceId,
-            ServiceProduct = k.ServiceProduct, MaterialExpireTime = Ms(k.MaterialExpireTime),
+            ServiceProduct = k.ServiceProduct, MaterialExpireTime = Ms(k.MaterialExpireTime), MaterialFingerprint = k.MaterialFingerprint,
         };
     }
 

@@ -217,8 +217,8 @@ public sealed class KmsApiTests : IDisposable
         string[] expected =
         [
             "CancelKeyDeletion", "CreateAlias", "CreateKey", "CreateKeyVersion", "CreateKmsInstance", "Decrypt", "DeleteAlias",
-            "DescribeKey", "DescribeKeyVersion", "DisableKey", "EnableKey", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-            "ListAliases", "ListAliasesByKeyId", "ListKeyVersions", "ListKeys", "ListKmsInstances", "ListResourceTags", "ReEncrypt",
+            "DeleteKeyMaterial", "DescribeKey", "DescribeKeyVersion", "DisableKey", "EnableKey", "Encrypt", "GenerateDataKey",
+            "GenerateDataKeyWithoutPlaintext", "GetParametersForImport", "ImportKeyMaterial", "ListAliases", "ListAliasesByKeyId", "ListKeyVersions", "ListKeys", "ListKmsInstances", "ListResourceTags", "ReEncrypt",
             "ScheduleKeyDeletion", "SetDeletionProtection", "TagResource", "UntagResource", "UpdateAlias", "UpdateKeyDescription",
             "UpdateRotationPolicy",
         ];
