@@ -19,7 +19,7 @@ namespace TdeEngine.Kms.Hsm;
 /// only the label.
 /// </summary>
 /// <remarks>Thread-safe: operations take a session from a pool; the user logs in once.</remarks>
-public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IDisposable
+public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImportBackend, IDisposable
 {
     private const string ReferencePrefix = "pkcs11:";
     private static readonly Lazy<bool> LibdlWorkaround = new(InstallLibdlResolver);
@@ -98,7 +98,104 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IDisposa
     }
 
     public byte[] ImportMaterial(KeyVersionRef version, ReadOnlySpan<byte> material) =>
-        throw new Errors.KmsException("UnsupportedOperation", 400, "Importing key material into the HSM (BYOK) is not available yet.");
+        throw new Errors.KmsException("UnsupportedOperation", 400,
+            "Plaintext material never enters the HSM through the KMS; import it wrapped (GetParametersForImport, ImportKeyMaterial).");
+
+    /// <summary>An RSA wrapping pair generated in the token: the private key is non-extractable and may only unwrap.</summary>
+    public (byte[] PublicKey, byte[] PrivateKeyReference) CreateWrappingKey(int bits, string tokenId)
+    {
+        var label = "tde-import:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tokenId)))[..32];
+        List<IObjectAttribute> publicTemplate =
+        [
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_MODULUS_BITS, (ulong)bits),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_PUBLIC_EXPONENT, new byte[] { 1, 0, 1 }),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_WRAP, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+        ];
+        List<IObjectAttribute> privateTemplate =
+        [
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_UNWRAP, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+        ];
+        return WithSession(s =>
+        {
+            IObjectHandle publicKey = null!, privateKey = null!;
+            Call("C_GenerateKeyPair", () => s.GenerateKeyPair(_factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_KEY_PAIR_GEN), publicTemplate, privateTemplate,
+                out publicKey, out privateKey));
+            var values = Call("C_GetAttributeValue", () => s.GetAttributeValue(publicKey, [CKA.CKA_MODULUS, CKA.CKA_PUBLIC_EXPONENT]));
+            using var rsa = System.Security.Cryptography.RSA.Create();
+            rsa.ImportParameters(new RSAParameters { Modulus = values[0].GetValueAsByteArray(), Exponent = values[1].GetValueAsByteArray() });
+            _handles["import:" + label] = privateKey;
+            return (rsa.ExportSubjectPublicKeyInfo(), Encoding.UTF8.GetBytes(ReferencePrefix + label));
+        });
+    }
+
+    /// <summary>Unwraps the material with CKM_RSA_PKCS_OAEP inside the token, as a non-extractable AES-256 key version.</summary>
+    public (byte[] Persisted, byte[] CheckValue) UnwrapMaterial(KeyVersionRef version, ReadOnlySpan<byte> privateKeyReference, ReadOnlySpan<byte> wrapped,
+        RSAEncryptionPadding padding)
+    {
+        var importLabel = LabelOf(privateKeyReference);
+        var privateKey = _handles.GetOrAdd("import:" + importLabel, _ => WithSession(s =>
+        {
+            var found = Call("C_FindObjects", () => s.FindAllObjects([Attribute(CKA.CKA_CLASS, CKO.CKO_PRIVATE_KEY), _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, importLabel)]));
+            return found.Count == 1 ? found[0] : throw new HsmException("C_FindObjects", "CKR_OBJECT_HANDLE_INVALID", "The import token's private key is not in the token.");
+        }));
+        var sha256 = padding == RSAEncryptionPadding.OaepSHA256;
+        var oaep = _factories.MechanismParamsFactory.CreateCkRsaPkcsOaepParams(
+            ConvertUtils.UInt64FromCKM(sha256 ? CKM.CKM_SHA256 : CKM.CKM_SHA_1),
+            ConvertUtils.UInt64FromCKG(sha256 ? CKG.CKG_MGF1_SHA256 : CKG.CKG_MGF1_SHA1),
+            ConvertUtils.UInt64FromUInt32(CKZ.CKZ_DATA_SPECIFIED), null);
+        var label = Label(version);
+        List<IObjectAttribute> template =
+        [
+            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, Encoding.UTF8.GetBytes(version.KeyVersionId)),
+        ];
+        var input = wrapped.ToArray();
+        IObjectHandle key;
+        try
+        {
+            key = WithSession(s => Call("C_UnwrapKey", () => s.UnwrapKey(_factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_OAEP, oaep), privateKey, input, template)));
+        }
+        catch (HsmException e) when (sha256 && e.ReturnValue is "CKR_ARGUMENTS_BAD" or "CKR_MECHANISM_PARAM_INVALID")
+        {
+            throw new Errors.KmsException("UnsupportedOperation", 400,
+                "This HSM does not unwrap with RSAES_OAEP_SHA_256 (SoftHSM2 supports OAEP with SHA-1 only). Call GetParametersForImport with --WrappingAlgorithm RSAES_OAEP_SHA_1.", e);
+        }
+
+        // The length must be 32. SoftHSM2 neither accepts CKA_VALUE_LEN in an unwrap template nor reports it
+        // for unwrapped AES keys (0): on such a token the length cannot be checked here (docs/hsm.md).
+        var length = WithSession(s => Call("C_GetAttributeValue", () => s.GetAttributeValue(key, [CKA.CKA_VALUE_LEN]))[0].GetValueAsUlong());
+        if (length is not (0 or 32))
+        {
+            WithSession(s =>
+            {
+                Call("C_DestroyObject", () => s.DestroyObject(key));
+                return 0;
+            });
+            throw new Errors.KmsException("InvalidKeyMaterial", 400, $"The key material is not valid: Aliyun_AES_256 material is 32 bytes, not {length}.");
+        }
+
+        _handles[label] = key;
+        // Key check value: the key's AES-GCM encryption of a zero block under a zero IV (equal keys, equal values).
+        var checkValue = Encrypt(key, new byte[12], "TdeEngine-key-check-value"u8.ToArray(), new byte[16]);
+        return (Encoding.UTF8.GetBytes(ReferencePrefix + label), checkValue);
+    }
 
     public IKeyVersionCipher OpenCipher(KeyVersionRef version, ReadOnlySpan<byte> persisted) => new HsmKeyVersionCipher(this, Find(persisted));
 

@@ -104,6 +104,86 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
     }
 
     [Fact]
+    public void OAEP_with_SHA_256_is_refused_clearly_by_a_token_that_only_does_SHA_1()
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, "RSAES_OAEP_SHA_256", "RSA_2048");
+
+        var e = Assert.Throws<KmsException>(() => hsm.Kms.ImportKeyMaterial(_me, keyId,
+            Wrap(parameters.PublicKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), "sha256"), parameters.ImportToken, null));
+
+        Assert.Equal("UnsupportedOperation", e.Code);
+        Assert.Contains("RSAES_OAEP_SHA_1", e.Message, StringComparison.Ordinal);
+        Assert.Equal(KeyStates.PendingImport, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+    }
+
+    [Theory]
+    [InlineData("RSAES_OAEP_SHA_1", "sha1")]
+    public void Material_wrapped_with_openssl_is_unwrapped_inside_the_HSM_and_seals_blobs_standard_tools_open(string algorithm, string digest)
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var material = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, algorithm, "RSA_2048");
+
+        hsm.Kms.ImportKeyMaterial(_me, keyId, Wrap(parameters.PublicKey, material, digest), parameters.ImportToken, null);
+        var blob = hsm.Kms.Encrypt(_me, keyId, "byok in the token"u8).CiphertextBlob;
+
+        Assert.Equal(KeyStates.Enabled, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+        var versionId = hsm.Kms.DescribeKey(_me, keyId).PrimaryKeyVersion!;
+        Assert.False(hsm.Backend.ReadFlags(StoredReference(keyId, versionId), CKA.CKA_EXTRACTABLE)[CKA.CKA_EXTRACTABLE]);
+        Assert.Equal(Convert.ToBase64String("byok in the token"u8), OpenWithPython(blob, material));
+
+        hsm.Kms.DeleteKeyMaterial(_me, keyId);
+        Assert.Equal(KeyStates.PendingImport, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+        var again = hsm.Kms.GetParametersForImport(_me, keyId, algorithm, "RSA_2048");
+        Assert.Equal("InvalidKeyMaterial", Assert.Throws<KmsException>(() =>
+            hsm.Kms.ImportKeyMaterial(_me, keyId, Wrap(again.PublicKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), digest), again.ImportToken, null)).Code);
+        var third = hsm.Kms.GetParametersForImport(_me, keyId, algorithm, "RSA_2048");
+        hsm.Kms.ImportKeyMaterial(_me, keyId, Wrap(third.PublicKey, material, digest), third.ImportToken, null);
+        using var opened = hsm.Kms.Decrypt(_me, blob);
+        Assert.Equal("byok in the token"u8.ToArray(), opened.Plaintext.Span.ToArray());
+    }
+
+    private byte[] Wrap(byte[] publicKey, byte[] material, string digest)
+    {
+        var dir = Path.Combine(hsm.Root, "byok-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "pub.pem"), System.Security.Cryptography.PemEncoding.WriteString("PUBLIC KEY", publicKey));
+        File.WriteAllBytes(Path.Combine(dir, "m.bin"), material);
+        var start = new System.Diagnostics.ProcessStartInfo("openssl") { RedirectStandardError = true };
+        foreach (var arg in new[] { "pkeyutl", "-encrypt", "-pubin", "-inkey", Path.Combine(dir, "pub.pem"), "-in", Path.Combine(dir, "m.bin"),
+                     "-out", Path.Combine(dir, "w.bin"), "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", $"rsa_oaep_md:{digest}", "-pkeyopt", $"rsa_mgf1_md:{digest}" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, error);
+        return File.ReadAllBytes(Path.Combine(dir, "w.bin"));
+    }
+
+    private static string OpenWithPython(byte[] blob, byte[] material)
+    {
+        var script = Path.Combine(AppContext.BaseDirectory, "tools", "open_kms_blob.py");
+        var start = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { script, Convert.ToBase64String(blob), Convert.ToHexStringLower(material) })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEnd();
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, error);
+        return output.Trim();
+    }
+
+    [Fact]
     public void A_missing_token_names_the_function_and_what_to_do()
     {
         var e = Assert.Throws<HsmException>(() => new Pkcs11KeyProtectionBackend(new HsmOptions { ModulePath = SoftHsmFixture.Module, TokenLabel = "no-such-token" }));

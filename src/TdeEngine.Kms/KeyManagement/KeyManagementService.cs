@@ -525,12 +525,20 @@ public sealed class KeyManagementService : IDisposable
             _ => throw KmsErrors.InvalidParameter("WrappingKeySpec", "use RSA_2048 or RSA_3072."),
         };
 
+        var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+        var expires = _time.GetUtcNow().AddHours(24);
+        if (_ring.Backend(key.ProtectionLevel) is IKeyImportBackend device)
+        {
+            // The wrapping pair lives in the device; the store keeps only a reference to its private key.
+            var (publicKey, reference) = device.CreateWrappingKey(bits, token);
+            _store.InsertImportToken(new ImportTokenRecord(token, key.KeyId, wrappingAlgorithm, wrappingKeySpec, expires, reference));
+            return new ImportParameters(key.KeyId, token, publicKey, expires);
+        }
+
         using var rsa = RSA.Create(bits);
         var privateKey = rsa.ExportPkcs8PrivateKey();
         try
         {
-            var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
-            var expires = _time.GetUtcNow().AddHours(24);
             _store.InsertImportToken(new ImportTokenRecord(token, key.KeyId, wrappingAlgorithm, wrappingKeySpec, expires,
                 _root.Wrap(privateKey, ImportTokenContext(token))));
             return new ImportParameters(key.KeyId, token, rsa.ExportSubjectPublicKeyInfo(), expires);
@@ -579,16 +587,47 @@ public sealed class KeyManagementService : IDisposable
             throw KmsErrors.InvalidParameter("KeyMaterialExpireUnix", "the expiry must be in the future (or 0 for material that never expires).");
         }
 
-        using var material = UnwrapImported(token, encryptedKeyMaterial);
-        var fingerprint = Fingerprint(key.KeyId, material.Span);
-        if (key.MaterialFingerprint is { } previous && previous != fingerprint)
-        {
-            throw KmsErrors.InvalidKeyMaterial("this key already had different material; only the same material can be imported again.");
-        }
-
         var existing = cached.Versions.FirstOrDefault();
         var versionId = existing?.KeyVersionId ?? KeyIdentifiers.NewKeyVersionId();
-        var persisted = _ring.Backend(key.ProtectionLevel).ImportMaterial(new KeyVersionRef(key.KeyId, versionId, key.DkmsInstanceId), material.Span);
+        var reference = new KeyVersionRef(key.KeyId, versionId, key.DkmsInstanceId);
+        var backend = _ring.Backend(key.ProtectionLevel);
+        byte[] persisted;
+        string fingerprint;
+        if (backend is IKeyImportBackend device)
+        {
+            if (existing is not null && existing.Material.Length > 0)
+            {
+                throw KmsErrors.InvalidKeyMaterial("this key already holds its material; call DeleteKeyMaterial before importing it again.");
+            }
+
+            byte[] checkValue;
+            try
+            {
+                (persisted, checkValue) = device.UnwrapMaterial(reference, token.WrappedPrivateKey, encryptedKeyMaterial, Padding(token.WrappingAlgorithm));
+            }
+            catch (Exception e) when (e is not KmsException)
+            {
+                throw KmsErrors.InvalidKeyMaterial("the HSM could not unwrap it with the import token's key (wrong public key or padding, or not 32 bytes): " + e.Message);
+            }
+
+            fingerprint = "kcv:" + Convert.ToHexStringLower(checkValue);
+            if (key.MaterialFingerprint is { } earlier && earlier != fingerprint)
+            {
+                backend.DestroyMaterial(reference, persisted);
+                throw KmsErrors.InvalidKeyMaterial("this key already had different material; only the same material can be imported again.");
+            }
+        }
+        else
+        {
+            using var material = UnwrapImported(token, encryptedKeyMaterial);
+            fingerprint = Fingerprint(key.KeyId, material.Span);
+            if (key.MaterialFingerprint is { } previous && previous != fingerprint)
+            {
+                throw KmsErrors.InvalidKeyMaterial("this key already had different material; only the same material can be imported again.");
+            }
+
+            persisted = backend.ImportMaterial(reference, material.Span);
+        }
         KeyRecord Apply(KeyRecord k) => k with
         {
             KeyState = k.KeyState == KeyStates.PendingImport ? KeyStates.Enabled : k.KeyState,
@@ -622,6 +661,12 @@ public sealed class KeyManagementService : IDisposable
 
         foreach (var version in cached.Versions)
         {
+            if (version.Material.Length > 0)
+            {
+                // Material held outside the store (an HSM object) is destroyed there.
+                _ring.Backend(key.ProtectionLevel).DestroyMaterial(new KeyVersionRef(key.KeyId, version.KeyVersionId, key.DkmsInstanceId), version.Material);
+            }
+
             _store.SetVersionMaterial(key.KeyId, version.KeyVersionId, [], k => k with
             {
                 KeyState = k.KeyState == KeyStates.PendingDeletion ? k.KeyState : KeyStates.PendingImport,
