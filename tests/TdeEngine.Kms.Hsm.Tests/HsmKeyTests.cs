@@ -146,6 +146,36 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
         Assert.Equal("byok in the token"u8.ToArray(), opened.Plaintext.Span.ToArray());
     }
 
+    [Fact]
+    public void An_expired_import_token_is_refused_for_an_HSM_key()
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, "RSAES_OAEP_SHA_1", "RSA_2048");
+        var wrapped = Wrap(parameters.PublicKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), "sha1");
+
+        hsm.Time.Advance(TimeSpan.FromHours(24));
+
+        Assert.Equal("ExpiredImportToken", Assert.Throws<KmsException>(() => hsm.Kms.ImportKeyMaterial(_me, keyId, wrapped, parameters.ImportToken, null)).Code);
+        Assert.Equal(KeyStates.PendingImport, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+    }
+
+    [Fact]
+    public void HSM_key_material_expires_at_KeyMaterialExpireUnix_and_the_key_reads_as_PendingImport()
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, "RSAES_OAEP_SHA_1", "RSA_2048");
+        var expiry = hsm.Time.GetUtcNow().AddHours(1).ToUnixTimeSeconds();
+
+        hsm.Kms.ImportKeyMaterial(_me, keyId, Wrap(parameters.PublicKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), "sha1"), parameters.ImportToken, expiry);
+        var blob = hsm.Kms.Encrypt(_me, keyId, "in time"u8).CiphertextBlob;
+        hsm.Time.Advance(TimeSpan.FromHours(1));
+
+        Assert.Equal(KeyStates.PendingImport, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+        Assert.Equal("Rejected.PendingImport", Assert.Throws<KmsException>(() => hsm.Kms.Decrypt(_me, blob).Dispose()).Code);
+    }
+
     private byte[] Wrap(byte[] publicKey, byte[] material, string digest)
     {
         var dir = Path.Combine(hsm.Root, "byok-" + Guid.NewGuid().ToString("N"));

@@ -49,10 +49,13 @@ public sealed class SoftHsmFixture : IDisposable
         }
 
         Backend = new Pkcs11KeyProtectionBackend(new HsmOptions { ModulePath = Module, TokenLabel = Label });
-        Kms = KeyManagementService.Open(new KmsOptions { Home = Path.Combine(Root, "kms") }, additionalBackends: [Backend]);
+        Kms = KeyManagementService.Open(new KmsOptions { Home = Path.Combine(Root, "kms"), TimeProvider = Time }, additionalBackends: [Backend]);
     }
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "tde-hsm-" + Guid.NewGuid().ToString("N"));
+
+    /// <summary>The KMS clock, so tests can move past token and material expiry.</summary>
+    public Microsoft.Extensions.Time.Testing.FakeTimeProvider Time { get; } = new(DateTimeOffset.UtcNow);
 
     public Pkcs11KeyProtectionBackend Backend { get; }
 
