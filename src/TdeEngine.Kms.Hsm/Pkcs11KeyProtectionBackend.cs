@@ -153,48 +153,85 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
             ConvertUtils.UInt64FromCKG(sha256 ? CKG.CKG_MGF1_SHA256 : CKG.CKG_MGF1_SHA1),
             ConvertUtils.UInt64FromUInt32(CKZ.CKZ_DATA_SPECIFIED), null);
         var label = Label(version);
+        // Unwrap into an extractable session object first: SoftHSM2 neither accepts CKA_VALUE_LEN in an
+        // unwrap template nor reports it for unwrapped AES keys, so the length is measured by wrapping the
+        // session object under an ephemeral AES key (RFC 3394 output = key length + 8). The material never
+        // leaves the token in the clear; the token object is then a non-extractable copy.
         List<IObjectAttribute> template =
         [
             Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
             Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, false),
             _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
             _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, true),
             _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
             _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, Encoding.UTF8.GetBytes(version.KeyVersionId)),
         ];
         var input = wrapped.ToArray();
-        IObjectHandle key;
-        try
+        var key = WithSession(s =>
         {
-            key = WithSession(s => Call("C_UnwrapKey", () => s.UnwrapKey(_factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_OAEP, oaep), privateKey, input, template)));
-        }
-        catch (HsmException e) when (sha256 && e.ReturnValue is "CKR_ARGUMENTS_BAD" or "CKR_MECHANISM_PARAM_INVALID")
-        {
-            throw new Errors.KmsException("UnsupportedOperation", 400,
-                "This HSM does not unwrap with RSAES_OAEP_SHA_256 (SoftHSM2 supports OAEP with SHA-1 only). Call GetParametersForImport with --WrappingAlgorithm RSAES_OAEP_SHA_1.", e);
-        }
-
-        // The length must be 32. SoftHSM2 neither accepts CKA_VALUE_LEN in an unwrap template nor reports it
-        // for unwrapped AES keys (0): on such a token the length cannot be checked here (docs/hsm.md).
-        var length = WithSession(s => Call("C_GetAttributeValue", () => s.GetAttributeValue(key, [CKA.CKA_VALUE_LEN]))[0].GetValueAsUlong());
-        if (length is not (0 or 32))
-        {
-            WithSession(s =>
+            IObjectHandle transient;
+            try
             {
-                Call("C_DestroyObject", () => s.DestroyObject(key));
-                return 0;
-            });
-            throw new Errors.KmsException("InvalidKeyMaterial", 400, $"The key material is not valid: Aliyun_AES_256 material is 32 bytes, not {length}.");
-        }
+                transient = Call("C_UnwrapKey", () => s.UnwrapKey(_factories.MechanismFactory.Create(CKM.CKM_RSA_PKCS_OAEP, oaep), privateKey, input, template));
+            }
+            catch (HsmException e) when (sha256 && e.ReturnValue is "CKR_ARGUMENTS_BAD" or "CKR_MECHANISM_PARAM_INVALID")
+            {
+                throw new Errors.KmsException("UnsupportedOperation", 400,
+                    "This HSM does not unwrap with RSAES_OAEP_SHA_256 (SoftHSM2 supports OAEP with SHA-1 only). Call GetParametersForImport with --WrappingAlgorithm RSAES_OAEP_SHA_1.", e);
+            }
 
+            try
+            {
+                var length = MeasureKeyLength(s, transient);
+                if (length != 32)
+                {
+                    throw new Errors.KmsException("InvalidKeyMaterial", 400, $"The key material is not valid: Aliyun_AES_256 material is 32 bytes, not {length}.");
+                }
+
+                return Call("C_CopyObject", () => s.CopyObject(transient,
+                [
+                    _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+                    _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+                    _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+                    _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, Encoding.UTF8.GetBytes(version.KeyVersionId)),
+                ]));
+            }
+            finally
+            {
+                Call("C_DestroyObject", () => s.DestroyObject(transient));
+            }
+        });
         _handles[label] = key;
         // Key check value: the key's AES-GCM encryption of a zero block under a zero IV (equal keys, equal values).
         var checkValue = Encrypt(key, new byte[12], "TdeEngine-key-check-value"u8.ToArray(), new byte[16]);
         return (Encoding.UTF8.GetBytes(ReferencePrefix + label), checkValue);
+    }
+
+    private int MeasureKeyLength(ISession session, IObjectHandle key)
+    {
+        var wrapper = Call("C_GenerateKey", () => session.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN),
+        [
+            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_WRAP, true),
+        ]));
+        try
+        {
+            var sealedKey = Call("C_WrapKey", () => session.WrapKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_WRAP), wrapper, key));
+            var length = sealedKey.Length - 8;
+            CryptographicOperations.ZeroMemory(sealedKey);
+            return length;
+        }
+        finally
+        {
+            Call("C_DestroyObject", () => session.DestroyObject(wrapper));
+        }
     }
 
     public IKeyVersionCipher OpenCipher(KeyVersionRef version, ReadOnlySpan<byte> persisted) => new HsmKeyVersionCipher(this, Find(persisted));

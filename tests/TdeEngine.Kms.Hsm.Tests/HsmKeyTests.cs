@@ -146,6 +146,23 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
         Assert.Equal("byok in the token"u8.ToArray(), opened.Plaintext.Span.ToArray());
     }
 
+    [Theory]
+    [InlineData(16)]
+    [InlineData(24)]
+    public void Material_that_is_not_32_bytes_is_refused_by_the_HSM_import(int length)
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, "RSAES_OAEP_SHA_1", "RSA_2048");
+
+        var e = Assert.Throws<KmsException>(() => hsm.Kms.ImportKeyMaterial(_me, keyId,
+            Wrap(parameters.PublicKey, System.Security.Cryptography.RandomNumberGenerator.GetBytes(length), "sha1"), parameters.ImportToken, null));
+
+        Assert.Equal("InvalidKeyMaterial", e.Code);
+        Assert.Contains($"not {length}", e.Message, StringComparison.Ordinal);
+        Assert.Equal(KeyStates.PendingImport, hsm.Kms.DescribeKey(_me, keyId).KeyState);
+    }
+
     [Fact]
     public void An_expired_import_token_is_refused_for_an_HSM_key()
     {
