@@ -31,6 +31,13 @@ internal static class Program
             Console.Error.WriteLine($"tde: {e.Message}");
             return 2;
         }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or InvalidDataException or InvalidOperationException
+                                      or TdeEngine.Kms.Hsm.HsmException)
+        {
+            // The state under $TDE_HOME or the HSM could not be opened: say why, without a stack trace.
+            Console.Error.WriteLine($"tde: {e.Message}");
+            return 1;
+        }
     }
 
     private static int Version()

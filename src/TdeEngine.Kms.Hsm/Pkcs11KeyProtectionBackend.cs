@@ -303,6 +303,42 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
         }
     });
 
+    /// <summary>
+    /// Finds the AES-256 root key object labelled <paramref name="label"/>, or generates it in the token
+    /// (non-extractable, sensitive, a token object) with a random CKA_ID that names it in wrapped bytes.
+    /// </summary>
+    internal (IObjectHandle Key, byte[] Id) FindOrCreateRootKey(string label, int idLength) => WithSession(s =>
+    {
+        List<IObjectAttribute> search = [Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY), _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label)];
+        var found = Call("C_FindObjects", () => s.FindAllObjects(search));
+        if (found.Count > 1)
+        {
+            throw new HsmException("C_FindObjects", "CKR_GENERAL_ERROR", $"The token holds {found.Count} root key objects labelled '{label}'; keep the one whose CKA_ID the key store names and delete the others.");
+        }
+
+        if (found.Count == 1)
+        {
+            return (found[0], Call("C_GetAttributeValue", () => s.GetAttributeValue(found[0], [CKA.CKA_ID]))[0].GetValueAsByteArray());
+        }
+
+        var id = RandomNumberGenerator.GetBytes(idLength);
+        var key = Call("C_GenerateKey", () => s.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN),
+        [
+            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, id),
+        ]));
+        return (key, id);
+    });
+
     private IObjectHandle Find(ReadOnlySpan<byte> persisted)
     {
         var label = LabelOf(persisted);

@@ -11,13 +11,12 @@ namespace TdeEngine.Cli.Commands;
 /// <summary>The KMS, RAM and audit trail under $TDE_HOME, composed behind the gateway, for one CLI call.</summary>
 internal sealed class CliServices : IDisposable
 {
-    private readonly FileRootKeyProvider _root;
+    private readonly IRootKeyProvider _root;
 
     private readonly Kms.Hsm.Pkcs11KeyProtectionBackend? _hsm;
 
     private CliServices(KmsOptions options)
     {
-        _root = FileRootKeyProvider.OpenOrCreate(Path.Combine(options.Home, "root.key"));
         // An HSM for hardware-protected keys when one is configured (docs/hsm.md).
         if (Environment.GetEnvironmentVariable("TDE_HSM_MODULE") is { Length: > 0 } module)
         {
@@ -27,6 +26,17 @@ internal sealed class CliServices : IDisposable
                 TokenLabel = Environment.GetEnvironmentVariable("TDE_HSM_TOKEN") ?? "tde",
                 PinFile = Environment.GetEnvironmentVariable("TDE_HSM_PIN_FILE"),
             });
+        }
+
+        // The root key in the token instead of $TDE_HOME/root.key when asked (TDE_HSM_ROOT_KEY=1).
+        if (Environment.GetEnvironmentVariable("TDE_HSM_ROOT_KEY") is "1" or "true")
+        {
+            _root = global::TdeEngine.Kms.Hsm.HsmRootKeyProvider.OpenOrCreate(_hsm ?? throw new InvalidOperationException(
+                "TDE_HSM_ROOT_KEY asks for the root key in an HSM, but TDE_HSM_MODULE is not set (docs/hsm.md)."));
+        }
+        else
+        {
+            _root = FileRootKeyProvider.OpenOrCreate(Path.Combine(options.Home, "root.key"));
         }
 
         Kms = KeyManagementService.Open(options, _root, _hsm is null ? null : [_hsm]);
@@ -60,7 +70,7 @@ internal sealed class CliServices : IDisposable
         Audit.Dispose();
         Ram.Dispose();
         Kms.Dispose();
+        (_root as IDisposable)?.Dispose();
         _hsm?.Dispose();
-        _root.Dispose();
     }
 }

@@ -39,9 +39,9 @@ internal static class DbCommand
             return Status(file, options.ContainsKey("json"), stdout, stderr);
         }
 
-        var kmsOptions = new KmsOptions();
-        using var kms = KeyManagementService.Open(kmsOptions);
-        kms.RunHousekeeping();
+        // The same composition as 'tde kms' (root key, HSM), so databases under HSM keys open here too.
+        using var services = CliServices.Open();
+        var kms = services.Kms;
         TdeSqlite.Register(kms);
         try
         {

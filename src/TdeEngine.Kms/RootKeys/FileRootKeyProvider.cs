@@ -147,7 +147,9 @@ public sealed class FileRootKeyProvider : IRootKeyProvider, IDisposable
         var minimum = WrapHeaderLength + Aes256GcmOneShot.NonceSize + Aes256GcmOneShot.TagSize;
         if (wrapped.Length < minimum || !wrapped[..4].SequenceEqual(WrapMagic) || wrapped[4] != 1)
         {
-            throw new CryptographicException("The wrapped key material is not in the root-key wrap format; the key store may be damaged.");
+            throw new CryptographicException(wrapped.Length >= 4 && wrapped[..4].SequenceEqual("TDRH"u8)
+                ? "The key material was wrapped by a root key in an HSM, not by this root.key file: configure the HSM and set TDE_HSM_ROOT_KEY=1 (docs/hsm.md)."
+                : "The wrapped key material is not in the root-key wrap format: it was wrapped by another root key provider, or the key store is damaged.");
         }
 
         if (!wrapped.Slice(5, 16).SequenceEqual(_id))
