@@ -78,20 +78,7 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
     public byte[] CreateMaterial(KeyVersionRef version)
     {
         var label = Label(version);
-        var attributes = new List<IObjectAttribute>
-        {
-            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
-            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, Encoding.UTF8.GetBytes(version.KeyVersionId)),
-        };
+        var attributes = TokenAesKeyTemplate(label, Encoding.UTF8.GetBytes(version.KeyVersionId));
         var handle = WithSession(s => Call("C_GenerateKey", () => s.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN), attributes)));
         _handles[label] = handle;
         return Encoding.UTF8.GetBytes(ReferencePrefix + label);
@@ -322,22 +309,25 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
         }
 
         var id = RandomNumberGenerator.GetBytes(idLength);
-        var key = Call("C_GenerateKey", () => s.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN),
-        [
-            Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
-            Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
-            _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, id),
-        ]));
+        var key = Call("C_GenerateKey", () => s.GenerateKey(_factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN), TokenAesKeyTemplate(label, id)));
         return (key, id);
     });
+
+    /// <summary>An AES-256 token object that never leaves the token: sensitive, non-extractable, private.</summary>
+    private List<IObjectAttribute> TokenAesKeyTemplate(string label, byte[] id) =>
+    [
+        Attribute(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+        Attribute(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_VALUE_LEN, 32UL),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_TOKEN, true),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_PRIVATE, true),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_SENSITIVE, true),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_EXTRACTABLE, false),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_ENCRYPT, true),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_DECRYPT, true),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label),
+        _factories.ObjectAttributeFactory.Create(CKA.CKA_ID, id),
+    ];
 
     private IObjectHandle Find(ReadOnlySpan<byte> persisted)
     {
