@@ -132,7 +132,10 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
 
         Assert.Equal(KeyStates.Enabled, hsm.Kms.DescribeKey(_me, keyId).KeyState);
         var versionId = hsm.Kms.DescribeKey(_me, keyId).PrimaryKeyVersion!;
-        Assert.False(hsm.Backend.ReadFlags(StoredReference(keyId, versionId), CKA.CKA_EXTRACTABLE)[CKA.CKA_EXTRACTABLE]);
+        var flags = hsm.Backend.ReadFlags(StoredReference(keyId, versionId), CKA.CKA_EXTRACTABLE, CKA.CKA_SENSITIVE, CKA.CKA_TOKEN);
+        Assert.False(flags[CKA.CKA_EXTRACTABLE]);
+        Assert.True(flags[CKA.CKA_SENSITIVE]);
+        Assert.True(flags[CKA.CKA_TOKEN]);
         Assert.Equal(Convert.ToBase64String("byok in the token"u8), OpenWithPython(blob, material));
 
         hsm.Kms.DeleteKeyMaterial(_me, keyId);
