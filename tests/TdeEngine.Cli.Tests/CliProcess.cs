@@ -9,7 +9,10 @@ internal static class CliProcess
 
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
-    public static Result Run(string home, params string[] args)
+    public static Result Run(string home, params string[] args) => Run(home, null, args);
+
+    /// <summary>Runs <c>tde</c> with extra environment variables (for example the HSM settings).</summary>
+    public static Result Run(string home, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         Assert.True(File.Exists(TdeDll), $"The CLI was not built next to the tests: {TdeDll}");
         var start = new ProcessStartInfo("dotnet")
@@ -26,6 +29,11 @@ internal static class CliProcess
         }
 
         start.Environment["TDE_HOME"] = home;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

@@ -95,30 +95,13 @@ public sealed class HsmRootKeyTests(SoftHsmFixture hsm)
         Assert.DoesNotContain("sealed under an HSM root", withoutHsmRoot.Stdout, StringComparison.Ordinal);
     }
 
-    private (int ExitCode, string Stdout, string Stderr) Tde(string home, bool hsmRoot, params string[] args)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = home };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
-        foreach (var arg in args)
+    private TdeEngine.Cli.Tests.CliProcess.Result Tde(string home, bool hsmRoot, params string[] args) =>
+        TdeEngine.Cli.Tests.CliProcess.Run(home, new Dictionary<string, string>
         {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["TDE_HOME"] = home;
-        start.Environment["SOFTHSM2_CONF"] = Path.Combine(hsm.Root, "softhsm2.conf");
-        start.Environment["TDE_HSM_MODULE"] = SoftHsmFixture.Module;
-        start.Environment["TDE_HSM_TOKEN"] = SoftHsmFixture.Label;
-        start.Environment["TDE_HSM_PIN"] = "1234";
-        start.Environment["TDE_HSM_ROOT_KEY"] = hsmRoot ? "1" : "";
-        using var process = System.Diagnostics.Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"tde {string.Join(' ', args)} did not finish within 60 s");
-        }
-
-        return (process.ExitCode, stdout.Result, stderr.Result);
-    }
+            ["SOFTHSM2_CONF"] = Path.Combine(hsm.Root, "softhsm2.conf"),
+            ["TDE_HSM_MODULE"] = SoftHsmFixture.Module,
+            ["TDE_HSM_TOKEN"] = SoftHsmFixture.Label,
+            ["TDE_HSM_PIN"] = "1234",
+            ["TDE_HSM_ROOT_KEY"] = hsmRoot ? "1" : "",
+        }, args);
 }
