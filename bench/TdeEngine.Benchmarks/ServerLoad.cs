@@ -30,6 +30,8 @@ internal static class ServerLoad
         using var ram = RamService.Open(home, root);
         using var audit = AuditTrail.Open(home, root);
         var withoutAudit = args.Contains("--without-audit");
+        var onlyIndex = Array.IndexOf(args, "--only");
+        var only = onlyIndex >= 0 && onlyIndex + 1 < args.Length ? args[onlyIndex + 1].Split(',') : null;
         var app = KmsServer.Build(new KmsServerOptions { Port = 0 }, kms, ram, withoutAudit ? new DiscardingAudit() : audit);
         app.StartAsync().GetAwaiter().GetResult();
         try
@@ -39,50 +41,77 @@ internal static class ServerLoad
             using var accessKey = ram.CreateAccessKey(caller);
             var secret = accessKey.Secret.Span.ToArray();
             var baseAddress = new Uri(app.Urls.First());
+            var endpoint = new IPEndPoint(IPAddress.Loopback, baseAddress.Port);
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { BaseAddress = baseAddress };
-
-            var health = Measure(seconds, concurrency, async () =>
-            {
-                using var response = await http.GetAsync("/healthz").ConfigureAwait(false);
-                return response.StatusCode == HttpStatusCode.OK;
-            });
-            var generate = Measure(seconds, concurrency, async () =>
+            var encryptionContext = "{\"db\":\"orders\"}";
+            Dictionary<string, string> Signed()
             {
                 var form = new Dictionary<string, string>(StringComparer.Ordinal)
                 {
                     ["Action"] = "GenerateDataKey", ["Format"] = "JSON", ["Version"] = "2016-01-20", ["AccessKeyId"] = accessKey.AccessKeyId,
                     ["SignatureMethod"] = "HMAC-SHA1", ["SignatureVersion"] = "1.0", ["SignatureNonce"] = Guid.NewGuid().ToString("N"),
                     ["Timestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
-                    ["KeyId"] = keyId, ["EncryptionContext"] = "{\"db\":\"orders\"}",
+                    ["KeyId"] = keyId, ["EncryptionContext"] = encryptionContext,
                 };
                 form["Signature"] = RpcSignature.Compute("POST", form, secret);
-                using var response = await http.PostAsync("/", new FormUrlEncodedContent(form)).ConfigureAwait(false);
-                return response.StatusCode == HttpStatusCode.OK;
+                return form;
+            }
+
+            var rows = new List<(string Name, (double Rate, long Errors) Result)>();
+            void Row(string name, string id, Func<Task<Func<Task<bool>>>> worker)
+            {
+                if (only is null || only.Contains(id))
+                {
+                    rows.Add((name, Measure(seconds, concurrency, worker)));
+                }
+            }
+
+            Row("GET /healthz, lean client (HTTP baseline)", "raw-health", async () =>
+            {
+                var client = await RawHttpClient.ConnectAsync(endpoint).ConfigureAwait(false);
+                return async () => await client.GetAsync("/healthz").ConfigureAwait(false) == 200;
             });
+            Row("signed GenerateDataKey, lean client", "raw-generate", async () =>
+            {
+                var client = await RawHttpClient.ConnectAsync(endpoint).ConfigureAwait(false);
+                return async () => await client.PostFormAsync(string.Join('&', Signed().Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value))))
+                    .ConfigureAwait(false) == 200;
+            });
+            Row("GET /healthz, HttpClient", "health", () => Task.FromResult<Func<Task<bool>>>(async () =>
+            {
+                using var response = await http.GetAsync("/healthz").ConfigureAwait(false);
+                return response.StatusCode == HttpStatusCode.OK;
+            }));
+            Row("signed GenerateDataKey, HttpClient", "generate", () => Task.FromResult<Func<Task<bool>>>(async () =>
+            {
+                using var response = await http.PostAsync("/", new FormUrlEncodedContent(Signed())).ConfigureAwait(false);
+                return response.StatusCode == HttpStatusCode.OK;
+            }));
 
             // The same call without HTTP: the gateway (RAM + KMS + audit) and the KMS action surface alone.
             var gateway = new TdeEngine.Gateway.KmsGateway(kms, ram, withoutAudit ? new DiscardingAudit() : audit);
             var kmsApi = new TdeEngine.Kms.Api.KmsApi(kms);
-            var parameters = new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext"] = "{\"db\":\"orders\"}" };
-            var inProcess = Measure(seconds, concurrency, async () =>
+            var parameters = new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext"] = encryptionContext };
+            Row("in process, no HTTP: KmsGateway GenerateDataKey", "gateway", () => Task.FromResult<Func<Task<bool>>>(async () =>
             {
                 using var response = await gateway.InvokeKmsAsync(caller, "GenerateDataKey", parameters).ConfigureAwait(false);
                 return response.IsSuccess;
-            });
-            var apiOnly = Measure(seconds, concurrency, () =>
+            }));
+            Row("in process, no HTTP: KmsApi GenerateDataKey", "api", () => Task.FromResult<Func<Task<bool>>>(() =>
             {
                 using var response = kmsApi.Invoke(caller, "GenerateDataKey", parameters);
                 return Task.FromResult(response.IsSuccess);
-            });
+            }));
 
             var verification = audit.Verify();
             Console.WriteLine($"server-load: {seconds} s per measurement, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
-            Console.WriteLine("| request | requests/s | errors | ratio to /healthz |");
+            Console.WriteLine("| request | requests/s | errors | ratio to the first row |");
             Console.WriteLine("|---|---:|---:|---:|");
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| GET /healthz (HTTP baseline) | {health.Rate:N0} | {health.Errors} | 1.00 |"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| signed GenerateDataKey | {generate.Rate:N0} | {generate.Errors} | {generate.Rate / health.Rate:F2} |"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| in process, no HTTP: KmsGateway GenerateDataKey | {inProcess.Rate:N0} | {inProcess.Errors} | {inProcess.Rate / health.Rate:F2} |"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| in process, no HTTP: KmsApi GenerateDataKey | {apiOnly.Rate:N0} | {apiOnly.Errors} | {apiOnly.Rate / health.Rate:F2} |"));
+            foreach (var (name, result) in rows)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {result.Rate:N0} | {result.Errors} | {result.Rate / rows[0].Result.Rate:F2} |"));
+            }
+
             Console.WriteLine($"audit trail after the run: {verification.Message}");
         }
         finally
@@ -104,16 +133,28 @@ internal static class ServerLoad
         public Task<AuditEvent> AppendAsync(AuditEvent auditEvent) => Task.FromResult(auditEvent);
     }
 
-    private static (double Rate, long Errors) Measure(int seconds, int concurrency, Func<Task<bool>> request)
+    // Each worker makes its own request function (its own connection, for the lean client), then loops.
+    private static (double Rate, long Errors) Measure(int seconds, int concurrency, Func<Task<Func<Task<bool>>>> worker)
     {
         long ok = 0, errors = 0;
-        var stop = Stopwatch.StartNew();
         var duration = TimeSpan.FromSeconds(seconds);
-        var workers = Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
+        var requests = Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => worker())).GetAwaiter().GetResult();
+        var stop = Stopwatch.StartNew();
+        var workers = requests.Select(request => Task.Run(async () =>
         {
             while (stop.Elapsed < duration)
             {
-                if (await request().ConfigureAwait(false))
+                bool success;
+                try
+                {
+                    success = await request().ConfigureAwait(false);
+                }
+                catch (IOException)
+                {
+                    success = false;
+                }
+
+                if (success)
                 {
                     Interlocked.Increment(ref ok);
                 }
