@@ -36,11 +36,11 @@ internal sealed class RawHttpClient : IDisposable
         SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {_host}\r\n\r\n"));
 
     /// <summary>Sends a form POST to <c>/</c>; returns the status code.</summary>
-    public Task<int> PostFormAsync(string form)
+    public Task<int> PostFormAsync(string form, string path = "/")
     {
         var body = Encoding.ASCII.GetBytes(form);
         var head = Encoding.ASCII.GetBytes(
-            $"POST / HTTP/1.1\r\nHost: {_host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {body.Length}\r\n\r\n");
+            $"POST {path} HTTP/1.1\r\nHost: {_host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {body.Length}\r\n\r\n");
         var request = new byte[head.Length + body.Length];
         head.CopyTo(request, 0);
         body.CopyTo(request, head.Length);

@@ -19,8 +19,11 @@ namespace TdeEngine.Benchmarks;
 /// </summary>
 internal static class ServerLoad
 {
+    private static int WarmUpSeconds = 15;
+
     public static int Run(string[] args)
     {
+        WarmUpSeconds = Option(args, "--warmup", 15);
         var seconds = Option(args, "--seconds", 10);
         var concurrency = Option(args, "--concurrency", 64);
         var home = Path.Combine(Path.GetTempPath(), "tde-load-" + Guid.NewGuid().ToString("N"));
@@ -33,6 +36,13 @@ internal static class ServerLoad
         var onlyIndex = Array.IndexOf(args, "--only");
         var only = onlyIndex >= 0 && onlyIndex + 1 < args.Length ? args[onlyIndex + 1].Split(',') : null;
         var app = KmsServer.Build(new KmsServerOptions { Port = 0 }, kms, ram, withoutAudit ? new DiscardingAudit() : audit);
+        var fixedBody = new byte[480];
+        Microsoft.AspNetCore.Builder.EndpointRouteBuilderExtensions.MapPost(app, "/form", async (Microsoft.AspNetCore.Http.HttpContext c) =>
+        {
+            var form = await c.Request.ReadFormAsync().ConfigureAwait(false);
+            c.Response.ContentLength = fixedBody.Length;
+            await c.Response.Body.WriteAsync(fixedBody).ConfigureAwait(false);
+        });
         app.StartAsync().GetAwaiter().GetResult();
         try
         {
@@ -71,6 +81,12 @@ internal static class ServerLoad
                 var client = await RawHttpClient.ConnectAsync(endpoint).ConfigureAwait(false);
                 return async () => await client.GetAsync("/healthz").ConfigureAwait(false) == 200;
             });
+            Row("POST of the same signed form, parsed, fixed 480-byte answer (HTTP + form floor)", "raw-form", async () =>
+            {
+                var client = await RawHttpClient.ConnectAsync(endpoint).ConfigureAwait(false);
+                return async () => await client.PostFormAsync(string.Join('&', Signed().Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value))), "/form")
+                    .ConfigureAwait(false) == 200;
+            });
             Row("signed GenerateDataKey, lean client", "raw-generate", async () =>
             {
                 var client = await RawHttpClient.ConnectAsync(endpoint).ConfigureAwait(false);
@@ -104,7 +120,7 @@ internal static class ServerLoad
             }));
 
             var verification = audit.Verify();
-            Console.WriteLine($"server-load: {seconds} s per measurement, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
+            Console.WriteLine($"server-load: {WarmUpSeconds} s warm-up then {seconds} s per measurement, server GC {System.Runtime.GCSettings.IsServerGC}, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
             Console.WriteLine("| request | requests/s | errors | ratio to the first row |");
             Console.WriteLine("|---|---:|---:|---:|");
             foreach (var (name, result) in rows)
@@ -133,12 +149,20 @@ internal static class ServerLoad
         public Task<AuditEvent> AppendAsync(AuditEvent auditEvent) => Task.FromResult(auditEvent);
     }
 
-    // Each worker makes its own request function (its own connection, for the lean client), then loops.
+    // Each worker makes its own request function (its own connection, for the lean client), runs it
+    // unmeasured for the warm-up (JIT tiering and thread-pool growth happen under load, and would
+    // otherwise penalise whichever row runs first), then loops for the measured seconds.
     private static (double Rate, long Errors) Measure(int seconds, int concurrency, Func<Task<Func<Task<bool>>>> worker)
+    {
+        var requests = Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => worker())).GetAwaiter().GetResult();
+        Loop(WarmUpSeconds, requests);
+        return Loop(seconds, requests);
+    }
+
+    private static (double Rate, long Errors) Loop(int seconds, Func<Task<bool>>[] requests)
     {
         long ok = 0, errors = 0;
         var duration = TimeSpan.FromSeconds(seconds);
-        var requests = Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => worker())).GetAwaiter().GetResult();
         var stop = Stopwatch.StartNew();
         var workers = requests.Select(request => Task.Run(async () =>
         {

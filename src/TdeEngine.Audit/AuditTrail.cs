@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
+using System.Collections.Concurrent;
 using TdeEngine.Kms.RootKeys;
 using TdeEngine.Kms.Secrets;
 
@@ -31,9 +31,12 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private readonly string _lockFile;
     private readonly SecretBuffer _macKey;
     private readonly long _checkpointInterval;
-    private readonly Channel<(AuditEvent Event, byte[] Core, Completion Done)> _queue =
-        Channel.CreateUnbounded<(AuditEvent, byte[], Completion)>(new UnboundedChannelOptions { SingleReader = true });
+    // Callers enqueue without a lock; the writer sleeps on _wake only when the queue is empty.
+    private readonly ConcurrentQueue<(AuditEvent Event, byte[] Core, Completion Done)> _queue = new();
+    private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _writer;
+    private int _writerSleeping;
+    private volatile bool _closed;
     private (long Length, long Sequence, string Hash)? _tail;
 
     private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval)
@@ -85,7 +88,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         // Blocking callers wait on an event of their own, so they never depend on the thread pool.
         using var signal = new ManualResetEventSlim();
         var done = new Completion(signal, null);
-        if (!_queue.Writer.TryWrite((auditEvent, AuditJson.Core(auditEvent), done)))
+        if (!Enqueue((auditEvent, AuditJson.Core(auditEvent), done)))
         {
             throw new ObjectDisposedException(nameof(AuditTrail));
         }
@@ -103,7 +106,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     {
         ArgumentNullException.ThrowIfNull(auditEvent);
         var task = new TaskCompletionSource<AuditEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_queue.Writer.TryWrite((auditEvent, AuditJson.Core(auditEvent), new Completion(null, task))))
+        if (!Enqueue((auditEvent, AuditJson.Core(auditEvent), new Completion(null, task))))
         {
             task.SetException(new ObjectDisposedException(nameof(AuditTrail)));
         }
@@ -111,15 +114,68 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         return task.Task;
     }
 
+    private bool Enqueue((AuditEvent Event, byte[] Core, Completion Done) item)
+    {
+        if (_closed)
+        {
+            return false;
+        }
+
+        _queue.Enqueue(item);
+        if (Volatile.Read(ref _writerSleeping) == 1 && Interlocked.Exchange(ref _writerSleeping, 0) == 1)
+        {
+            _wake.Release();
+        }
+
+        if (_closed)
+        {
+            // Disposed meanwhile: the writer may be gone, so nothing may stay queued unanswered.
+            FailQueued();
+        }
+
+        return true;
+    }
+
+    private void FailQueued()
+    {
+        while (_queue.TryDequeue(out var item))
+        {
+            item.Done.Complete(null, new ObjectDisposedException(nameof(AuditTrail)));
+        }
+    }
+
     private void WriteLoop()
     {
         var batch = new List<(AuditEvent Event, byte[] Core, Completion Done)>();
-        while (_queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        while (true)
         {
             batch.Clear();
-            while (batch.Count < 4096 && _queue.Reader.TryRead(out var item))
+            while (batch.Count < 4096 && _queue.TryDequeue(out var item))
             {
                 batch.Add(item);
+            }
+
+            if (batch.Count == 0)
+            {
+                if (_closed && _queue.IsEmpty)
+                {
+                    return;
+                }
+
+                // Announce the sleep (a full fence), then look again: a caller either sees the flag and
+                // releases the writer, or enqueued before the second look and is seen by it.
+                Interlocked.Exchange(ref _writerSleeping, 1);
+                if (_queue.IsEmpty && !_closed)
+                {
+                    _wake.Wait();
+                }
+                else if (Interlocked.Exchange(ref _writerSleeping, 0) == 0)
+                {
+                    // A caller saw the flag and released the semaphore meanwhile: consume that release.
+                    _wake.Wait();
+                }
+
+                continue;
             }
 
             try
@@ -233,8 +289,14 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     /// <summary>Writes what is queued, stops the writer, and wipes the checkpoint key.</summary>
     public void Dispose()
     {
-        _queue.Writer.TryComplete();
+        _closed = true;
+        if (Interlocked.Exchange(ref _writerSleeping, 0) == 1)
+        {
+            _wake.Release();
+        }
+
         _writer.Join();
+        FailQueued();
         _macKey.Dispose();
     }
 

@@ -138,8 +138,7 @@ public static class KmsServer
 
         using (key.Secret)
         {
-            var expected = RpcSignature.Compute(http.Request.Method, parameters, key.Secret.Span);
-            if (!RpcSignature.Matches(expected, parameters["Signature"]))
+            if (!RpcSignature.Verify(http.Request.Method, parameters, key.Secret.Span, parameters["Signature"]))
             {
                 await Reject(400, "SignatureDoesNotMatch",
                     "The signature does not match: check the AccessKeySecret and sign the parameters exactly as sent (RPC signature 1.0).").ConfigureAwait(false);

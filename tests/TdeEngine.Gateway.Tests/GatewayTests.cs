@@ -92,8 +92,11 @@ public sealed class GatewayTests : IDisposable
         Assert.True(Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.IsSuccess);
         Assert.Equal(403, Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"hr"}""")).Response.HttpStatus);
         Assert.Equal(403, Kms(bob with { SourceIp = "192.168.0.9" }, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.HttpStatus);
+        // Tags are cached with the key record; a tag write is seen by the very next call.
         _kms.UntagResource(_rootCaller, key, ["env"]);
         Assert.Equal(403, Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.HttpStatus);
+        Assert.True(Kms(_rootCaller, "TagResource", ("KeyId", key), ("Tags", """[{"TagKey":"env","TagValue":"prod"}]""")).Response.IsSuccess);
+        Assert.True(Kms(bob, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"db":"orders"}""")).Response.IsSuccess);
     }
 
     [Fact]
@@ -205,6 +208,42 @@ public sealed class GatewayTests : IDisposable
         // One checkpoint per batch that crosses a multiple of 5: up to 40, fewer when batches are large.
         Assert.InRange(verification.CheckpointsChecked, 1, 40);
         Assert.Equal(Enumerable.Range(1, 200).Select(i => (long)i), _audit.ReadAll().Select(e => e.EventSequence));
+    }
+
+    [Fact]
+    public async Task Async_appends_racing_with_dispose_all_finish_and_every_acknowledged_event_is_in_the_trail()
+    {
+        var home = Path.Combine(_home, "race");
+        var trail = AuditTrail.Open(home, _root);
+        Kms(_rootCaller, "ListKeys").Response.Dispose();
+        var template = _audit.ReadAll().Single();
+        var appends = Enumerable.Range(0, 4).Select(t => Task.Run(async () =>
+        {
+            var acknowledged = new List<string>();
+            for (var i = 0; i < 500; i++)
+            {
+                var id = $"{t}-{i}";
+                try
+                {
+                    await trail.AppendAsync(template with { EventId = id }).ConfigureAwait(false);
+                    acknowledged.Add(id);
+                }
+                catch (ObjectDisposedException)
+                {
+                    break;
+                }
+            }
+
+            return acknowledged;
+        })).ToList();
+        await Task.Delay(20).ConfigureAwait(true);
+        trail.Dispose();
+
+        var finished = await Task.WhenAll(appends).WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(true);
+        using var reopened = AuditTrail.Open(home, _root);
+        var written = reopened.ReadAll().Select(e => e.EventId).ToHashSet();
+        Assert.Subset(written, finished.SelectMany(a => a).ToHashSet());
+        Assert.True(reopened.Verify().Intact);
     }
 
     [Fact]

@@ -391,6 +391,7 @@ public sealed class KeyManagementService : IDisposable
         var key = Resolve(context, keyId).Record;
         RefuseServiceKey(key, "TagResource");
         _store.SetTags(key.KeyId, checkedTags.Select(t => new TagRecord(key.KeyId, t.Key, t.Value)).ToList(), MaxTagsPerKey);
+        _ring.Invalidate(key.KeyId);
     }
 
     /// <summary>UntagResource: removes tags by key; unknown tag keys are ignored.</summary>
@@ -405,13 +406,14 @@ public sealed class KeyManagementService : IDisposable
         var key = Resolve(context, keyId).Record;
         RefuseServiceKey(key, "UntagResource");
         _store.RemoveTags(key.KeyId, tagKeys);
+        _ring.Invalidate(key.KeyId);
     }
 
     /// <summary>ListResourceTags.</summary>
     public IReadOnlyList<TagInfo> ListResourceTags(KmsCallContext context, string keyId)
     {
-        var key = Resolve(context, keyId).Record;
-        return _store.ListTags(key.KeyId).Select(t => new TagInfo(t.KeyId, t.TagKey, t.TagValue)).ToList();
+        var key = Resolve(context, keyId);
+        return key.Tags(() => _store.ListTags(key.Record.KeyId).Select(t => new TagInfo(t.KeyId, t.TagKey, t.TagValue)).ToList());
     }
 
     // ================================================================ versions and rotation

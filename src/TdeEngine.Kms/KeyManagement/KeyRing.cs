@@ -169,4 +169,12 @@ internal sealed class CachedKey
     public IReadOnlyList<KeyVersionRecord> Versions { get; }
 
     public IReadOnlyDictionary<string, KeyVersionRecord> ById { get; }
+
+    private IReadOnlyList<TagInfo>? _tags;
+
+    /// <summary>
+    /// The key's tags, read once per cached record (RAM's <c>kms:tag/*</c> conditions ask on every
+    /// call). Tag writes invalidate the record, as other processes' writes do through data_version.
+    /// </summary>
+    public IReadOnlyList<TagInfo> Tags(Func<IReadOnlyList<TagInfo>> load) => Volatile.Read(ref _tags) ?? (_tags = load());
 }
