@@ -48,7 +48,16 @@ internal static class ServerLoad
         {
             var caller = KmsCallContext.ForRoot(kms.Options.DefaultAccountId);
             var keyId = kms.CreateKey(caller, new CreateKeyRequest { Description = "load" }).KeyId;
-            using var accessKey = ram.CreateAccessKey(caller);
+            // The caller is a RAM user whose policy has conditions, as a service role would be: every
+            // request is evaluated against the policy (encryption context, source IP and key tag).
+            kms.TagResource(caller, keyId, [new KeyValuePair<string, string>("env", "prod")]);
+            ram.CreateUser(caller, "orders-service");
+            ram.CreatePolicy(caller, "OrdersDataKeys", """
+                {"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:Decrypt"],"Resource":"acs:kms:*:*:key/*",
+                  "Condition":{"StringEquals":{"kms:EncryptionContext:db":"orders","kms:tag/env":"prod"},"IpAddress":{"acs:SourceIp":"127.0.0.0/8"}}}]}
+                """);
+            ram.AttachPolicy(caller, "User", "orders-service", "Custom", "OrdersDataKeys");
+            using var accessKey = ram.CreateAccessKey(caller, "orders-service");
             var secret = accessKey.Secret.Span.ToArray();
             var baseAddress = new Uri(app.Urls.First());
             var endpoint = new IPEndPoint(IPAddress.Loopback, baseAddress.Port);
@@ -108,9 +117,10 @@ internal static class ServerLoad
             var gateway = new TdeEngine.Gateway.KmsGateway(kms, ram, withoutAudit ? new DiscardingAudit() : audit);
             var kmsApi = new TdeEngine.Kms.Api.KmsApi(kms);
             var parameters = new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext"] = encryptionContext };
+            var service = new KmsCallContext(ram.UserPrincipal(kms.Options.DefaultAccountId, "orders-service"), "127.0.0.1", KmsCallContext.NewRequestId(), "bench");
             Row("in process, no HTTP: KmsGateway GenerateDataKey", "gateway", () => Task.FromResult<Func<Task<bool>>>(async () =>
             {
-                using var response = await gateway.InvokeKmsAsync(caller, "GenerateDataKey", parameters).ConfigureAwait(false);
+                using var response = await gateway.InvokeKmsAsync(service, "GenerateDataKey", parameters).ConfigureAwait(false);
                 return response.IsSuccess;
             }));
             Row("in process, no HTTP: KmsApi GenerateDataKey", "api", () => Task.FromResult<Func<Task<bool>>>(() =>

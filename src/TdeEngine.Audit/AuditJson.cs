@@ -134,9 +134,17 @@ internal static class AuditJson
     private static void WriteMap(Utf8JsonWriter w, string name, IReadOnlyDictionary<string, string> map)
     {
         w.WriteStartObject(name);
-        foreach (var (key, value) in map.OrderBy(p => p.Key, StringComparer.Ordinal))
+        var keys = new string[map.Count];
+        var at = 0;
+        foreach (var key in map.Keys)
         {
-            w.WriteString(key, value);
+            keys[at++] = key;
+        }
+
+        Array.Sort(keys, StringComparer.Ordinal);
+        foreach (var key in keys)
+        {
+            w.WriteString(key, map[key]);
         }
 
         w.WriteEndObject();

@@ -105,7 +105,9 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     public Task<AuditEvent> AppendAsync(AuditEvent auditEvent)
     {
         ArgumentNullException.ThrowIfNull(auditEvent);
-        var task = new TaskCompletionSource<AuditEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Continuations run inline where the task is completed: never on the writer thread, always
+        // on the pool work items of CompleteOnPool, which each finish a share of a batch.
+        var task = new TaskCompletionSource<AuditEvent>();
         if (!Enqueue((auditEvent, AuditJson.Core(auditEvent), new Completion(null, task))))
         {
             task.SetException(new ObjectDisposedException(nameof(AuditTrail)));
@@ -138,9 +140,58 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
     private void FailQueued()
     {
+        var failed = new List<(AuditEvent Event, byte[] Core, Completion Done)>();
         while (_queue.TryDequeue(out var item))
         {
-            item.Done.Complete(null, new ObjectDisposedException(nameof(AuditTrail)));
+            failed.Add(item);
+        }
+
+        CompleteOnPool(failed, null, new ObjectDisposedException(nameof(AuditTrail)));
+    }
+
+    // Hands a batch's answers to at most one pool work item per core (the writer goes back to
+    // writing at once). Each work item completes its share, and the callers' continuations run
+    // inline there, instead of one thread-pool hop per event.
+    private static void CompleteOnPool(List<(AuditEvent Event, byte[] Core, Completion Done)> batch, List<AuditEvent>? written, Exception? error)
+    {
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        // Blocking callers are woken here (a Set runs no continuation, and they may be pool threads
+        // themselves); only task completions go to the pool.
+        var pending = new List<(Completion Done, AuditEvent? Result)>(batch.Count);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (batch[i].Done.RunsContinuations)
+            {
+                pending.Add((batch[i].Done, written?[i]));
+            }
+            else
+            {
+                batch[i].Done.Complete(written?[i], error);
+            }
+        }
+
+        if (pending.Count == 0)
+        {
+            return;
+        }
+
+        var answers = pending.ToArray();
+        var shares = Math.Clamp(answers.Length / 4, 1, Environment.ProcessorCount);
+        for (var share = 0; share < shares; share++)
+        {
+            var from = answers.Length * share / shares;
+            var to = answers.Length * (share + 1) / shares;
+            ThreadPool.UnsafeQueueUserWorkItem(static state =>
+            {
+                foreach (var (done, result) in state.Answers.AsSpan(state.From, state.To - state.From))
+                {
+                    done.Complete(result, state.Error);
+                }
+            }, (Answers: answers, From: from, To: to, Error: error), preferLocal: false);
         }
     }
 
@@ -178,21 +229,18 @@ public sealed class AuditTrail : IAuditSink, IDisposable
                 continue;
             }
 
+            List<AuditEvent> written;
             try
             {
-                var written = WriteDurably(batch);
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    batch[i].Done.Complete(written[i], null);
-                }
+                written = WriteDurably(batch);
             }
             catch (Exception e)
             {
-                foreach (var item in batch)
-                {
-                    item.Done.Complete(null, new IOException("The audit event could not be written; the call was not acknowledged.", e));
-                }
+                CompleteOnPool(batch, null, new IOException("The audit event could not be written; the call was not acknowledged.", e));
+                continue;
             }
+
+            CompleteOnPool(batch, written, null);
         }
     }
 
@@ -410,6 +458,8 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
     private sealed class Completion(ManualResetEventSlim? signal, TaskCompletionSource<AuditEvent>? task)
     {
+        public bool RunsContinuations => task is not null;
+
         public AuditEvent? Result { get; private set; }
 
         public Exception? Error { get; private set; }

@@ -29,6 +29,8 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         "Action", "Resource", "SourceIp", "WrappingAlgorithm", "WrappingKeySpec", "KeyMaterialExpireUnix",
     };
 
+    private static readonly Dictionary<string, IReadOnlyList<string>> NoConditions = new(StringComparer.Ordinal);
+
     private readonly KmsApi _kmsApi = new(kms);
     private readonly RamApi _ramApi = new(ram);
 
@@ -163,7 +165,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         var principal = context.Principal;
         return new AuditEvent
         {
-            EventId = Guid.NewGuid().ToString("D"),
+            EventId = Uuid.NewV4(),
             EventTime = kms.Options.TimeProvider.GetUtcNow(),
             EventName = action,
             EventSource = source,
@@ -181,11 +183,26 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
                 _ when principal.UserName == "unauthenticated" => "unknown",
                 _ => "service",
             }, principal.AccountId, principal.PrincipalId, principal.UserName, accessKeyId),
-            RequestParameters = parameters.Where(p => AuditedParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
+            RequestParameters = Audited(parameters),
             ErrorCode = response.ErrorCode,
             ErrorMessage = response.ErrorMessage,
             AdditionalEventData = additional,
         };
+    }
+
+    // Only parameters known to be safe to record (never plaintext, data keys, blobs or secrets).
+    private static Dictionary<string, string> Audited(IReadOnlyDictionary<string, string> parameters)
+    {
+        var audited = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in parameters)
+        {
+            if (AuditedParameters.Contains(name))
+            {
+                audited[name] = value;
+            }
+        }
+
+        return audited;
     }
 
     // What the call touches, for RAM: the action and resource, and the condition keys of the call.
@@ -218,6 +235,12 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
 
     private AccessRequest Request(string action, (string Arn, string? KeyId) resource, KmsCallContext context, string encryptionContext)
     {
+        if (context.Principal.Type == PrincipalType.Root)
+        {
+            // The account root is never evaluated against policies: no condition keys to gather.
+            return new AccessRequest(action, resource.Arn, NoConditions);
+        }
+
         var conditions = SourceIp(context);
         try
         {

@@ -30,6 +30,9 @@ public static class KmsServer
         "RegionId", "SecurityToken", "SignatureType",
     };
 
+    private static readonly string[] RequiredParameters =
+        ["Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"];
+
     /// <summary>Builds the web application (not started). The caller owns and disposes the services.</summary>
     public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, IAuditSink audit)
     {
@@ -99,7 +102,7 @@ public static class KmsServer
             return;
         }
 
-        foreach (var required in new[] { "Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp" })
+        foreach (var required in RequiredParameters)
         {
             if (!parameters.TryGetValue(required, out var value) || value.Length == 0)
             {
@@ -125,7 +128,7 @@ public static class KmsServer
         async Task RejectAsync(int status, string code, string message)
         {
             await gateway.RecordRejectedAsync(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, parameters["Action"], accessKeyId,
-                parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), code, message).ConfigureAwait(false);
+                ActionParameters(parameters), code, message).ConfigureAwait(false);
             await WriteError(http, requestId, status, code, message).ConfigureAwait(false);
         }
 
@@ -153,7 +156,7 @@ public static class KmsServer
         }
 
         var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString());
-        var actionParameters = parameters.Where(p => !CommonParameters.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        var actionParameters = ActionParameters(parameters);
         using var response = parameters["Version"] switch
         {
             "2016-01-20" => await gateway.InvokeKmsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
@@ -161,6 +164,21 @@ public static class KmsServer
             _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS) or 2015-05-01 (RAM).")),
         };
         await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);
+    }
+
+    // The parameters of the action itself: everything but the common (signature) parameters.
+    private static Dictionary<string, string> ActionParameters(Dictionary<string, string> parameters)
+    {
+        var action = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in parameters)
+        {
+            if (!CommonParameters.Contains(name))
+            {
+                action[name] = value;
+            }
+        }
+
+        return action;
     }
 
     private static async Task<Dictionary<string, string>> ReadParameters(HttpRequest request)

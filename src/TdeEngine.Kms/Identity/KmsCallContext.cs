@@ -12,7 +12,7 @@ public sealed record KmsCallContext(KmsPrincipal Principal, string SourceIp, str
         new(KmsPrincipal.Root(accountId), sourceIp, NewRequestId(), userAgent);
 
     /// <summary>A new request id in the upper-case GUID form the Alibaba APIs use.</summary>
-    public static string NewRequestId() => Guid.NewGuid().ToString("D").ToUpperInvariant();
+    public static string NewRequestId() => Uuid.NewV4(upperCase: true);
 
     /// <summary>The account the call acts in.</summary>
     public string AccountId => Principal.AccountId;
