@@ -66,6 +66,13 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId));
     }
 
+    /// <summary>The ARN of key <paramref name="keyId"/> (an id, as KMS answers carry) in the caller's account.</summary>
+    public string KeyArn(KmsCallContext context, string keyId)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return $"acs:kms:{kms.RegionId}:{context.AccountId}:key/{keyId}";
+    }
+
     /// <summary>A RAM action, authorized (<c>ram:*</c> policies) and audited.</summary>
     public KmsApiResponse InvokeRam(KmsCallContext context, string action, IReadOnlyDictionary<string, string> parameters,
         bool indented = false, string? accessKeyId = null) =>

@@ -1,4 +1,6 @@
 using Microsoft.Data.Sqlite;
+using TdeEngine.Gateway;
+using TdeEngine.Kms.Identity;
 using TdeEngine.Kms.KeyManagement;
 using TdeEngine.Storage;
 using TdeEngine.Storage.Errors;
@@ -25,6 +27,13 @@ public static class TdeSqlite
     /// <summary>Registers the TDE VFS over an in-process KMS, calling it as the KMS's default account.</summary>
     public static void Register(KeyManagementService kms, TdeStorageOptions? options = null) =>
         Register(new KmsDataKeyProvider(kms), options);
+
+    /// <summary>
+    /// Registers the TDE VFS over the gateway: every DEK request is authorized by RAM as
+    /// <paramref name="caller"/> (for example an RDS-style service role) and recorded in the audit trail.
+    /// </summary>
+    public static void Register(KmsGateway gateway, Func<KmsCallContext> caller, TdeStorageOptions? options = null) =>
+        Register(new GatewayDataKeyProvider(gateway, caller), options);
 
     /// <summary>Registers the TDE VFS over any source of DEKs. Calling it again replaces the configuration.</summary>
     public static void Register(IDataKeyProvider provider, TdeStorageOptions? options = null)

@@ -39,6 +39,14 @@ public sealed class DbCommandTests : IDisposable
         Assert.Equal(68, status.GetProperty("ReservedBytes").GetInt32());
         Assert.Equal(status.GetProperty("PageCount").GetInt64(), status.GetProperty("PagesPerDekVersion").GetProperty("1").GetInt64());
         Assert.StartsWith("acs:kms:", status.GetProperty("KmsKeyArn").GetString(), StringComparison.Ordinal);
+
+        // The DEK calls of 'tde db' go through the gateway: audited like 'tde kms' calls.
+        var lookup = Ok("audit", "LookupEvents", "--json").Stdout;
+        var events = JsonDocument.Parse(lookup).RootElement.GetProperty("Events").EnumerateArray()
+            .Select(e => (Name: e.GetProperty("eventName").GetString(), Agent: e.GetProperty("userAgent").GetString())).ToList();
+        Assert.Contains(("GenerateDataKey", "tde-cli"), events);
+        Assert.Contains(("Decrypt", "tde-cli"), events);
+        Assert.Equal(0, CliProcess.Run(_home, "audit", "verify").ExitCode);
     }
 
     [Fact]

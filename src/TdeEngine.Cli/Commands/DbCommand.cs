@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using TdeEngine.Kms;
 using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Identity;
 using TdeEngine.Kms.KeyManagement;
 using TdeEngine.Sqlite;
 using TdeEngine.Storage.Errors;
@@ -40,9 +41,10 @@ internal static class DbCommand
         }
 
         // The same composition as 'tde kms' (root key, HSM), so databases under HSM keys open here too.
+        // Through the gateway, so the DEK calls are authorized and audited like 'tde kms' calls.
         using var services = CliServices.Open();
         var kms = services.Kms;
-        TdeSqlite.Register(kms);
+        TdeSqlite.Register(services.Gateway, () => services.RootContext with { RequestId = KmsCallContext.NewRequestId() });
         try
         {
             switch (verb)
