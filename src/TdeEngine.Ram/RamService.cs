@@ -38,6 +38,8 @@ public sealed class RamService : IDisposable
     // Changes made in this process apply at once; changes made by another process within CacheTtl.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (KmsPrincipal Principal, byte[] Wrapped, long At)> _keys = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At)> _policies = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (KmsPrincipal Principal, byte[] Wrapped, byte[] TokenHash, DateTimeOffset Expiration, long At)> _temporary =
+        new(StringComparer.Ordinal);
 
     /// <summary>How long another process's RAM changes may take to be seen here. Default 2 seconds.</summary>
     public TimeSpan CacheTtl { get; set; } = TimeSpan.FromSeconds(2);
@@ -79,6 +81,11 @@ public sealed class RamService : IDisposable
     public RamRole CreateRole(KmsCallContext context, string roleName, string? assumeRolePolicyDocument = null, string? description = null)
     {
         CheckName(roleName, "RoleName", 64);
+        if (!string.IsNullOrEmpty(assumeRolePolicyDocument))
+        {
+            TrustPolicy.Parse(assumeRolePolicyDocument);
+        }
+
         var role = new RamRole(RandomDigits(16), roleName, RoleArn(context.AccountId, roleName), description ?? "",
             assumeRolePolicyDocument ?? "", Now());
         _store.Insert("INSERT INTO Roles (RoleId, AccountId, RoleName, Description, AssumeRolePolicyDocument, CreateDate) " +
@@ -178,6 +185,142 @@ public sealed class RamService : IDisposable
         var principal = row.UserName is null ? KmsPrincipal.Root(row.AccountId) : UserPrincipal(row.AccountId, row.UserName);
         _keys[accessKeyId] = (principal, row.WrappedSecret, _time.GetTimestamp());
         return (principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)));
+    }
+
+    // ---------------------------------------------------------------- STS
+
+    /// <summary>The shortest and longest role sessions AssumeRole grants, in seconds.</summary>
+    public const int MinSessionSeconds = 900, MaxSessionSeconds = 3600;
+
+    /// <summary>
+    /// STS AssumeRole: temporary credentials for a session of the role named by
+    /// <paramref name="roleArn"/>. The caller must be trusted by the role's trust policy; that its
+    /// own policies allow <c>sts:AssumeRole</c> on the role is for the gateway to check, as for any call.
+    /// </summary>
+    public TemporaryCredentials AssumeRole(KmsCallContext context, string roleArn, string sessionName, int durationSeconds = MaxSessionSeconds)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.Principal.Type is not (PrincipalType.RamUser or PrincipalType.AssumedRole))
+        {
+            throw new KmsException("NoPermission", 403,
+                "Roles may not be assumed by root accounts: call AssumeRole with the access key of a RAM user (or of a role session).");
+        }
+
+        if (sessionName is not { Length: >= 2 and <= 64 } || !sessionName.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.' or '@'))
+        {
+            throw KmsErrors.InvalidParameter("RoleSessionName", "use 2 to 64 letters, digits, '-', '_', '.' or '@'.");
+        }
+
+        if (durationSeconds is < MinSessionSeconds or > MaxSessionSeconds)
+        {
+            throw KmsErrors.InvalidParameter("DurationSeconds", $"use {MinSessionSeconds} to {MaxSessionSeconds} seconds.");
+        }
+
+        var (accountId, roleName) = ParseRoleArn(roleArn);
+        using var c = _store.Open();
+        var role = c.QuerySingleOrDefault<(string RoleId, string RoleName, string Trust)>(
+            "SELECT RoleId, RoleName, AssumeRolePolicyDocument FROM Roles WHERE AccountId = @accountId AND lower(RoleName) = @roleName",
+            new { accountId, roleName }) is { RoleId: not null } found ? found : throw RoleNotFound(roleName);
+        if (role.Trust.Length == 0)
+        {
+            throw new KmsException("NoPermission", 403,
+                $"The role '{role.RoleName}' has no trust policy (AssumeRolePolicyDocument), so it cannot be assumed through STS.");
+        }
+
+        var user = context.Principal.Type == PrincipalType.RamUser ? context.Principal.UserName : null;
+        if (!TrustPolicy.Parse(role.Trust).Trusts(context.AccountId, user))
+        {
+            throw new KmsException("NoPermission", 403,
+                $"The trust policy of role '{role.RoleName}' does not allow {context.Principal.UserName} of account {context.AccountId} to assume it.");
+        }
+
+        var id = "STS." + RandomToken(24);
+        var secret = new SecretBuffer(30);
+        var token = new SecretBuffer(96);
+        try
+        {
+            FillToken(secret.Span);
+            FillToken(token.Span);
+            var expiration = Now().AddSeconds(durationSeconds);
+            c.Execute("DELETE FROM TemporaryKeys WHERE Expiration < @now", new { now = Now().ToUnixTimeSeconds() });
+            foreach (var (staleId, stale) in _temporary)
+            {
+                if (stale.Expiration <= _time.GetUtcNow())
+                {
+                    _temporary.TryRemove(staleId, out _);
+                }
+            }
+
+            c.Execute("INSERT INTO TemporaryKeys (AccessKeyId, AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration) " +
+                      "VALUES (@id, @accountId, @RoleId, @RoleName, @sessionName, @wrapped, @hash, @expiration)",
+                new
+                {
+                    id, accountId, role.RoleId, role.RoleName, sessionName, wrapped = _root.Wrap(secret.Span, SecretContext(id)),
+                    hash = SHA256.HashData(token.Span), expiration = expiration.ToUnixTimeSeconds(),
+                });
+            return new TemporaryCredentials(id, secret, token, expiration, $"{role.RoleId}:{sessionName}", $"{RoleArn(accountId, role.RoleName)}/{sessionName}");
+        }
+        catch
+        {
+            secret.Dispose();
+            token.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Finds an STS access key and checks its security token and expiry: the role session it
+    /// belongs to and its secret (the caller disposes it). Null when there is no such key; a wrong,
+    /// missing or expired token is a <see cref="KmsException"/> with STS's codes.
+    /// </summary>
+    public (KmsPrincipal Principal, SecretBuffer Secret)? FindTemporaryAccessKey(string accessKeyId, string? securityToken)
+    {
+        if (!_temporary.TryGetValue(accessKeyId, out var session) || _time.GetElapsedTime(session.At) >= CacheTtl)
+        {
+            using var c = _store.Open();
+            var row = c.QuerySingleOrDefault<(string? AccountId, string RoleId, string RoleName, string SessionName, byte[] WrappedSecret, byte[] TokenHash, long Expiration)>(
+                "SELECT AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration FROM TemporaryKeys WHERE AccessKeyId = @accessKeyId",
+                new { accessKeyId });
+            if (row.AccountId is null)
+            {
+                _temporary.TryRemove(accessKeyId, out _);
+                return null;
+            }
+
+            var principal = new KmsPrincipal(PrincipalType.AssumedRole, row.AccountId, $"{row.RoleId}:{row.SessionName}", $"{row.RoleName}/{row.SessionName}");
+            session = (principal, row.WrappedSecret, row.TokenHash, DateTimeOffset.FromUnixTimeSeconds(row.Expiration), _time.GetTimestamp());
+            _temporary[accessKeyId] = session;
+        }
+
+        if (string.IsNullOrEmpty(securityToken))
+        {
+            throw new KmsException("MissingSecurityToken", 400, $"The access key '{accessKeyId}' is temporary: sign the request with its SecurityToken parameter.");
+        }
+
+        if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.ASCII.GetBytes(securityToken)), session.TokenHash))
+        {
+            throw new KmsException("InvalidSecurityToken.MismatchWithAccessKey", 400, "The SecurityToken does not belong to this access key.");
+        }
+
+        if (_time.GetUtcNow() >= session.Expiration)
+        {
+            throw new KmsException("InvalidSecurityToken.Expired", 400,
+                $"The temporary credentials expired at {FormatDate(session.Expiration)}. Call AssumeRole again for new ones.");
+        }
+
+        return (session.Principal, _root.Unwrap(session.Wrapped, SecretContext(accessKeyId)));
+    }
+
+    private static (string AccountId, string RoleName) ParseRoleArn(string roleArn)
+    {
+        const string prefix = "acs:ram::";
+        var marker = roleArn?.IndexOf(":role/", StringComparison.Ordinal) ?? -1;
+        if (roleArn is null || !roleArn.StartsWith(prefix, StringComparison.Ordinal) || marker <= prefix.Length || marker + 6 >= roleArn.Length)
+        {
+            throw KmsErrors.InvalidParameter("RoleArn", "use acs:ram::ACCOUNT:role/ROLENAME.");
+        }
+
+        return (roleArn[prefix.Length..marker], roleArn[(marker + 6)..].ToLowerInvariant());
     }
 
     // ---------------------------------------------------------------- policies

@@ -132,7 +132,20 @@ public static class KmsServer
             await WriteError(http, requestId, status, code, message).ConfigureAwait(false);
         }
 
-        var found = ram.FindAccessKey(accessKeyId);
+        (KmsPrincipal Principal, Kms.Secrets.SecretBuffer Secret)? found;
+        try
+        {
+            // STS keys (from AssumeRole) carry a security token and expire; permanent keys do not.
+            found = accessKeyId.StartsWith("STS.", StringComparison.Ordinal)
+                ? ram.FindTemporaryAccessKey(accessKeyId, parameters.GetValueOrDefault("SecurityToken"))
+                : ram.FindAccessKey(accessKeyId);
+        }
+        catch (KmsException e)
+        {
+            await Reject(e.HttpStatus, e.Code, e.Message).ConfigureAwait(false);
+            return;
+        }
+
         if (found is not { } key)
         {
             await Reject(404, "InvalidAccessKeyId.NotFound", "The AccessKeyId does not exist, or it was deleted. Create one with 'tde ram CreateAccessKey'.").ConfigureAwait(false);
@@ -161,7 +174,8 @@ public static class KmsServer
         {
             "2016-01-20" => await gateway.InvokeKmsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
             "2015-05-01" => await gateway.InvokeRamAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
-            _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS) or 2015-05-01 (RAM).")),
+            "2015-04-01" => await gateway.InvokeStsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
+            _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS), 2015-05-01 (RAM) or 2015-04-01 (STS).")),
         };
         await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);
     }

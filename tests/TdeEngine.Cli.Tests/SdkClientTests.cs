@@ -55,7 +55,8 @@ public sealed class SdkClientTests : IDisposable
 
         Assert.True(run.ExitCode == 0, output + errors);
         foreach (var step in new[] { "CreateKey", "DescribeKey", "ListKeys", "CreateAlias", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncrypt",
-                     "CreateKeyVersion", "TagResource", "UserWithoutPolicyRefused", "UserAllowedAfterAttachPolicy", "DisableKeyThenDecryptRefused",
+                     "CreateKeyVersion", "TagResource", "UserWithoutPolicyRefused", "UserAllowedAfterAttachPolicy", "AssumeRole", "RoleSessionUsesKeys",
+                     "WrongSecurityTokenRefused", "DisableKeyThenDecryptRefused",
                      "ScheduleKeyDeletion", "WrongSignatureRefused", "UnknownAccessKeyRefused" })
         {
             Assert.Contains($"ok {step}\n", output, StringComparison.Ordinal);
@@ -67,6 +68,17 @@ public sealed class SdkClientTests : IDisposable
         var lookup = CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "sdkuser", "--json");
         var events = JsonDocument.Parse(lookup.Stdout).RootElement.GetProperty("Events");
         Assert.Contains(events.EnumerateArray(), e => e.GetProperty("errorCode").GetString() == "Forbidden.RAM");
+
+        // The role session's calls are audited as the assumed role, with the STS access key.
+        var session = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-session", "--json").Stdout)
+            .RootElement.GetProperty("Events").EnumerateArray().ToList();
+        var generate = Assert.Single(session, e => e.GetProperty("eventName").GetString() == "GenerateDataKey");
+        Assert.Equal("assumed-role", generate.GetProperty("userIdentity").GetProperty("type").GetString());
+        Assert.StartsWith("STS.", generate.GetProperty("userIdentity").GetProperty("accessKeyId").GetString(), StringComparison.Ordinal);
+        var assume = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
+            .RootElement.GetProperty("Events").EnumerateArray().Single();
+        Assert.Equal("sts.aliyuncs.com", assume.GetProperty("eventSource").GetString());
+        Assert.DoesNotContain("SecurityToken", assume.GetRawText(), StringComparison.Ordinal);
     }
 
     private static (string Id, string Secret) Key(CliProcess.Result result)

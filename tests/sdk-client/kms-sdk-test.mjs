@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 const endpoint = process.env.ENDPOINT;
 const kms = (ak, sk) => new Core({ accessKeyId: ak, accessKeySecret: sk, endpoint, apiVersion: '2016-01-20' });
 const ram = (ak, sk) => new Core({ accessKeyId: ak, accessKeySecret: sk, endpoint, apiVersion: '2015-05-01' });
+const sts = (ak, sk, securityToken) => new Core({ accessKeyId: ak, accessKeySecret: sk, securityToken, endpoint, apiVersion: '2015-04-01' });
 const root = kms(process.env.ROOT_AK, process.env.ROOT_SK);
 const rootRam = ram(process.env.ROOT_AK, process.env.ROOT_SK);
 const user = kms(process.env.USER_AK, process.env.USER_SK);
@@ -92,6 +93,36 @@ await step('UserAllowedAfterAttachPolicy', async () => {
   await rootRam.request('CreatePolicy', { PolicyName: 'SdkDescribe', PolicyDocument: document }, post);
   await rootRam.request('AttachPolicyToUser', { PolicyType: 'Custom', PolicyName: 'SdkDescribe', UserName: process.env.USER_NAME }, post);
   assert.equal((await user.request('DescribeKey', { KeyId: keyId }, post)).KeyMetadata.KeyId, keyId);
+});
+let session;
+await step('AssumeRole', async () => {
+  // A role the account trusts, allowed to use keys; the user may assume it (sts:AssumeRole on the role).
+  const account = (await sts(process.env.ROOT_AK, process.env.ROOT_SK).request('GetCallerIdentity', {}, post)).AccountId;
+  const trust = { Version: '1', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: [`acs:ram::${account}:root`] } }] };
+  const role = await rootRam.request('CreateRole', { RoleName: 'SdkKeyUser', AssumeRolePolicyDocument: JSON.stringify(trust) }, post);
+  const use = { Version: '1', Statement: [{ Effect: 'Allow', Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: 'acs:kms:*:*:key/*' }] };
+  await rootRam.request('CreatePolicy', { PolicyName: 'SdkKeyUse', PolicyDocument: JSON.stringify(use) }, post);
+  await rootRam.request('AttachPolicyToRole', { PolicyType: 'Custom', PolicyName: 'SdkKeyUse', RoleName: 'SdkKeyUser' }, post);
+  const assume = { Version: '1', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Resource: role.Role.Arn }] };
+  await rootRam.request('CreatePolicy', { PolicyName: 'SdkAssume', PolicyDocument: JSON.stringify(assume) }, post);
+  await rootRam.request('AttachPolicyToUser', { PolicyType: 'Custom', PolicyName: 'SdkAssume', UserName: process.env.USER_NAME }, post);
+  const r = await sts(process.env.USER_AK, process.env.USER_SK).request('AssumeRole', { RoleArn: role.Role.Arn, RoleSessionName: 'sdk-session', DurationSeconds: 900 }, post);
+  assert.match(r.Credentials.AccessKeyId, /^STS\./);
+  assert.ok(r.Credentials.SecurityToken.length > 32);
+  assert.equal(r.AssumedRoleUser.Arn, `${role.Role.Arn}/sdk-session`);
+  session = r.Credentials;
+});
+await step('RoleSessionUsesKeys', async () => {
+  const who = await sts(session.AccessKeyId, session.AccessKeySecret, session.SecurityToken).request('GetCallerIdentity', {}, post);
+  assert.equal(who.IdentityType, 'AssumedRoleUser');
+  const client = new Core({ accessKeyId: session.AccessKeyId, accessKeySecret: session.AccessKeySecret, securityToken: session.SecurityToken, endpoint, apiVersion: '2016-01-20' });
+  const r = await client.request('GenerateDataKey', { KeyId: keyId, EncryptionContext: JSON.stringify({ db: 'orders' }) }, post);
+  assert.equal(Buffer.from(r.Plaintext, 'base64').length, 32);
+  await refused(client.request('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 }, post), 'Forbidden.RAM');
+});
+await step('WrongSecurityTokenRefused', async () => {
+  const forged = new Core({ accessKeyId: session.AccessKeyId, accessKeySecret: session.AccessKeySecret, securityToken: 'forged', endpoint, apiVersion: '2016-01-20' });
+  await refused(forged.request('ListKeys', {}, post), 'InvalidSecurityToken.MismatchWithAccessKey');
 });
 await step('DisableKeyThenDecryptRefused', async () => {
   await root.request('DisableKey', { KeyId: keyId }, post);

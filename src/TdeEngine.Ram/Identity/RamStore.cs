@@ -29,6 +29,8 @@ internal sealed class RamStore
                 PolicyDocument TEXT NOT NULL, CreateDate INTEGER NOT NULL, PRIMARY KEY (AccountId, PolicyName));
             CREATE TABLE IF NOT EXISTS Attachments (AccountId TEXT NOT NULL, PrincipalType TEXT NOT NULL, PrincipalName TEXT NOT NULL,
                 PolicyType TEXT NOT NULL, PolicyName TEXT NOT NULL, PRIMARY KEY (AccountId, PrincipalType, PrincipalName, PolicyType, PolicyName));
+            CREATE TABLE IF NOT EXISTS TemporaryKeys (AccessKeyId TEXT PRIMARY KEY, AccountId TEXT NOT NULL, RoleId TEXT NOT NULL, RoleName TEXT NOT NULL,
+                SessionName TEXT NOT NULL, WrappedSecret BLOB NOT NULL, TokenHash BLOB NOT NULL, Expiration INTEGER NOT NULL);
             """);
     }
 

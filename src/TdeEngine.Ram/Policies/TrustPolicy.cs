@@ -1,0 +1,112 @@
+using System.Text.Json;
+using TdeEngine.Kms.Errors;
+
+namespace TdeEngine.Ram.Policies;
+
+/// <summary>
+/// A role's trust policy (<c>AssumeRolePolicyDocument</c>): who may assume the role through STS.
+/// <code>{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1234:root"]}}]}</code>
+/// A <c>RAM</c> principal is an account (<c>acs:ram::ACCOUNT:root</c>: any RAM user or role of that
+/// account whose own policies allow <c>sts:AssumeRole</c> on the role) or one user
+/// (<c>acs:ram::ACCOUNT:user/NAME</c>). A <c>Service</c> principal (<c>rds.aliyuncs.com</c>) names
+/// a cloud service; services act in process (<see cref="RamService.RolePrincipal"/>), not through STS.
+/// </summary>
+public sealed class TrustPolicy
+{
+    private readonly List<(bool Allow, List<string> Ram)> _statements;
+
+    private TrustPolicy(List<(bool Allow, List<string> Ram)> statements) => _statements = statements;
+
+    /// <summary>Parses and checks a trust policy; errors name the offending field.</summary>
+    public static TrustPolicy Parse(string document)
+    {
+        JsonDocument json;
+        try
+        {
+            json = JsonDocument.Parse(document);
+        }
+        catch (JsonException e)
+        {
+            throw Malformed("", $"it is not valid JSON ({e.Message})");
+        }
+
+        using (json)
+        {
+            var root = json.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("Statement", out var statements) || statements.ValueKind != JsonValueKind.Array)
+            {
+                throw Malformed("Statement", "a trust policy needs a Statement array");
+            }
+
+            var parsed = new List<(bool, List<string>)>();
+            var index = 0;
+            foreach (var statement in statements.EnumerateArray())
+            {
+                var at = $"Statement[{index++}]";
+                var effect = statement.TryGetProperty("Effect", out var e) && e.ValueKind == JsonValueKind.String ? e.GetString() : null;
+                if (effect is not ("Allow" or "Deny"))
+                {
+                    throw Malformed(at + ".Effect", "use Allow or Deny");
+                }
+
+                var actions = Strings(statement, "Action", at);
+                if (!actions.Contains("sts:AssumeRole", StringComparer.Ordinal))
+                {
+                    throw Malformed(at + ".Action", "a trust policy statement is about sts:AssumeRole");
+                }
+
+                if (!statement.TryGetProperty("Principal", out var principal) || principal.ValueKind != JsonValueKind.Object)
+                {
+                    throw Malformed(at + ".Principal", "name who may assume the role: {\"RAM\":[\"acs:ram::ACCOUNT:root\"]} or {\"Service\":[\"rds.aliyuncs.com\"]}");
+                }
+
+                var ram = principal.TryGetProperty("RAM", out _) ? Strings(principal, "RAM", at + ".Principal") : [];
+                foreach (var arn in ram)
+                {
+                    if (!arn.StartsWith("acs:ram::", StringComparison.Ordinal) || !(arn.EndsWith(":root", StringComparison.Ordinal) || arn.Contains(":user/", StringComparison.Ordinal)))
+                    {
+                        throw Malformed(at + ".Principal.RAM", $"'{arn}' is not acs:ram::ACCOUNT:root or acs:ram::ACCOUNT:user/NAME");
+                    }
+                }
+
+                parsed.Add((effect == "Allow", ram));
+            }
+
+            return new TrustPolicy(parsed);
+        }
+    }
+
+    /// <summary>True when a caller of <paramref name="accountId"/> (a user named <paramref name="userName"/>, or null) is trusted.</summary>
+    public bool Trusts(string accountId, string? userName)
+    {
+        bool Matches(string arn) =>
+            arn == $"acs:ram::{accountId}:root" || (userName is not null && string.Equals(arn, $"acs:ram::{accountId}:user/{userName}", StringComparison.OrdinalIgnoreCase));
+
+        if (_statements.Any(s => !s.Allow && s.Ram.Any(Matches)))
+        {
+            return false;
+        }
+
+        return _statements.Any(s => s.Allow && s.Ram.Any(Matches));
+    }
+
+    private static List<string> Strings(JsonElement parent, string name, string at)
+    {
+        if (!parent.TryGetProperty(name, out var value))
+        {
+            throw Malformed($"{at}.{name}", "missing");
+        }
+
+        return value.ValueKind switch
+        {
+            JsonValueKind.String => [value.GetString()!],
+            JsonValueKind.Array when value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.String) => value.EnumerateArray().Select(v => v.GetString()!).ToList(),
+            _ => throw Malformed($"{at}.{name}", "use a string or an array of strings"),
+        };
+    }
+
+    private static KmsException Malformed(string field, string problem) =>
+        new("MalformedPolicyDocument", 400, field.Length == 0
+            ? $"The AssumeRolePolicyDocument is malformed: {problem}."
+            : $"The AssumeRolePolicyDocument is malformed at {field}: {problem}.");
+}
