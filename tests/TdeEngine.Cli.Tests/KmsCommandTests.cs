@@ -135,5 +135,14 @@ public sealed class KmsCommandTests : IDisposable
         Assert.Contains("Rejected.Disabled", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("[9]", result.Stdout, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(_home, "kms.db")));
+
+        // The RDS scenario went through RAM and the audit trail as the RDS service role, and a second run works too.
+        Assert.Contains("plaintext artist names found in the file: 0", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("4 events by the role; The trail is intact", result.Stdout, StringComparison.Ordinal);
+        var again = CliProcess.Run(_home, "demo");
+        Assert.True(again.ExitCode == 0, again.Stdout + again.Stderr);
+        Assert.Contains("8 events by the role; The trail is intact", again.Stdout, StringComparison.Ordinal);
+        var lookup = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "AliyunRDSInstanceEncryptionDefaultRole/rds-demo-instance", "--json").Stdout);
+        Assert.Contains(lookup.RootElement.GetProperty("Events").EnumerateArray(), e => e.TryGetProperty("errorCode", out var code) && code.GetString() == "Rejected.Disabled");
     }
 }

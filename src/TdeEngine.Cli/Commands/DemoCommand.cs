@@ -23,8 +23,10 @@ internal static class DemoCommand
     public static int Run(string[] args, TextWriter o)
     {
         _ = args;
-        var options = new KmsOptions();
-        using var kms = KeyManagementService.Open(options);
+        // The same composition as 'tde kms' and 'tde db': KMS, RAM and the audit trail behind the gateway.
+        using var services = CliServices.Open();
+        var kms = services.Kms;
+        var options = kms.Options;
         var me = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-demo");
         o.WriteLine($"TdeEngine demo: embedded KMS in {Path.GetFullPath(options.Home)} (region {options.RegionId}, account {options.DefaultAccountId})");
         o.WriteLine();
@@ -91,9 +93,9 @@ internal static class DemoCommand
         var instanceKey = kms.CreateKey(me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Description = "demo: instance key" });
         o.WriteLine($"   instance {instance.KmsInstanceId} (KeyNum {instance.KeyNum}, Spec {instance.Spec} QPS) holds key {instanceKey.KeyId}");
 
-        RdsDatabase(o, kms, me);
+        RdsDatabase(o, services, me);
 
-        Step(o, 12, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
+        Step(o, 13, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
         var when = kms.ScheduleKeyDeletion(me, cmk.KeyId, 7);
         o.WriteLine($"   {cmk.KeyId} is PendingDeletion until {when:yyyy-MM-dd HH:mm}Z");
 
@@ -105,8 +107,9 @@ internal static class DemoCommand
     private static string DemoDatabase(KeyManagementService kms) => Path.Combine(kms.Options.Home, "demo", "chinook.db");
 
     // The RDS-style scenario: a real SQLite database under TDE, used through Microsoft.Data.Sqlite.
-    private static void RdsDatabase(TextWriter o, KeyManagementService kms, KmsCallContext me)
+    private static void RdsDatabase(TextWriter o, CliServices services, KmsCallContext me)
     {
+        var kms = services.Kms;
         var path = DemoDatabase(kms);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         foreach (var old in Directory.GetFiles(Path.GetDirectoryName(path)!, "chinook.db*"))
@@ -116,7 +119,10 @@ internal static class DemoCommand
 
         // A dedicated key for the database, and no DEK caching, so that revocation shows at once.
         var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: Chinook database (RDS-style TDE)" });
-        TdeSqlite.Register(kms, new TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
+        // RDS uses the key as its service role: RAM authorizes every DEK request and the audit trail records it.
+        var role = RdsServiceRole(services, me);
+        TdeSqlite.Register(services.Gateway, () => role with { RequestId = KmsCallContext.NewRequestId() },
+            new TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
 
         Step(o, 9, "RDS-style TDE: load the Chinook database through the TDE VFS (connection string: Vfs=tde)");
         var script = FindChinook();
@@ -185,6 +191,32 @@ internal static class DemoCommand
             count.CommandText = "SELECT count(*) FROM sqlite_schema";
             o.WriteLine($"   EnableKey: opens again ({count.ExecuteScalar()} schema objects).");
         }
+
+        Step(o, 12, "Every DEK request of the RDS role is in the tamper-evident audit trail (tde audit LookupEvents / verify)");
+        var events = services.Audit.ReadAll().Where(e => e.UserIdentity.UserName == role.Principal.UserName).ToList();
+        foreach (var e in events.TakeLast(4))
+        {
+            o.WriteLine($"   #{e.EventSequence} {e.EventName,-16} {e.UserIdentity.Type} {e.UserIdentity.UserName}  {e.ErrorCode ?? "OK",-18} key {e.AdditionalEventData.GetValueOrDefault("keyId")}");
+        }
+
+        o.WriteLine($"   {events.Count} events by the role; {services.Audit.Verify().Message}");
+    }
+
+    // The RDS TDE service role of the account (created once), allowed to use keys for cryptography only.
+    private static KmsCallContext RdsServiceRole(CliServices services, KmsCallContext me)
+    {
+        const string roleName = "AliyunRDSInstanceEncryptionDefaultRole";
+        try
+        {
+            services.Ram.CreateRole(me, roleName, description: "RDS TDE service role (demo)");
+            services.Ram.AttachPolicy(me, "Role", roleName, "System", "AliyunKMSCryptoUserAccess");
+        }
+        catch (KmsException e) when (e.Code.StartsWith("EntityAlreadyExists", StringComparison.Ordinal))
+        {
+            // Made by an earlier run.
+        }
+
+        return new KmsCallContext(services.Ram.RolePrincipal(me.AccountId, roleName, "rds-demo-instance"), "127.0.0.1", "", "rds-tde");
     }
 
     private static string? FindChinook()
