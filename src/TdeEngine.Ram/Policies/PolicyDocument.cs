@@ -33,17 +33,7 @@ public sealed class PolicyDocument
             throw Malformed("PolicyDocument", "the document is empty.");
         }
 
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("PolicyDocument", $"it is not valid JSON ({e.Message}).");
-        }
-
-        using (document)
+        using (var document = ParseJson(json, "PolicyDocument"))
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
@@ -167,7 +157,21 @@ public sealed class PolicyDocument
         return new PolicyStatement(effect == "Allow" ? PolicyEffect.Allow : PolicyEffect.Deny, actions, resources, conditions);
     }
 
-    private static List<string> StringOrArray(JsonElement element, string name, string path)
+    /// <summary>Parses JSON text; invalid JSON is <c>MalformedPolicyDocument</c> at <paramref name="field"/>.</summary>
+    internal static JsonDocument ParseJson(string json, string field)
+    {
+        try
+        {
+            return JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw Malformed(field, $"it is not valid JSON ({e.Message}).");
+        }
+    }
+
+    /// <summary>A required member that is a string or an array of non-empty strings.</summary>
+    internal static List<string> StringOrArray(JsonElement element, string name, string path)
     {
         if (!element.TryGetProperty(name, out var value))
         {
@@ -189,7 +193,7 @@ public sealed class PolicyDocument
         return list;
     }
 
-    private static KmsException Malformed(string field, string reason) =>
+    internal static KmsException Malformed(string field, string reason) =>
         new("MalformedPolicyDocument", 400, $"The policy document is malformed at {field}: {reason}");
 }
 

@@ -20,22 +20,12 @@ public sealed class TrustPolicy
     /// <summary>Parses and checks a trust policy; errors name the offending field.</summary>
     public static TrustPolicy Parse(string document)
     {
-        JsonDocument json;
-        try
-        {
-            json = JsonDocument.Parse(document);
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("", $"it is not valid JSON ({e.Message})");
-        }
-
-        using (json)
+        using (var json = PolicyDocument.ParseJson(document, "AssumeRolePolicyDocument"))
         {
             var root = json.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("Statement", out var statements) || statements.ValueKind != JsonValueKind.Array)
             {
-                throw Malformed("Statement", "a trust policy needs a Statement array");
+                throw Malformed("Statement", "a trust policy needs a Statement array.");
             }
 
             var parsed = new List<(bool, List<string>)>();
@@ -49,7 +39,7 @@ public sealed class TrustPolicy
                     throw Malformed(at + ".Effect", "use Allow or Deny");
                 }
 
-                var actions = Strings(statement, "Action", at);
+                var actions = PolicyDocument.StringOrArray(statement, "Action", at);
                 if (!actions.Contains("sts:AssumeRole", StringComparer.Ordinal))
                 {
                     throw Malformed(at + ".Action", "a trust policy statement is about sts:AssumeRole");
@@ -60,7 +50,7 @@ public sealed class TrustPolicy
                     throw Malformed(at + ".Principal", "name who may assume the role: {\"RAM\":[\"acs:ram::ACCOUNT:root\"]} or {\"Service\":[\"rds.aliyuncs.com\"]}");
                 }
 
-                var ram = principal.TryGetProperty("RAM", out _) ? Strings(principal, "RAM", at + ".Principal") : [];
+                var ram = principal.TryGetProperty("RAM", out _) ? PolicyDocument.StringOrArray(principal, "RAM", at + ".Principal") : [];
                 foreach (var arn in ram)
                 {
                     if (!arn.StartsWith("acs:ram::", StringComparison.Ordinal) || !(arn.EndsWith(":root", StringComparison.Ordinal) || arn.Contains(":user/", StringComparison.Ordinal)))
@@ -90,23 +80,5 @@ public sealed class TrustPolicy
         return _statements.Any(s => s.Allow && s.Ram.Any(Matches));
     }
 
-    private static List<string> Strings(JsonElement parent, string name, string at)
-    {
-        if (!parent.TryGetProperty(name, out var value))
-        {
-            throw Malformed($"{at}.{name}", "missing");
-        }
-
-        return value.ValueKind switch
-        {
-            JsonValueKind.String => [value.GetString()!],
-            JsonValueKind.Array when value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.String) => value.EnumerateArray().Select(v => v.GetString()!).ToList(),
-            _ => throw Malformed($"{at}.{name}", "use a string or an array of strings"),
-        };
-    }
-
-    private static KmsException Malformed(string field, string problem) =>
-        new("MalformedPolicyDocument", 400, field.Length == 0
-            ? $"The AssumeRolePolicyDocument is malformed: {problem}."
-            : $"The AssumeRolePolicyDocument is malformed at {field}: {problem}.");
+    private static KmsException Malformed(string field, string problem) => PolicyDocument.Malformed(field, problem.EndsWith('.') ? problem : problem + ".");
 }
