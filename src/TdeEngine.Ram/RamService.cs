@@ -36,10 +36,9 @@ public sealed class RamService : IDisposable
 
     // Hot-path caches: every server request looks up its access key and, for RAM users, its policies.
     // Changes made in this process apply at once; changes made by another process within CacheTtl.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (KmsPrincipal Principal, byte[] Wrapped, long At)> _keys = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _keys = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At)> _policies = new(StringComparer.Ordinal);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (KmsPrincipal Principal, byte[] Wrapped, byte[] TokenHash, DateTimeOffset Expiration, long At)> _temporary =
-        new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _temporary = new(StringComparer.Ordinal);
 
     /// <summary>How long another process's RAM changes may take to be seen here. Default 2 seconds.</summary>
     public TimeSpan CacheTtl { get; set; } = TimeSpan.FromSeconds(2);
@@ -156,7 +155,7 @@ public sealed class RamService : IDisposable
         using var c = _store.Open();
         var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +
                                 "((@userName IS NULL AND UserName IS NULL) OR UserName = @userName)", new { accessKeyId, context.AccountId, userName });
-        _keys.TryRemove(accessKeyId, out _);
+        Forget(_keys, accessKeyId);
         if (deleted == 0)
         {
             throw new KmsException("EntityNotExist.User.AccessKey", 404, $"The access key '{accessKeyId}' does not exist for this {(userName is null ? "account" : "user")}.");
@@ -169,9 +168,9 @@ public sealed class RamService : IDisposable
     /// </summary>
     public (KmsPrincipal Principal, SecretBuffer Secret)? FindAccessKey(string accessKeyId)
     {
-        if (_keys.TryGetValue(accessKeyId, out var cached) && _time.GetElapsedTime(cached.At) < CacheTtl)
+        if (_keys.TryGetValue(accessKeyId, out var cached) && _time.GetElapsedTime(cached.LoadedAt) < CacheTtl && cached.CopySecret() is { } copy)
         {
-            return (cached.Principal, _root.Unwrap(cached.Wrapped, SecretContext(accessKeyId)));
+            return (cached.Principal, copy);
         }
 
         using var c = _store.Open();
@@ -179,12 +178,33 @@ public sealed class RamService : IDisposable
             "SELECT AccountId, UserName, Status, WrappedSecret FROM AccessKeys WHERE AccessKeyId = @accessKeyId", new { accessKeyId });
         if (row.AccountId is null || row.Status != "Active")
         {
+            Forget(_keys, accessKeyId);
             return null;
         }
 
         var principal = row.UserName is null ? KmsPrincipal.Root(row.AccountId) : UserPrincipal(row.AccountId, row.UserName);
-        _keys[accessKeyId] = (principal, row.WrappedSecret, _time.GetTimestamp());
-        return (principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)));
+        var entry = new CachedCredential(principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)), _time.GetTimestamp());
+        return (principal, Remember(_keys, accessKeyId, entry));
+    }
+
+    // Caches an entry (wiping the one it replaces) and returns the caller's copy of its secret.
+    private static SecretBuffer Remember(System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> cache, string id, CachedCredential entry)
+    {
+        var copy = entry.CopySecret()!;
+        cache.AddOrUpdate(id, entry, (_, old) =>
+        {
+            old.Dispose();
+            return entry;
+        });
+        return copy;
+    }
+
+    private static void Forget(System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> cache, string id)
+    {
+        if (cache.TryRemove(id, out var old))
+        {
+            old.Dispose();
+        }
     }
 
     // ---------------------------------------------------------------- STS
@@ -247,7 +267,7 @@ public sealed class RamService : IDisposable
             {
                 if (stale.Expiration <= _time.GetUtcNow())
                 {
-                    _temporary.TryRemove(staleId, out _);
+                    Forget(_temporary, staleId);
                 }
             }
 
@@ -275,7 +295,7 @@ public sealed class RamService : IDisposable
     /// </summary>
     public (KmsPrincipal Principal, SecretBuffer Secret)? FindTemporaryAccessKey(string accessKeyId, string? securityToken)
     {
-        if (!_temporary.TryGetValue(accessKeyId, out var session) || _time.GetElapsedTime(session.At) >= CacheTtl)
+        if (!_temporary.TryGetValue(accessKeyId, out var session) || _time.GetElapsedTime(session.LoadedAt) >= CacheTtl)
         {
             using var c = _store.Open();
             var row = c.QuerySingleOrDefault<(string? AccountId, string RoleId, string RoleName, string SessionName, byte[] WrappedSecret, byte[] TokenHash, long Expiration)>(
@@ -283,13 +303,14 @@ public sealed class RamService : IDisposable
                 new { accessKeyId });
             if (row.AccountId is null)
             {
-                _temporary.TryRemove(accessKeyId, out _);
+                Forget(_temporary, accessKeyId);
                 return null;
             }
 
             var principal = new KmsPrincipal(PrincipalType.AssumedRole, row.AccountId, $"{row.RoleId}:{row.SessionName}", $"{row.RoleName}/{row.SessionName}");
-            session = (principal, row.WrappedSecret, row.TokenHash, DateTimeOffset.FromUnixTimeSeconds(row.Expiration), _time.GetTimestamp());
-            _temporary[accessKeyId] = session;
+            session = new CachedCredential(principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)), _time.GetTimestamp(),
+                row.TokenHash, DateTimeOffset.FromUnixTimeSeconds(row.Expiration));
+            Remember(_temporary, accessKeyId, session).Dispose();
         }
 
         if (string.IsNullOrEmpty(securityToken))
@@ -305,10 +326,11 @@ public sealed class RamService : IDisposable
         if (_time.GetUtcNow() >= session.Expiration)
         {
             throw new KmsException("InvalidSecurityToken.Expired", 400,
-                $"The temporary credentials expired at {FormatDate(session.Expiration)}. Call AssumeRole again for new ones.");
+                $"The temporary credentials expired at {FormatDate(session.Expiration!.Value)}. Call AssumeRole again for new ones.");
         }
 
-        return (session.Principal, _root.Unwrap(session.Wrapped, SecretContext(accessKeyId)));
+        // A concurrent reload may have wiped this entry meanwhile: then look again.
+        return session.CopySecret() is { } copy ? (session.Principal, copy) : FindTemporaryAccessKey(accessKeyId, securityToken);
     }
 
     private static (string AccountId, string RoleName) ParseRoleArn(string roleArn)
@@ -412,7 +434,20 @@ public sealed class RamService : IDisposable
             ? new AccessDecision(true, "AccountRoot")
             : PolicyEvaluator.Evaluate(PoliciesOf(principal), request);
 
-    public void Dispose() => _ownedRoot?.Dispose();
+    public void Dispose()
+    {
+        foreach (var id in _keys.Keys)
+        {
+            Forget(_keys, id);
+        }
+
+        foreach (var id in _temporary.Keys)
+        {
+            Forget(_temporary, id);
+        }
+
+        _ownedRoot?.Dispose();
+    }
 
     // ---------------------------------------------------------------- internals
 

@@ -141,3 +141,86 @@ public sealed class StsTests : IDisposable
         Assert.Equal(("AssumedRoleUser", $"acs:ram::{Account}:role/orderskeyuser/api"), (identity.GetProperty("IdentityType").GetString(), identity.GetProperty("Arn").GetString()));
     }
 }
+
+/// <summary>Access-key secrets are unwrapped by the root key once per cache period, not once per request.</summary>
+public sealed class AccessKeyCacheTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-akcache-" + Guid.NewGuid().ToString("N"));
+    private readonly FakeTimeProvider _clock = new(DateTimeOffset.UtcNow);
+    private readonly CountingRoot _root;
+    private readonly RamService _ram;
+    private readonly KmsCallContext _caller = KmsCallContext.ForRoot("1111222233334444");
+
+    public AccessKeyCacheTests()
+    {
+        Directory.CreateDirectory(_home);
+        _root = new CountingRoot(Kms.RootKeys.FileRootKeyProvider.OpenOrCreate(Path.Combine(_home, "root.key")));
+        _ram = RamService.Open(_home, _root, _clock);
+    }
+
+    public void Dispose()
+    {
+        _ram.Dispose();
+        _root.Inner.Dispose();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    [Fact]
+    public void A_secret_is_unwrapped_once_per_cache_period_and_forgotten_when_the_key_is_deleted()
+    {
+        using var key = _ram.CreateAccessKey(_caller);
+        var expected = key.Secret.Span.ToArray();
+        for (var i = 0; i < 100; i++)
+        {
+            var (_, secret) = Assert.NotNull(_ram.FindAccessKey(key.AccessKeyId));
+            using (secret)
+            {
+                Assert.Equal(expected, secret.Span.ToArray());
+            }
+        }
+
+        Assert.Equal(1, _root.Unwraps);
+        _clock.Advance(_ram.CacheTtl);
+        _ram.FindAccessKey(key.AccessKeyId)!.Value.Secret.Dispose();
+        Assert.Equal(2, _root.Unwraps);
+
+        _ram.DeleteAccessKey(_caller, key.AccessKeyId);
+        Assert.Null(_ram.FindAccessKey(key.AccessKeyId));
+    }
+
+    [Fact]
+    public void Concurrent_lookups_while_entries_are_replaced_always_see_the_right_secret()
+    {
+        using var key = _ram.CreateAccessKey(_caller);
+        var expected = key.Secret.Span.ToArray();
+        _ram.CacheTtl = TimeSpan.Zero;   // every lookup reloads and replaces (and wipes) the cached entry
+        Parallel.For(0, 4000, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        {
+            var (_, secret) = _ram.FindAccessKey(key.AccessKeyId)!.Value;
+            using (secret)
+            {
+                Assert.Equal(expected, secret.Span.ToArray());
+            }
+        });
+    }
+
+    private sealed class CountingRoot(Kms.RootKeys.FileRootKeyProvider inner) : Kms.RootKeys.IRootKeyProvider
+    {
+        private int _unwraps;
+
+        public Kms.RootKeys.FileRootKeyProvider Inner => inner;
+
+        public int Unwraps => Volatile.Read(ref _unwraps);
+
+        public string RootKeyId => inner.RootKeyId;
+
+        public byte[] Wrap(ReadOnlySpan<byte> material, ReadOnlySpan<byte> context) => inner.Wrap(material, context);
+
+        public Kms.Secrets.SecretBuffer Unwrap(ReadOnlySpan<byte> wrapped, ReadOnlySpan<byte> context)
+        {
+            Interlocked.Increment(ref _unwraps);
+            return inner.Unwrap(wrapped, context);
+        }
+    }
+}
