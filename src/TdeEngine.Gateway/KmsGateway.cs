@@ -72,7 +72,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
     public string KeyArn(KmsCallContext context, string keyId)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return $"acs:kms:{kms.RegionId}:{context.AccountId}:key/{keyId}";
+        return kms.KeyArn(context.AccountId, keyId);
     }
 
     /// <summary>A RAM action, authorized (<c>ram:*</c> policies) and audited.</summary>

@@ -56,6 +56,9 @@ public sealed class KeyManagementService : IDisposable
     /// <summary>The region this KMS serves.</summary>
     public string RegionId => Options.RegionId;
 
+    /// <summary>The ARN of key <paramref name="keyId"/> of <paramref name="accountId"/> in this KMS's region.</summary>
+    public string KeyArn(string accountId, string keyId) => KeyIdentifiers.KeyArn(RegionId, accountId, keyId);
+
     /// <summary>
     /// Opens (creating when absent) the KMS under <see cref="KmsOptions.Home"/>: <c>kms.db</c> and, unless
     /// <paramref name="rootKey"/> is given, the root key file <c>root.key</c>. Extra backends (an HSM)
