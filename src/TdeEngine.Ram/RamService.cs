@@ -262,7 +262,8 @@ public sealed class RamService : IDisposable
             FillToken(secret.Span);
             FillToken(token.Span);
             var expiration = Now().AddSeconds(durationSeconds);
-            c.Execute("DELETE FROM TemporaryKeys WHERE Expiration < @now", new { now = Now().ToUnixTimeSeconds() });
+            // Expired sessions are kept a day, so that their use is refused as expired rather than unknown.
+            c.Execute("DELETE FROM TemporaryKeys WHERE Expiration < @cutoff", new { cutoff = Now().AddDays(-1).ToUnixTimeSeconds() });
             foreach (var (staleId, stale) in _temporary)
             {
                 if (stale.Expiration <= _time.GetUtcNow())

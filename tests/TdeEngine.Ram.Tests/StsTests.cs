@@ -65,6 +65,15 @@ public sealed class StsTests : IDisposable
         _clock.Advance(TimeSpan.FromSeconds(900));
         var expired = Assert.Throws<KmsException>(() => _ram.FindTemporaryAccessKey(credentials.AccessKeyId, Token(credentials.SecurityToken)));
         Assert.Equal("InvalidSecurityToken.Expired", expired.Code);
+
+        // Still refused as expired after the cache period and another AssumeRole's purge; gone a day later.
+        _clock.Advance(_ram.CacheTtl);
+        _ram.AssumeRole(Deployer, _roleArn, "later").Dispose();
+        Assert.Equal("InvalidSecurityToken.Expired",
+            Assert.Throws<KmsException>(() => _ram.FindTemporaryAccessKey(credentials.AccessKeyId, Token(credentials.SecurityToken))).Code);
+        _clock.Advance(TimeSpan.FromDays(1) + _ram.CacheTtl);
+        _ram.AssumeRole(Deployer, _roleArn, "much-later").Dispose();
+        Assert.Null(_ram.FindTemporaryAccessKey(credentials.AccessKeyId, Token(credentials.SecurityToken)));
     }
 
     [Fact]
