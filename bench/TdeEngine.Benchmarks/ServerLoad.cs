@@ -1,3 +1,4 @@
+using TdeEngine.Kms.Api;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;

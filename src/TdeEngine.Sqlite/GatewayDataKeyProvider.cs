@@ -1,5 +1,3 @@
-using System.Buffers.Text;
-using System.Text.Json;
 using TdeEngine.Gateway;
 using TdeEngine.Kms.Api;
 using TdeEngine.Kms.Envelope;
@@ -29,11 +27,11 @@ public sealed class GatewayDataKeyProvider(KmsGateway gateway, Func<KmsCallConte
             ["EncryptionContext"] = context.ToString(),
         });
         ThrowIfFailed(response);
-        var plaintext = ReadDataKey(response.Body);
+        var plaintext = DataKeyJson.ReadDataKey(response.Body);
         try
         {
-            var keyId = ReadString(response.Body, "KeyId"u8);
-            var wrapped = Convert.FromBase64String(ReadString(response.Body, "CiphertextBlob"u8));
+            var keyId = DataKeyJson.ReadString(response.Body, "KeyId"u8);
+            var wrapped = Convert.FromBase64String(DataKeyJson.ReadString(response.Body, "CiphertextBlob"u8));
             return new NewDataKey(gateway.KeyArn(call, keyId), wrapped, plaintext);
         }
         catch
@@ -52,7 +50,7 @@ public sealed class GatewayDataKeyProvider(KmsGateway gateway, Func<KmsCallConte
             ["EncryptionContext"] = context.ToString(),
         });
         ThrowIfFailed(response);
-        return ReadDataKey(response.Body);
+        return DataKeyJson.ReadDataKey(response.Body);
     }
 
     private static void ThrowIfFailed(KmsApiResponse response)
@@ -61,46 +59,5 @@ public sealed class GatewayDataKeyProvider(KmsGateway gateway, Func<KmsCallConte
         {
             throw new KmsException(response.ErrorCode!, response.HttpStatus, response.ErrorMessage ?? response.ErrorCode!);
         }
-    }
-
-    // The Base64 "Plaintext" member, decoded from the UTF-8 body into secret memory.
-    private static SecretBuffer ReadDataKey(ReadOnlySpan<byte> body)
-    {
-        var reader = new Utf8JsonReader(body);
-        while (reader.Read())
-        {
-            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals("Plaintext"u8)
-                && reader.Read() && reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped && !reader.HasValueSequence)
-            {
-                var encoded = reader.ValueSpan;
-                var key = new SecretBuffer(Base64.GetMaxDecodedFromUtf8Length(encoded.Length));
-                if (Base64.DecodeFromUtf8(encoded, key.Span, out _, out var written) != System.Buffers.OperationStatus.Done || written != 32)
-                {
-                    key.Dispose();
-                    break;
-                }
-
-                var exact = SecretBuffer.CopyFrom(key.Span[..written]);
-                key.Dispose();
-                return exact;
-            }
-        }
-
-        throw new KmsException(KmsErrors.Codes.InternalFailure, 500, "The KMS answer carried no 32-byte data key.");
-    }
-
-    private static string ReadString(ReadOnlySpan<byte> body, ReadOnlySpan<byte> name)
-    {
-        var reader = new Utf8JsonReader(body);
-        while (reader.Read())
-        {
-            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals(name)
-                && reader.Read() && reader.TokenType == JsonTokenType.String)
-            {
-                return reader.GetString()!;
-            }
-        }
-
-        throw new KmsException(KmsErrors.Codes.InternalFailure, 500, $"The KMS answer has no {System.Text.Encoding.UTF8.GetString(name)}.");
     }
 }

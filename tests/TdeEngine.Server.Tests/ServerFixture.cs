@@ -1,3 +1,4 @@
+using TdeEngine.Kms.Api;
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Builder;

@@ -1,6 +1,7 @@
+using TdeEngine.Kms.Api;
 using Xunit;
 
-namespace TdeEngine.Server.Tests;
+namespace TdeEngine.Kms.Tests.Api;
 
 public class RpcSignatureTests
 {

@@ -3,7 +3,7 @@ using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace TdeEngine.Server;
+namespace TdeEngine.Kms.Api;
 
 /// <summary>
 /// Alibaba Cloud RPC signature, version 1.0 (HMAC-SHA1): sort the parameters (all but
@@ -12,10 +12,11 @@ namespace TdeEngine.Server;
 /// <c>AccessKeySecret + "&amp;"</c>, and Base64 the result.
 /// </summary>
 /// <remarks>
-/// This runs on every request, so the string to sign is written straight into pooled bytes (the
+/// The server checks it on every request and clients (the storage engine's remote key provider,
+/// the benchmarks) sign with it, so the string to sign is written straight into pooled bytes (the
 /// query is encoded twice in one pass) and the check compares bytes: no strings per parameter.
 /// </remarks>
-internal static class RpcSignature
+public static class RpcSignature
 {
     private const int MacSize = 20;
     private const int Base64MacSize = 28;

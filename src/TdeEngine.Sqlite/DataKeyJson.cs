@@ -1,0 +1,51 @@
+using System.Buffers.Text;
+using System.Text.Json;
+using TdeEngine.Kms.Errors;
+using TdeEngine.Kms.Secrets;
+
+namespace TdeEngine.Sqlite;
+
+/// <summary>Reads KMS answers (GenerateDataKey, Decrypt, DescribeKey) without turning the data key into a string.</summary>
+internal static class DataKeyJson
+{
+    // The Base64 "Plaintext" member, decoded from the UTF-8 body into secret memory.
+    public static SecretBuffer ReadDataKey(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body);
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals("Plaintext"u8)
+                && reader.Read() && reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped && !reader.HasValueSequence)
+            {
+                var encoded = reader.ValueSpan;
+                var key = new SecretBuffer(Base64.GetMaxDecodedFromUtf8Length(encoded.Length));
+                if (Base64.DecodeFromUtf8(encoded, key.Span, out _, out var written) != System.Buffers.OperationStatus.Done || written != 32)
+                {
+                    key.Dispose();
+                    break;
+                }
+
+                var exact = SecretBuffer.CopyFrom(key.Span[..written]);
+                key.Dispose();
+                return exact;
+            }
+        }
+
+        throw new KmsException(KmsErrors.Codes.InternalFailure, 500, "The KMS answer carried no 32-byte data key.");
+    }
+
+    public static string ReadString(ReadOnlySpan<byte> body, ReadOnlySpan<byte> name, int depth = 1)
+    {
+        var reader = new Utf8JsonReader(body);
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth && reader.ValueTextEquals(name)
+                && reader.Read() && reader.TokenType == JsonTokenType.String)
+            {
+                return reader.GetString()!;
+            }
+        }
+
+        throw new KmsException(KmsErrors.Codes.InternalFailure, 500, $"The KMS answer has no {System.Text.Encoding.UTF8.GetString(name)}.");
+    }
+}

@@ -1,0 +1,83 @@
+using Microsoft.Data.Sqlite;
+using TdeEngine.Kms.Identity;
+using TdeEngine.Server.Tests;
+using TdeEngine.Storage.Errors;
+
+namespace TdeEngine.Sqlite.Tests;
+
+/// <summary>
+/// Databases whose DEKs come from a real KMS server (Kestrel on 127.0.0.1) through signed RPC
+/// requests: the server authorizes and audits them; a wrong secret and a stopped server get clear errors.
+/// </summary>
+public sealed class RemoteKmsTests : IAsyncLifetime
+{
+    private readonly DatabaseFolder _dir = new();
+    private ServerFixture _server = null!;
+
+    public Task InitializeAsync()
+    {
+        _server = new ServerFixture();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        TdeTestEnvironment.EnsureRegistered();
+        await _server.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    private static Storage.TdeStorageOptions NoCache => new() { TimeProvider = TdeTestEnvironment.Clock, DekCacheTtl = TimeSpan.Zero };
+
+    private TdeStorageException OpenFails(string name)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));
+        return Assert.Throws<TdeStorageException>(() => TdeSqlite.Explain(() =>
+        {
+            db.Open();
+            return db.Scalar<long>("SELECT count(*) FROM sqlite_schema");
+        }));
+    }
+
+    [Fact]
+    public async Task A_database_keyed_by_a_KMS_server_opens_through_signed_audited_requests_and_fails_clearly_without_it()
+    {
+        var key = _server.Kms.CreateKey(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), new() { Description = "remote" }).KeyId;
+        using (var remote = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, _server.Secret))
+        {
+            TdeSqlite.Register(remote, NoCache);
+            using (var db = _dir.OpenTde("remote.db", $"kms_key={key}"))
+            {
+                db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('over the wire');");
+            }
+
+            using (var again = _dir.OpenTde("remote.db"))
+            {
+                Assert.Equal("over the wire", again.Scalar<string>("SELECT x FROM t"));
+            }
+
+            Assert.EndsWith($":key/{key}", TdeDatabases.Status(_dir.File("remote.db")).KmsKeyArn, StringComparison.Ordinal);
+        }
+
+        // The server saw, authorized and recorded each call, under the access key that signed it.
+        var events = _server.Audit.ReadAll().Where(e => e.UserIdentity.AccessKeyId == _server.AccessKeyId).Select(e => (e.EventName, e.ErrorCode)).ToList();
+        Assert.Contains(("GenerateDataKey", (string?)null), events);
+        Assert.Contains(("Decrypt", (string?)null), events);
+
+        // A wrong secret: refused by the server's signature check, reported as a KMS refusal.
+        using (var forged = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, "not-the-secret"u8))
+        {
+            TdeSqlite.Register(forged, NoCache);
+            var refused = OpenFails("remote.db");
+            Assert.Equal(TdeStorageException.Codes.KeyUnavailable, refused.Code);
+            Assert.Contains("SignatureDoesNotMatch", refused.Message, StringComparison.Ordinal);
+        }
+
+        // The server stops: new opens say the KMS is unreachable, not that the file is damaged.
+        using var orphan = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, _server.Secret);
+        TdeSqlite.Register(orphan, NoCache);
+        await _server.App.StopAsync();
+        var unreachable = OpenFails("remote.db");
+        Assert.Equal(TdeStorageException.Codes.KmsUnreachable, unreachable.Code);
+    }
+}
