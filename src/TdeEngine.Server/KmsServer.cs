@@ -37,8 +37,14 @@ public static class KmsServer
     public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, IAuditSink audit)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
+        // An empty builder: no appsettings.json, environment or command-line configuration, and so no
+        // file watcher. The default builders watch the working directory recursively to reload
+        // appsettings.json; with $TDE_HOME under it, every audit write woke that watcher (measured:
+        // thousands of inotify watches and a wake-up per batch). Configuration from the working
+        // directory could also add Kestrel endpoints to a KMS server, which must listen only where told.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;

@@ -175,4 +175,41 @@ public sealed class ServerTests : IAsyncLifetime
             File.Delete(pfx);
         }
     }
+
+    [Fact]
+    public async Task The_server_listens_only_where_told_whatever_configuration_files_lie_around()
+    {
+        // A stray appsettings.json beside the binaries (or in the working directory) asking Kestrel for
+        // another endpoint: the KMS server reads no configuration files, so it is ignored.
+        int strayPort;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            strayPort = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+
+        var url = "http://127.0.0.1:" + strayPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var settings = JsonSerializer.Serialize(new { Kestrel = new { Endpoints = new { Stray = new { Url = url } } }, urls = url });
+        var paths = new[] { Path.Combine(AppContext.BaseDirectory, "appsettings.json"), Path.Combine(Environment.CurrentDirectory, "appsettings.json") }.Distinct().ToArray();
+        foreach (var path in paths)
+        {
+            File.WriteAllText(path, settings);
+        }
+
+        try
+        {
+            await using var server = new ServerFixture();
+            Assert.Single(server.App.Urls);
+            Assert.Equal(200, (await server.Post(server.Signed("ListKeys"))).Status);
+            using var stray = new System.Net.Sockets.TcpClient();
+            await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => stray.ConnectAsync(System.Net.IPAddress.Loopback, strayPort));
+        }
+        finally
+        {
+            foreach (var path in paths)
+            {
+                File.Delete(path);
+            }
+        }
+    }
 }
