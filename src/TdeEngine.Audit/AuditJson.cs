@@ -17,6 +17,12 @@ internal static class AuditJson
 
     private static readonly JsonWriterOptions Options = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
+
     /// <summary>
     /// The fields of an event that do not depend on its place in the chain (eventId through
     /// additionalEventData), as JSON members without the enclosing braces. Callers compute it, so the
@@ -24,80 +30,89 @@ internal static class AuditJson
     /// </summary>
     public static byte[] Core(AuditEvent e)
     {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer, Options))
+        // One reusable buffer and writer per thread: an event's JSON is built without growing buffers,
+        // and only the finished bytes are allocated.
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(2048);
+        buffer.ResetWrittenCount();
+        var w = t_writer ??= new Utf8JsonWriter(buffer, Options);
+        w.Reset(buffer);
+        Span<byte> time = stackalloc byte[32];
+        e.EventTime.UtcDateTime.TryFormat(time, out var timeLength, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+        w.WriteStartObject();
+        w.WriteString("eventId"u8, e.EventId);
+        w.WriteString("eventVersion"u8, "1"u8);
+        w.WriteString("eventTime"u8, time[..timeLength]);
+        w.WriteString("eventName"u8, e.EventName);
+        w.WriteString("eventType"u8, "ApiCall"u8);
+        w.WriteString("eventSource"u8, e.EventSource);
+        w.WriteString("serviceName"u8, e.ServiceName);
+        w.WriteString("apiVersion"u8, e.ApiVersion);
+        w.WriteString("acsRegion"u8, e.AcsRegion);
+        w.WriteString("requestId"u8, e.RequestId);
+        w.WriteString("sourceIpAddress"u8, e.SourceIpAddress);
+        w.WriteString("userAgent"u8, e.UserAgent ?? "");
+        w.WriteStartObject("userIdentity"u8);
+        w.WriteString("type"u8, e.UserIdentity.Type);
+        w.WriteString("accountId"u8, e.UserIdentity.AccountId);
+        w.WriteString("principalId"u8, e.UserIdentity.PrincipalId);
+        w.WriteString("userName"u8, e.UserIdentity.UserName);
+        if (e.UserIdentity.AccessKeyId is not null)
         {
-            w.WriteStartObject();
-            w.WriteString("eventId", e.EventId);
-            w.WriteString("eventVersion", "1");
-            w.WriteString("eventTime", e.EventTime.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
-            w.WriteString("eventName", e.EventName);
-            w.WriteString("eventType", "ApiCall");
-            w.WriteString("eventSource", e.EventSource);
-            w.WriteString("serviceName", e.ServiceName);
-            w.WriteString("apiVersion", e.ApiVersion);
-            w.WriteString("acsRegion", e.AcsRegion);
-            w.WriteString("requestId", e.RequestId);
-            w.WriteString("sourceIpAddress", e.SourceIpAddress);
-            w.WriteString("userAgent", e.UserAgent ?? "");
-            w.WriteStartObject("userIdentity");
-            w.WriteString("type", e.UserIdentity.Type);
-            w.WriteString("accountId", e.UserIdentity.AccountId);
-            w.WriteString("principalId", e.UserIdentity.PrincipalId);
-            w.WriteString("userName", e.UserIdentity.UserName);
-            if (e.UserIdentity.AccessKeyId is not null)
-            {
-                w.WriteString("accessKeyId", e.UserIdentity.AccessKeyId);
-            }
-
-            w.WriteEndObject();
-            WriteMap(w, "requestParameters", e.RequestParameters);
-            if (e.ErrorCode is not null)
-            {
-                w.WriteString("errorCode", e.ErrorCode);
-                w.WriteString("errorMessage", e.ErrorMessage ?? "");
-            }
-
-            WriteMap(w, "additionalEventData", e.AdditionalEventData);
-            w.WriteEndObject();
+            w.WriteString("accessKeyId"u8, e.UserIdentity.AccessKeyId);
         }
 
+        w.WriteEndObject();
+        WriteMap(w, "requestParameters"u8, e.RequestParameters);
+        if (e.ErrorCode is not null)
+        {
+            w.WriteString("errorCode"u8, e.ErrorCode);
+            w.WriteString("errorMessage"u8, e.ErrorMessage ?? "");
+        }
+
+        WriteMap(w, "additionalEventData"u8, e.AdditionalEventData);
+        w.WriteEndObject();
+        w.Flush();
         return buffer.WrittenSpan[1..^1].ToArray();
     }
 
     /// <summary>
-    /// The line of an event at <paramref name="sequence"/> after <paramref name="previousHash"/>:
-    /// <c>{"eventSequence":N,&lt;core&gt;,"previousHash":"…","hash":"…"}</c> plus a newline, where the hash
-    /// is SHA-256 of the line without its hash member (closed with <c>}</c>).
+    /// Appends the line of an event at <paramref name="sequence"/> after <paramref name="previousHash"/>
+    /// to <paramref name="output"/>: <c>{"eventSequence":N,&lt;core&gt;,"previousHash":"…","hash":"…"}</c>
+    /// plus a newline, where the hash is SHA-256 of the line without its hash member (closed with
+    /// <c>}</c>). Returns that hash.
     /// </summary>
-    public static (string Hash, byte[] Line) Chain(ReadOnlySpan<byte> core, long sequence, string previousHash)
+    public static string Chain(ReadOnlySpan<byte> core, long sequence, string previousHash, IBufferWriter<byte> output)
     {
         ReadOnlySpan<byte> head = "{\"eventSequence\":"u8;
         ReadOnlySpan<byte> previous = ",\"previousHash\":\""u8;
         ReadOnlySpan<byte> hashMember = ",\"hash\":\""u8;
-        var number = Encoding.ASCII.GetBytes(sequence.ToString(CultureInfo.InvariantCulture));
-        var bodyLength = head.Length + number.Length + 1 + core.Length + previous.Length + previousHash.Length + 2;
-        var line = new byte[bodyLength - 1 + hashMember.Length + 64 + 3];
-        var at = 0;
-        void Put(ReadOnlySpan<byte> bytes)
-        {
-            bytes.CopyTo(line.AsSpan(at));
-            at += bytes.Length;
-        }
-
-        Put(head);
-        Put(number);
-        Put(","u8);
-        Put(core);
-        Put(previous);
-        Put(Encoding.ASCII.GetBytes(previousHash));
-        Put("\"}"u8);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(line.AsSpan(0, bodyLength)));
+        Span<byte> number = stackalloc byte[20];
+        sequence.TryFormat(number, out var numberLength, default, CultureInfo.InvariantCulture);
+        var bodyLength = head.Length + numberLength + 1 + core.Length + previous.Length + previousHash.Length + 2;
+        var lineLength = bodyLength - 1 + hashMember.Length + 64 + 3;
+        var line = output.GetSpan(lineLength)[..lineLength];
+        var at = Put(line, 0, head);
+        at = Put(line, at, number[..numberLength]);
+        at = Put(line, at, ","u8);
+        at = Put(line, at, core);
+        at = Put(line, at, previous);
+        at += Encoding.ASCII.GetBytes(previousHash, line[at..]);
+        Put(line, at, "\"}"u8);
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(line[..bodyLength], digest);
+        var hash = Convert.ToHexStringLower(digest);
         at = bodyLength - 1;   // reopen the object: the hash member goes before the closing brace
-        Put(hashMember);
-        Put(Encoding.ASCII.GetBytes(hash));
-        Put("\"}\n"u8);
-        return (hash, line);
+        at = Put(line, at, hashMember);
+        at += Encoding.ASCII.GetBytes(hash, line[at..]);
+        Put(line, at, "\"}\n"u8);
+        output.Advance(lineLength);
+        return hash;
+    }
+
+    private static int Put(Span<byte> line, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(line[at..]);
+        return at + bytes.Length;
     }
 
     /// <summary>Parses one line back into an event (with its hash as written).</summary>
@@ -131,7 +146,7 @@ internal static class AuditJson
         };
     }
 
-    private static void WriteMap(Utf8JsonWriter w, string name, IReadOnlyDictionary<string, string> map)
+    private static void WriteMap(Utf8JsonWriter w, ReadOnlySpan<byte> name, IReadOnlyDictionary<string, string> map)
     {
         w.WriteStartObject(name);
         var keys = new string[map.Count];

@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Buffers;
 using System.Collections.Concurrent;
+using Microsoft.Win32.SafeHandles;
 using TdeEngine.Kms.RootKeys;
 using TdeEngine.Kms.Secrets;
 
@@ -38,6 +40,11 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private int _writerSleeping;
     private volatile bool _closed;
     private (long Length, long Sequence, string Hash)? _tail;
+    // The open trail and the batch buffer: used under _fileGate and the file lock only (the writer,
+    // Checkpoint, Dispose).
+    private readonly object _fileGate = new();
+    private SafeFileHandle? _handle;
+    private ArrayBufferWriter<byte> _lines = new(64 * 1024);
 
     private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval)
     {
@@ -247,11 +254,14 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     /// <summary>Writes a signed checkpoint of the current end of the trail.</summary>
     public void Checkpoint()
     {
-        using var held = AcquireFileLock();
-        var tail = ReadTail();
-        if (tail.Sequence > 0)
+        lock (_fileGate)
         {
-            WriteCheckpoint(tail.Sequence, tail.Hash);
+            using var held = AcquireFileLock();
+            var tail = ReadTail(TrailHandle());
+            if (tail.Sequence > 0)
+            {
+                WriteCheckpoint(tail.Sequence, tail.Hash);
+            }
         }
     }
 
@@ -345,6 +355,11 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
         _writer.Join();
         FailQueued();
+        lock (_fileGate)
+        {
+            CloseTrailHandle();
+        }
+
         _macKey.Dispose();
     }
 
@@ -352,29 +367,38 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
     private List<AuditEvent> WriteDurably(List<(AuditEvent Event, byte[] Core, Completion Done)> events)
     {
+        lock (_fileGate)
+        {
+            return WriteDurablyLocked(events);
+        }
+    }
+
+    private List<AuditEvent> WriteDurablyLocked(List<(AuditEvent Event, byte[] Core, Completion Done)> events)
+    {
         using var held = AcquireFileLock();
-        var (_, sequence, previous) = ReadTail();
+        var handle = TrailHandle();
+        var (_, sequence, previous) = ReadTail(handle);
         var written = new List<AuditEvent>(events.Count);
-        var lines = new System.Buffers.ArrayBufferWriter<byte>(events.Count * 700);
+        var lines = _lines;
+        lines.ResetWrittenCount();
         foreach (var (e, core, _) in events)
         {
             sequence++;
-            var (hash, line) = AuditJson.Chain(core, sequence, previous);
-            line.CopyTo(lines.GetSpan(line.Length));
-            lines.Advance(line.Length);
+            var hash = AuditJson.Chain(core, sequence, previous, lines);
             written.Add(e with { EventSequence = sequence, PreviousHash = previous, Hash = hash });
             previous = hash;
         }
 
-        long length;
-        using (var stream = new FileStream(_trail, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        // Under the lock the end of the file is ours: write there, then fsync before anyone is answered.
+        var offset = RandomAccess.GetLength(handle);
+        RandomAccess.Write(handle, lines.WrittenSpan, offset);
+        RandomAccess.FlushToDisk(handle);
+        if (lines.Capacity > 1 << 20)
         {
-            stream.Write(lines.WrittenSpan);
-            stream.Flush(flushToDisk: true);
-            length = stream.Length;
+            _lines = new ArrayBufferWriter<byte>(64 * 1024);   // a rare huge batch does not stay pinned in memory
         }
 
-        _tail = (length, sequence, previous);
+        _tail = (offset + lines.WrittenCount, sequence, previous);
         var before = sequence - events.Count;
         if (_checkpointInterval > 0 && sequence / _checkpointInterval > before / _checkpointInterval)
         {
@@ -384,9 +408,36 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         return written;
     }
 
-    private (long Length, long Sequence, string Hash) ReadTail()
+    // The trail stays open between batches (an open and a close per batch cost more than the write).
+    // Under the file lock, a path whose length differs from the open handle's means the file was
+    // replaced or moved aside: reopen it, and read its tail again.
+    private SafeFileHandle TrailHandle()
     {
-        var length = File.Exists(_trail) ? new FileInfo(_trail).Length : 0;
+        if (_handle is not null)
+        {
+            var onPath = new FileInfo(_trail);
+            if (onPath.Exists && onPath.Length == RandomAccess.GetLength(_handle))
+            {
+                return _handle;
+            }
+
+            CloseTrailHandle();
+        }
+
+        _handle = File.OpenHandle(_trail, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        _tail = null;
+        return _handle;
+    }
+
+    private void CloseTrailHandle()
+    {
+        _handle?.Dispose();
+        _handle = null;
+    }
+
+    private (long Length, long Sequence, string Hash) ReadTail(SafeFileHandle handle)
+    {
+        var length = RandomAccess.GetLength(handle);
         if (_tail is { } cached && cached.Length == length)
         {
             return cached;
@@ -397,11 +448,20 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             return (0, 0, AuditJson.GenesisHash);
         }
 
-        using var stream = new FileStream(_trail, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
         var window = (int)Math.Min(length, 1 << 20);
         var buffer = new byte[window];
-        stream.Position = length - window;
-        stream.ReadExactly(buffer);
+        var read = 0;
+        while (read < window)
+        {
+            var n = RandomAccess.Read(handle, buffer.AsSpan(read), length - window + read);
+            if (n == 0)
+            {
+                throw new IOException($"The audit trail {_trail} shrank while its tail was read.");
+            }
+
+            read += n;
+        }
+
         var text = Encoding.UTF8.GetString(buffer).TrimEnd('\n');
         var last = text[(text.LastIndexOf('\n') + 1)..];
         var e = AuditJson.Parse(last);
@@ -431,7 +491,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         {
             try
             {
-                return new FileStream(_lockFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                return new FileStream(_lockFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
             }
             catch (IOException) when (DateTime.UtcNow < deadline)
             {
