@@ -77,7 +77,7 @@ internal static class ServerLoad
                 return form;
             }
 
-            var rows = new List<(string Name, (double Rate, long Errors) Result)>();
+            var rows = new List<(string Name, (double Rate, long Errors, double CpuMicroseconds, double AllocatedBytes) Result)>();
             void Row(string name, string id, Func<Task<Func<Task<bool>>>> worker)
             {
                 if (only is null || only.Contains(id))
@@ -132,11 +132,11 @@ internal static class ServerLoad
 
             var verification = audit.Verify();
             Console.WriteLine($"server-load: {WarmUpSeconds} s warm-up then {seconds} s per measurement, server GC {System.Runtime.GCSettings.IsServerGC}, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
-            Console.WriteLine("| request | requests/s | errors | ratio to the first row |");
-            Console.WriteLine("|---|---:|---:|---:|");
+            Console.WriteLine("| request | requests/s | errors | ratio to the first row | CPU µs per request (client + server) | bytes allocated per request |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
             foreach (var (name, result) in rows)
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {result.Rate:N0} | {result.Errors} | {result.Rate / rows[0].Result.Rate:F2} |"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {result.Rate:N0} | {result.Errors} | {result.Rate / rows[0].Result.Rate:F2} | {result.CpuMicroseconds:F1} | {result.AllocatedBytes:N0} |"));
             }
 
             Console.WriteLine($"audit trail after the run: {verification.Message}");
@@ -163,14 +163,23 @@ internal static class ServerLoad
     // Each worker makes its own request function (its own connection, for the lean client), runs it
     // unmeasured for the warm-up (JIT tiering and thread-pool growth happen under load, and would
     // otherwise penalise whichever row runs first), then loops for the measured seconds.
-    private static (double Rate, long Errors) Measure(int seconds, int concurrency, Func<Task<Func<Task<bool>>>> worker)
+    private static (double Rate, long Errors, double CpuMicroseconds, double AllocatedBytes) Measure(int seconds, int concurrency, Func<Task<Func<Task<bool>>>> worker)
     {
         var requests = Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => worker())).GetAwaiter().GetResult();
         Loop(WarmUpSeconds, requests);
-        return Loop(seconds, requests);
+        // CPU time per request is steadier than the rate on a shared VM whose host takes cycles away:
+        // it counts what the process spent (both cores, client and server), not what it was given.
+        using var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
+        var (rate, errors, elapsed) = Loop(seconds, requests);
+        process.Refresh();
+        var cpu = process.TotalProcessorTime - cpuBefore;
+        var count = Math.Max(1, rate * elapsed);
+        return (rate, errors, cpu.TotalMicroseconds / count, (GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore) / count);
     }
 
-    private static (double Rate, long Errors) Loop(int seconds, Func<Task<bool>>[] requests)
+    private static (double Rate, long Errors, double Seconds) Loop(int seconds, Func<Task<bool>>[] requests)
     {
         long ok = 0, errors = 0;
         var duration = TimeSpan.FromSeconds(seconds);
@@ -200,7 +209,7 @@ internal static class ServerLoad
             }
         })).ToArray();
         Task.WaitAll(workers);
-        return (ok / stop.Elapsed.TotalSeconds, errors);
+        return (ok / stop.Elapsed.TotalSeconds, errors, stop.Elapsed.TotalSeconds);
     }
 
     private static int Option(string[] args, string name, int fallback)
