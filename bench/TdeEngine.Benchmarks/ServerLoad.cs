@@ -24,6 +24,10 @@ internal static class ServerLoad
 
     public static int Run(string[] args)
     {
+        // As `tde kms serve` does, before the first socket; --pool-sockets measures without it. In this
+        // process it applies to the load clients' sockets too.
+        var inlineCompletions = !args.Contains("--pool-sockets") ? KmsServer.PreferInlineSocketCompletions()
+            : Environment.GetEnvironmentVariable(KmsServer.InlineSocketCompletionsVariable) == "1";
         WarmUpSeconds = Option(args, "--warmup", 15);
         var seconds = Option(args, "--seconds", 10);
         var concurrency = Option(args, "--concurrency", 64);
@@ -131,7 +135,7 @@ internal static class ServerLoad
             }));
 
             var verification = audit.Verify();
-            Console.WriteLine($"server-load: {WarmUpSeconds} s warm-up then {seconds} s per measurement, server GC {System.Runtime.GCSettings.IsServerGC}, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}");
+            Console.WriteLine($"server-load: {WarmUpSeconds} s warm-up then {seconds} s per measurement, server GC {System.Runtime.GCSettings.IsServerGC}, {concurrency} concurrent clients in-process, loopback, audit {(withoutAudit ? "OFF (measurement only)" : "on")}, inline socket completions {(inlineCompletions ? "on" : "off")}");
             Console.WriteLine("| request | requests/s | errors | ratio to the first row | CPU µs per request (client + server) | bytes allocated per request |");
             Console.WriteLine("|---|---:|---:|---:|---:|---:|");
             foreach (var (name, result) in rows)

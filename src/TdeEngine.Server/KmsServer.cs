@@ -33,6 +33,29 @@ public static class KmsServer
     private static readonly string[] RequiredParameters =
         ["Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"];
 
+    /// <summary>The .NET switch that runs socket completions on the socket engine's own threads.</summary>
+    public const string InlineSocketCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    /// <summary>
+    /// For a process that hosts the server: asks .NET's socket engine to run socket completions on its
+    /// epoll threads instead of queueing each to the thread pool. Kestrel still hands every request to
+    /// the thread pool (its <c>UnsafePreferInlineScheduling</c> stays off), so a slow action (an HSM
+    /// call, a key-store write) never holds an epoll thread. Measured: +30–46% audited, signed requests per
+    /// second on 2 cores (docs/benchmarks.md). It applies to every socket of the process, so call it
+    /// only from a host's entry point, before the first socket is created; a value already in the
+    /// environment wins. Returns whether inline completions are on.
+    /// </summary>
+    public static bool PreferInlineSocketCompletions()
+    {
+        if (Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable) is { } chosen)
+        {
+            return chosen == "1";
+        }
+
+        Environment.SetEnvironmentVariable(InlineSocketCompletionsVariable, "1");
+        return true;
+    }
+
     /// <summary>Builds the web application (not started). The caller owns and disposes the services.</summary>
     public static WebApplication Build(KmsServerOptions options, KeyManagementService kms, RamService ram, IAuditSink audit)
     {

@@ -212,4 +212,25 @@ public sealed class ServerTests : IAsyncLifetime
             }
         }
     }
+
+    [Fact]
+    public void Inline_socket_completions_are_asked_for_unless_the_environment_already_decides()
+    {
+        var name = KmsServer.InlineSocketCompletionsVariable;
+        var original = Environment.GetEnvironmentVariable(name);
+        try
+        {
+            Environment.SetEnvironmentVariable(name, "0");
+            Assert.False(KmsServer.PreferInlineSocketCompletions());
+            Assert.Equal("0", Environment.GetEnvironmentVariable(name));
+
+            Environment.SetEnvironmentVariable(name, null);
+            Assert.True(KmsServer.PreferInlineSocketCompletions());
+            Assert.Equal("1", Environment.GetEnvironmentVariable(name));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, original);
+        }
+    }
 }

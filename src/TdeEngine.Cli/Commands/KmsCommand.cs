@@ -41,6 +41,8 @@ internal static class KmsCommand
     // tde kms serve [--port N] [--host IP] [--cert FILE.pfx --cert-password-env VAR]
     private static int Serve(string[] args, TextWriter stdout)
     {
+        // Before any socket exists in this process (docs/decisions.md: inline socket completions).
+        TdeEngine.Server.KmsServer.PreferInlineSocketCompletions();
         var options = ParseParameters(args);
         var server = new TdeEngine.Server.KmsServerOptions
         {
