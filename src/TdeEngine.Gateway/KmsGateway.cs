@@ -27,7 +27,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         "DeletionProtectionDescription", "KeyVersionId", "Tags", "TagKeys", "PageNumber", "PageSize", "Filters", "ProductType",
         "KeyNum", "Spec", "UserName", "RoleName", "PolicyName", "PolicyType", "PolicyDocument", "DisplayName", "UserAccessKeyId",
         "Action", "Resource", "SourceIp", "WrappingAlgorithm", "WrappingKeySpec", "KeyMaterialExpireUnix", "RoleArn", "RoleSessionName",
-        "DurationSeconds",
+        "DurationSeconds", "Policy",
     };
 
     private static readonly Dictionary<string, IReadOnlyList<string>> NoConditions = new(StringComparer.Ordinal);
@@ -336,6 +336,8 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
     private static KmsException Denied(string action, string resource, AccessDecision decision, string service = "kms") =>
         new("Forbidden.RAM", 403, decision.Reason == "ExplicitDeny"
             ? $"You are not authorized to perform {service}:{action} on {resource}: denied by statement {decision.StatementIndex} of policy '{decision.PolicyName}'."
+            : decision.Reason == RamService.NotInSessionPolicy
+            ? $"You are not authorized to perform {service}:{action} on {resource}: the role allows it, but the session policy given to AssumeRole does not."
             : $"You are not authorized to perform {service}:{action} on {resource}: no attached policy allows it. Attach a policy with AttachPolicyToUser or AttachPolicyToRole.");
 
     // KeyId and KeyVersionId of the response, read without materialising any other value (the body may hold a data key).

@@ -38,6 +38,7 @@ public sealed class RamService : IDisposable
     // Changes made in this process apply at once; changes made by another process within CacheTtl.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _keys = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At)> _policies = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, AttachedPolicy> _sessionPolicies = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _temporary = new(StringComparer.Ordinal);
 
     /// <summary>How long another process's RAM changes may take to be seen here. Default 2 seconds.</summary>
@@ -212,12 +213,17 @@ public sealed class RamService : IDisposable
     /// <summary>The shortest and longest role sessions AssumeRole grants, in seconds.</summary>
     public const int MinSessionSeconds = 900, MaxSessionSeconds = 3600;
 
+    /// <summary>The longest session policy AssumeRole accepts, in characters (as Alibaba STS).</summary>
+    public const int MaxSessionPolicyLength = 2048;
+
     /// <summary>
     /// STS AssumeRole: temporary credentials for a session of the role named by
     /// <paramref name="roleArn"/>. The caller must be trusted by the role's trust policy; that its
     /// own policies allow <c>sts:AssumeRole</c> on the role is for the gateway to check, as for any call.
+    /// A <paramref name="sessionPolicy"/> narrows the session to what both it and the role's policies allow.
     /// </summary>
-    public TemporaryCredentials AssumeRole(KmsCallContext context, string roleArn, string sessionName, int durationSeconds = MaxSessionSeconds)
+    public TemporaryCredentials AssumeRole(KmsCallContext context, string roleArn, string sessionName, int durationSeconds = MaxSessionSeconds,
+        string? sessionPolicy = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         if (context.Principal.Type is not (PrincipalType.RamUser or PrincipalType.AssumedRole))
@@ -234,6 +240,11 @@ public sealed class RamService : IDisposable
         if (durationSeconds is < MinSessionSeconds or > MaxSessionSeconds)
         {
             throw KmsErrors.InvalidParameter("DurationSeconds", $"use {MinSessionSeconds} to {MaxSessionSeconds} seconds.");
+        }
+
+        if (sessionPolicy is not null)
+        {
+            CheckSessionPolicy(sessionPolicy);
         }
 
         var (accountId, roleName) = ParseRoleArn(roleArn);
@@ -272,12 +283,12 @@ public sealed class RamService : IDisposable
                 }
             }
 
-            c.Execute("INSERT INTO TemporaryKeys (AccessKeyId, AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration) " +
-                      "VALUES (@id, @accountId, @RoleId, @RoleName, @sessionName, @wrapped, @hash, @expiration)",
+            c.Execute("INSERT INTO TemporaryKeys (AccessKeyId, AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration, SessionPolicy) " +
+                      "VALUES (@id, @accountId, @RoleId, @RoleName, @sessionName, @wrapped, @hash, @expiration, @sessionPolicy)",
                 new
                 {
                     id, accountId, role.RoleId, role.RoleName, sessionName, wrapped = _root.Wrap(secret.Span, SecretContext(id)),
-                    hash = SHA256.HashData(token.Span), expiration = expiration.ToUnixTimeSeconds(),
+                    hash = SHA256.HashData(token.Span), expiration = expiration.ToUnixTimeSeconds(), sessionPolicy,
                 });
             return new TemporaryCredentials(id, secret, token, expiration, $"{role.RoleId}:{sessionName}", $"{RoleArn(accountId, role.RoleName)}/{sessionName}");
         }
@@ -299,8 +310,8 @@ public sealed class RamService : IDisposable
         if (!_temporary.TryGetValue(accessKeyId, out var session) || _time.GetElapsedTime(session.LoadedAt) >= CacheTtl)
         {
             using var c = _store.Open();
-            var row = c.QuerySingleOrDefault<(string? AccountId, string RoleId, string RoleName, string SessionName, byte[] WrappedSecret, byte[] TokenHash, long Expiration)>(
-                "SELECT AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration FROM TemporaryKeys WHERE AccessKeyId = @accessKeyId",
+            var row = c.QuerySingleOrDefault<(string? AccountId, string RoleId, string RoleName, string SessionName, byte[] WrappedSecret, byte[] TokenHash, long Expiration, string? SessionPolicy)>(
+                "SELECT AccountId, RoleId, RoleName, SessionName, WrappedSecret, TokenHash, Expiration, SessionPolicy FROM TemporaryKeys WHERE AccessKeyId = @accessKeyId",
                 new { accessKeyId });
             if (row.AccountId is null)
             {
@@ -308,7 +319,10 @@ public sealed class RamService : IDisposable
                 return null;
             }
 
-            var principal = new KmsPrincipal(PrincipalType.AssumedRole, row.AccountId, $"{row.RoleId}:{row.SessionName}", $"{row.RoleName}/{row.SessionName}");
+            var principal = new KmsPrincipal(PrincipalType.AssumedRole, row.AccountId, $"{row.RoleId}:{row.SessionName}", $"{row.RoleName}/{row.SessionName}")
+            {
+                SessionPolicy = row.SessionPolicy,
+            };
             session = new CachedCredential(principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)), _time.GetTimestamp(),
                 row.TokenHash, DateTimeOffset.FromUnixTimeSeconds(row.Expiration));
             Remember(_temporary, accessKeyId, session).Dispose();
@@ -429,11 +443,66 @@ public sealed class RamService : IDisposable
         return policies;
     }
 
-    /// <summary>The decision for a call: the root may do everything; others what their policies allow.</summary>
-    public AccessDecision Authorize(KmsPrincipal principal, AccessRequest request) =>
-        principal.Type == PrincipalType.Root
-            ? new AccessDecision(true, "AccountRoot")
-            : PolicyEvaluator.Evaluate(PoliciesOf(principal), request);
+    /// <summary>
+    /// The decision for a call: the root may do everything; others what their policies allow, and a
+    /// role session with a session policy only what that policy allows as well.
+    /// </summary>
+    public AccessDecision Authorize(KmsPrincipal principal, AccessRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(principal);
+        if (principal.Type == PrincipalType.Root)
+        {
+            return new AccessDecision(true, "AccountRoot");
+        }
+
+        var decision = PolicyEvaluator.Evaluate(PoliciesOf(principal), request);
+        if (!decision.Allowed || principal.SessionPolicy is null)
+        {
+            return decision;
+        }
+
+        var session = PolicyEvaluator.Evaluate([SessionPolicyOf(principal.SessionPolicy)], request);
+        return session.Allowed ? decision : session.Reason == "ExplicitDeny" ? session : new AccessDecision(false, NotInSessionPolicy);
+    }
+
+    /// <summary>The <see cref="AccessDecision.Reason"/> of a call the role allows but its session policy does not.</summary>
+    public const string NotInSessionPolicy = "NotInSessionPolicy";
+
+    /// <summary>The name session policies go by in decisions and audit events.</summary>
+    public const string SessionPolicyName = "(session policy)";
+
+    private static void CheckSessionPolicy(string document)
+    {
+        if (document.Length is 0 or > MaxSessionPolicyLength)
+        {
+            throw new KmsException("InvalidParameter.PolicySize", 400, $"The parameter Policy must be 1 to {MaxSessionPolicyLength} characters long.");
+        }
+
+        try
+        {
+            PolicyDocument.Parse(document);
+        }
+        catch (KmsException e)
+        {
+            throw new KmsException("InvalidParameter.PolicyGrammar", 400, $"The parameter Policy has not passed grammar check: {e.Message}", e);
+        }
+    }
+
+    // Parsed session policies by their text; sessions are few and short-lived, so the cache is simply reset when large.
+    private AttachedPolicy SessionPolicyOf(string document)
+    {
+        if (_sessionPolicies.TryGetValue(document, out var parsed))
+        {
+            return parsed;
+        }
+
+        if (_sessionPolicies.Count >= 1024)
+        {
+            _sessionPolicies.Clear();
+        }
+
+        return _sessionPolicies[document] = new AttachedPolicy(SessionPolicyName, "Session", PolicyDocument.Parse(document));
+    }
 
     public void Dispose()
     {

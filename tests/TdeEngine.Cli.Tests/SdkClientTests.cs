@@ -56,7 +56,7 @@ public sealed class SdkClientTests : IDisposable
         Assert.True(run.ExitCode == 0, output + errors);
         foreach (var step in new[] { "CreateKey", "DescribeKey", "ListKeys", "CreateAlias", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncrypt",
                      "CreateKeyVersion", "TagResource", "UserWithoutPolicyRefused", "UserAllowedAfterAttachPolicy", "AssumeRole", "RoleSessionUsesKeys",
-                     "WrongSecurityTokenRefused", "DisableKeyThenDecryptRefused",
+                     "WrongSecurityTokenRefused", "SessionPolicyNarrowsRole", "DisableKeyThenDecryptRefused",
                      "ScheduleKeyDeletion", "WrongSignatureRefused", "UnknownAccessKeyRefused" })
         {
             Assert.Contains($"ok {step}\n", output, StringComparison.Ordinal);
@@ -75,10 +75,22 @@ public sealed class SdkClientTests : IDisposable
         var generate = Assert.Single(session, e => e.GetProperty("eventName").GetString() == "GenerateDataKey");
         Assert.Equal("assumed-role", generate.GetProperty("userIdentity").GetProperty("type").GetString());
         Assert.StartsWith("STS.", generate.GetProperty("userIdentity").GetProperty("accessKeyId").GetString(), StringComparison.Ordinal);
-        var assume = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
-            .RootElement.GetProperty("Events").EnumerateArray().Single();
-        Assert.Equal("sts.aliyuncs.com", assume.GetProperty("eventSource").GetString());
-        Assert.DoesNotContain("SecurityToken", assume.GetRawText(), StringComparison.Ordinal);
+        var assumes = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
+            .RootElement.GetProperty("Events").EnumerateArray().ToList();
+        Assert.Equal(3, assumes.Count);   // sdk-session, sdk-narrow (with a session policy), sdk-bad (refused)
+        Assert.All(assumes, e => Assert.Equal("sts.aliyuncs.com", e.GetProperty("eventSource").GetString()));
+        Assert.All(assumes, e => Assert.DoesNotContain("SecurityToken", e.GetRawText(), StringComparison.Ordinal));
+        var narrowed = Assert.Single(assumes, e => e.GetProperty("requestParameters").GetProperty("RoleSessionName").GetString() == "sdk-narrow");
+        Assert.Contains("kms:GenerateDataKey", narrowed.GetProperty("requestParameters").GetProperty("Policy").GetString(), StringComparison.Ordinal);
+        Assert.Equal("InvalidParameter.PolicyGrammar",
+            Assert.Single(assumes, e => e.GetProperty("requestParameters").GetProperty("RoleSessionName").GetString() == "sdk-bad").GetProperty("errorCode").GetString());
+
+        // The narrowed session's Decrypt was refused by its session policy, and the event says so.
+        var narrow = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-narrow", "--json").Stdout)
+            .RootElement.GetProperty("Events").EnumerateArray().ToList();
+        var refusedDecrypt = Assert.Single(narrow, e => e.GetProperty("eventName").GetString() == "Decrypt");
+        Assert.Equal("Forbidden.RAM", refusedDecrypt.GetProperty("errorCode").GetString());
+        Assert.Equal("NotInSessionPolicy", refusedDecrypt.GetProperty("additionalEventData").GetProperty("decision").GetString());
     }
 
     private static (string Id, string Secret) Key(CliProcess.Result result)

@@ -130,6 +130,125 @@ public sealed class StsTests : IDisposable
         Assert.Contains(field, e.Message, StringComparison.Ordinal);
     }
 
+    private static AccessRequest Call(string action, string key) =>
+        new(action, $"acs:kms:cn-hangzhou:{Account}:key/{key}", new Dictionary<string, IReadOnlyList<string>>());
+
+    private KmsPrincipal Session(string name, string? policy)
+    {
+        using var credentials = _ram.AssumeRole(Deployer, _roleArn, name, 900, policy);
+        var (principal, secret) = Assert.NotNull(_ram.FindTemporaryAccessKey(credentials.AccessKeyId, Token(credentials.SecurityToken)));
+        secret.Dispose();
+        return principal;
+    }
+
+    [Fact]
+    public void A_session_policy_narrows_the_role_and_never_widens_it()
+    {
+        // The role may generate data keys and decrypt with any key.
+        _ram.CreatePolicy(_root, "RoleCrypto", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:Decrypt"],"Resource":"acs:kms:*:*:key/*"}]}
+            """);
+        _ram.AttachPolicy(_root, "Role", "OrdersKeyUser", "Custom", "RoleCrypto");
+
+        // This session may only generate data keys, and only with key k1; and asks for more than the role has.
+        var narrow = Session("narrow", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:ScheduleKeyDeletion"],"Resource":"acs:kms:*:*:key/k1"}]}
+            """);
+        Assert.True(_ram.Authorize(narrow, Call("kms:GenerateDataKey", "k1")).Allowed);
+        var decrypt = _ram.Authorize(narrow, Call("kms:Decrypt", "k1"));
+        Assert.Equal((false, RamService.NotInSessionPolicy), (decrypt.Allowed, decrypt.Reason));
+        Assert.False(_ram.Authorize(narrow, Call("kms:GenerateDataKey", "k2")).Allowed);
+        Assert.False(_ram.Authorize(narrow, Call("kms:ScheduleKeyDeletion", "k1")).Allowed);   // the role does not allow it
+
+        // An explicit Deny in the session policy names itself.
+        var denying = Session("denying", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}
+            """);
+        var denied = _ram.Authorize(denying, Call("kms:Decrypt", "k1"));
+        Assert.Equal((false, "ExplicitDeny", RamService.SessionPolicyName, 1), (denied.Allowed, denied.Reason, denied.PolicyName, denied.StatementIndex));
+        Assert.True(_ram.Authorize(denying, Call("kms:GenerateDataKey", "k2")).Allowed);
+
+        // Without a session policy the session has the role's permissions.
+        Assert.True(_ram.Authorize(Session("plain", null), Call("kms:Decrypt", "k2")).Allowed);
+    }
+
+    [Fact]
+    public void A_session_policy_survives_a_restart_of_the_service()
+    {
+        _ram.AttachPolicy(_root, "Role", "OrdersKeyUser", "System", "AliyunKMSCryptoUserAccess");
+        using var credentials = _ram.AssumeRole(Deployer, _roleArn, "durable", 900, """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}
+            """);
+        using var reopened = RamService.Open(_home, time: _clock);
+        var (principal, secret) = Assert.NotNull(reopened.FindTemporaryAccessKey(credentials.AccessKeyId, Token(credentials.SecurityToken)));
+        secret.Dispose();
+        Assert.True(reopened.Authorize(principal, Call("kms:Encrypt", "k1")).Allowed);
+        Assert.False(reopened.Authorize(principal, Call("kms:Decrypt", "k1")).Allowed);
+    }
+
+    [Fact]
+    public void A_store_from_before_session_policies_gains_the_column_and_keeps_its_sessions()
+    {
+        var home = Path.Combine(Path.GetTempPath(), "tde-sts-old-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(home);
+        try
+        {
+            using (var old = new SqliteConnection($"Data Source={Path.Combine(home, "ram.db")}"))
+            {
+                old.Open();
+                using var create = old.CreateCommand();
+                create.CommandText = """
+                    CREATE TABLE TemporaryKeys (AccessKeyId TEXT PRIMARY KEY, AccountId TEXT NOT NULL, RoleId TEXT NOT NULL, RoleName TEXT NOT NULL,
+                        SessionName TEXT NOT NULL, WrappedSecret BLOB NOT NULL, TokenHash BLOB NOT NULL, Expiration INTEGER NOT NULL);
+                    INSERT INTO TemporaryKeys VALUES ('STS.old', '1', 'r', 'R', 's', x'00', x'00', 9999999999);
+                    """;
+                create.ExecuteNonQuery();
+            }
+
+            using (var ram = RamService.Open(home, time: _clock))
+            {
+                var root = KmsCallContext.ForRoot(Account);
+                ram.CreateUser(root, "deployer");
+                ram.CreateRole(root, "R2", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:root"]}}]}""");
+                var caller = new KmsCallContext(ram.UserPrincipal(Account, "deployer"), "127.0.0.1", KmsCallContext.NewRequestId());
+                ram.AssumeRole(caller, RamService.RoleArn(Account, "R2"), "new", 900, """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}""").Dispose();
+            }
+
+            using var check = new SqliteConnection($"Data Source={Path.Combine(home, "ram.db")}");
+            check.Open();
+            using var count = check.CreateCommand();
+            count.CommandText = "SELECT count(*) FROM TemporaryKeys WHERE SessionPolicy IS NULL AND AccessKeyId = 'STS.old'";
+            Assert.Equal(1L, (long)count.ExecuteScalar()!);
+            count.CommandText = "SELECT count(*) FROM TemporaryKeys WHERE SessionPolicy LIKE '%kms:Encrypt%'";
+            Assert.Equal(1L, (long)count.ExecuteScalar()!);
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Perhaps","Action":"kms:Decrypt","Resource":"*"}]}""", "InvalidParameter.PolicyGrammar", "Statement[0].Effect")]
+    [InlineData("""not json""", "InvalidParameter.PolicyGrammar", "Policy")]
+    [InlineData("", "InvalidParameter.PolicySize", "Policy")]
+    public void A_bad_session_policy_is_refused_with_STS_codes(string policy, string code, string named)
+    {
+        var e = Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, _roleArn, "bad", 900, policy));
+        Assert.Equal((code, 400), (e.Code, e.HttpStatus));
+        Assert.Contains(named, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_session_policy_longer_than_2048_characters_is_refused()
+    {
+        var resources = string.Join(",", Enumerable.Range(0, 100).Select(i => $"\"acs:kms:*:*:key/k{i}\""));
+        var policy = $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":[{{resources}}]}]}""";
+        Assert.True(policy.Length > RamService.MaxSessionPolicyLength);
+        Assert.Equal("InvalidParameter.PolicySize", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, _roleArn, "long", 900, policy)).Code);
+    }
+
     [Fact]
     public void The_STS_API_writes_Alibaba_shaped_answers()
     {

@@ -110,7 +110,7 @@ await step('AssumeRole', async () => {
   assert.match(r.Credentials.AccessKeyId, /^STS\./);
   assert.ok(r.Credentials.SecurityToken.length > 32);
   assert.equal(r.AssumedRoleUser.Arn, `${role.Role.Arn}/sdk-session`);
-  session = r.Credentials;
+  session = { ...r.Credentials, roleArn: role.Role.Arn };
 });
 await step('RoleSessionUsesKeys', async () => {
   const who = await sts(session.AccessKeyId, session.AccessKeySecret, session.SecurityToken).request('GetCallerIdentity', {}, post);
@@ -123,6 +123,17 @@ await step('RoleSessionUsesKeys', async () => {
 await step('WrongSecurityTokenRefused', async () => {
   const forged = new Core({ accessKeyId: session.AccessKeyId, accessKeySecret: session.AccessKeySecret, securityToken: 'forged', endpoint, apiVersion: '2016-01-20' });
   await refused(forged.request('ListKeys', {}, post), 'InvalidSecurityToken.MismatchWithAccessKey');
+});
+await step('SessionPolicyNarrowsRole', async () => {
+  // The same role, assumed with a session policy (JSON in a signed parameter): only GenerateDataKey.
+  const policy = { Version: '1', Statement: [{ Effect: 'Allow', Action: 'kms:GenerateDataKey', Resource: 'acs:kms:*:*:key/*' }] };
+  const r = await sts(process.env.USER_AK, process.env.USER_SK).request('AssumeRole',
+    { RoleArn: session.roleArn, RoleSessionName: 'sdk-narrow', DurationSeconds: 900, Policy: JSON.stringify(policy) }, post);
+  const narrow = new Core({ accessKeyId: r.Credentials.AccessKeyId, accessKeySecret: r.Credentials.AccessKeySecret, securityToken: r.Credentials.SecurityToken, endpoint, apiVersion: '2016-01-20' });
+  const key = await narrow.request('GenerateDataKey', { KeyId: keyId }, post);
+  await refused(narrow.request('Decrypt', { CiphertextBlob: key.CiphertextBlob }, post), 'Forbidden.RAM');
+  await refused(sts(process.env.USER_AK, process.env.USER_SK).request('AssumeRole',
+    { RoleArn: session.roleArn, RoleSessionName: 'sdk-bad', Policy: '{"Statement":[{"Effect":"Perhaps"}]}' }, post), 'InvalidParameter.PolicyGrammar');
 });
 await step('DisableKeyThenDecryptRefused', async () => {
   await root.request('DisableKey', { KeyId: keyId }, post);

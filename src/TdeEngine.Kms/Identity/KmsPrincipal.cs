@@ -9,4 +9,10 @@ public sealed record KmsPrincipal(PrincipalType Type, string AccountId, string P
 {
     /// <summary>The root identity of an account.</summary>
     public static KmsPrincipal Root(string accountId) => new(PrincipalType.Root, accountId, accountId, "root");
+
+    /// <summary>
+    /// For a role session: the policy document given to AssumeRole, which narrows what the role's own
+    /// policies allow (a call needs both); null when the session has none.
+    /// </summary>
+    public string? SessionPolicy { get; init; }
 }

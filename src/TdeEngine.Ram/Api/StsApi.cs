@@ -34,7 +34,8 @@ public sealed class StsApi(RamService ram)
     private void AssumeRole(KmsCallContext context, ActionParameters p, Utf8JsonWriter w)
     {
         using var credentials = ram.AssumeRole(context, p.Required("RoleArn"), p.Required("RoleSessionName"),
-            p.OptionalInt("DurationSeconds", RamService.MinSessionSeconds, RamService.MaxSessionSeconds) ?? RamService.MaxSessionSeconds);
+            p.OptionalInt("DurationSeconds", RamService.MinSessionSeconds, RamService.MaxSessionSeconds) ?? RamService.MaxSessionSeconds,
+            p.Optional("Policy"));
         w.WriteStartObject("AssumedRoleUser");
         w.WriteString("AssumedRoleId", credentials.AssumedRoleId);
         w.WriteString("Arn", credentials.Arn);

@@ -30,8 +30,14 @@ internal sealed class RamStore
             CREATE TABLE IF NOT EXISTS Attachments (AccountId TEXT NOT NULL, PrincipalType TEXT NOT NULL, PrincipalName TEXT NOT NULL,
                 PolicyType TEXT NOT NULL, PolicyName TEXT NOT NULL, PRIMARY KEY (AccountId, PrincipalType, PrincipalName, PolicyType, PolicyName));
             CREATE TABLE IF NOT EXISTS TemporaryKeys (AccessKeyId TEXT PRIMARY KEY, AccountId TEXT NOT NULL, RoleId TEXT NOT NULL, RoleName TEXT NOT NULL,
-                SessionName TEXT NOT NULL, WrappedSecret BLOB NOT NULL, TokenHash BLOB NOT NULL, Expiration INTEGER NOT NULL);
+                SessionName TEXT NOT NULL, WrappedSecret BLOB NOT NULL, TokenHash BLOB NOT NULL, Expiration INTEGER NOT NULL,
+                SessionPolicy TEXT);
             """);
+        // Stores made before session policies existed gain the column (existing sessions have none).
+        if (!c.Query<string>("SELECT name FROM pragma_table_info('TemporaryKeys')").Contains("SessionPolicy"))
+        {
+            c.Execute("ALTER TABLE TemporaryKeys ADD COLUMN SessionPolicy TEXT");
+        }
     }
 
     public SqliteConnection Open()
