@@ -221,9 +221,10 @@ public sealed class RamService : IDisposable
     /// <paramref name="roleArn"/>. The caller must be trusted by the role's trust policy; that its
     /// own policies allow <c>sts:AssumeRole</c> on the role is for the gateway to check, as for any call.
     /// A <paramref name="sessionPolicy"/> narrows the session to what both it and the role's policies allow.
+    /// An <paramref name="externalId"/> is matched by trust-policy conditions on <c>sts:ExternalId</c>.
     /// </summary>
     public TemporaryCredentials AssumeRole(KmsCallContext context, string roleArn, string sessionName, int durationSeconds = MaxSessionSeconds,
-        string? sessionPolicy = null)
+        string? sessionPolicy = null, string? externalId = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         if (context.Principal.Type is not (PrincipalType.RamUser or PrincipalType.AssumedRole))
@@ -247,6 +248,12 @@ public sealed class RamService : IDisposable
             CheckSessionPolicy(sessionPolicy);
         }
 
+        if (externalId is not null && (externalId is not { Length: >= 2 and <= 1224 } ||
+                                       !externalId.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '=' or ',' or '.' or '@' or ':' or '/' or '-' or '_')))
+        {
+            throw KmsErrors.InvalidParameter("ExternalId", "use 2 to 1224 letters, digits or =,.@:/-_ characters.");
+        }
+
         var (accountId, roleName) = ParseRoleArn(roleArn);
         using var c = _store.Open();
         var role = c.QuerySingleOrDefault<(string RoleId, string RoleName, string Trust)>(
@@ -259,10 +266,17 @@ public sealed class RamService : IDisposable
         }
 
         var user = context.Principal.Type == PrincipalType.RamUser ? context.Principal.UserName : null;
-        if (!TrustPolicy.Parse(role.Trust).Trusts(context.AccountId, user))
+        var conditions = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase) { ["acs:SourceIp"] = [context.SourceIp] };
+        if (externalId is not null)
+        {
+            conditions["sts:ExternalId"] = [externalId];
+        }
+
+        if (!TrustPolicy.Parse(role.Trust).Trusts(context.AccountId, user, conditions))
         {
             throw new KmsException("NoPermission", 403,
-                $"The trust policy of role '{role.RoleName}' does not allow {context.Principal.UserName} of account {context.AccountId} to assume it.");
+                $"The trust policy of role '{role.RoleName}' does not allow {context.Principal.UserName} of account {context.AccountId} to assume it" +
+                (externalId is null ? " (if it requires an ExternalId, pass it)." : " with this ExternalId."));
         }
 
         var id = "STS." + RandomToken(24);

@@ -56,7 +56,7 @@ public sealed class SdkClientTests : IDisposable
         Assert.True(run.ExitCode == 0, output + errors);
         foreach (var step in new[] { "CreateKey", "DescribeKey", "ListKeys", "CreateAlias", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncrypt",
                      "CreateKeyVersion", "TagResource", "UserWithoutPolicyRefused", "UserAllowedAfterAttachPolicy", "AssumeRole", "RoleSessionUsesKeys",
-                     "WrongSecurityTokenRefused", "SessionPolicyNarrowsRole", "DisableKeyThenDecryptRefused",
+                     "WrongSecurityTokenRefused", "SessionPolicyNarrowsRole", "ExternalIdRequiredByTrustPolicy", "DisableKeyThenDecryptRefused",
                      "ScheduleKeyDeletion", "WrongSignatureRefused", "UnknownAccessKeyRefused" })
         {
             Assert.Contains($"ok {step}\n", output, StringComparison.Ordinal);
@@ -77,7 +77,7 @@ public sealed class SdkClientTests : IDisposable
         Assert.StartsWith("STS.", generate.GetProperty("userIdentity").GetProperty("accessKeyId").GetString(), StringComparison.Ordinal);
         var assumes = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
             .RootElement.GetProperty("Events").EnumerateArray().ToList();
-        Assert.Equal(3, assumes.Count);   // sdk-session, sdk-narrow (with a session policy), sdk-bad (refused)
+        Assert.Equal(5, assumes.Count);   // sdk-session, sdk-narrow (session policy), sdk-bad (refused), no-id (refused), with-id
         Assert.All(assumes, e => Assert.Equal("sts.aliyuncs.com", e.GetProperty("eventSource").GetString()));
         Assert.All(assumes, e => Assert.DoesNotContain("SecurityToken", e.GetRawText(), StringComparison.Ordinal));
         var narrowed = Assert.Single(assumes, e => e.GetProperty("requestParameters").GetProperty("RoleSessionName").GetString() == "sdk-narrow");

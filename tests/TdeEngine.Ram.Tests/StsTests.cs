@@ -123,6 +123,8 @@ public sealed class StsTests : IDisposable
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole"}]}""", "Statement[0].Principal")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["alice"]}}]}""", "Statement[0].Principal.RAM")]
     [InlineData("""{"Version":"1"}""", "Statement")]
+    [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Resource":"*"}]}""", "Statement[0].Resource")]
+    [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Condition":{"StringEqual":{"sts:ExternalId":"x"}}}]}""", "Statement[0].Condition.StringEqual")]
     public void A_malformed_trust_policy_is_refused_at_CreateRole_naming_the_field(string document, string field)
     {
         var e = Assert.Throws<KmsException>(() => _ram.CreateRole(_root, "Bad" + Math.Abs(field.GetHashCode(StringComparison.Ordinal)), document));
@@ -247,6 +249,41 @@ public sealed class StsTests : IDisposable
         var policy = $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":[{{resources}}]}]}""";
         Assert.True(policy.Length > RamService.MaxSessionPolicyLength);
         Assert.Equal("InvalidParameter.PolicySize", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, _roleArn, "long", 900, policy)).Code);
+    }
+
+    [Fact]
+    public void A_trust_policy_condition_on_the_external_id_must_hold()
+    {
+        _ram.CreateRole(_root, "PartnerAccess", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:root"]},
+             "Condition":{"StringEquals":{"sts:ExternalId":"orders-7f3"}}}]}
+            """);
+        var arn = RamService.RoleArn(Account, "PartnerAccess");
+
+        var missing = Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, arn, "p1", 900));
+        Assert.Equal(("NoPermission", 403), (missing.Code, missing.HttpStatus));
+        Assert.Contains("ExternalId", missing.Message, StringComparison.Ordinal);
+        Assert.Equal("NoPermission", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, arn, "p2", 900, externalId: "orders-000")).Code);
+        using var granted = _ram.AssumeRole(Deployer, arn, "p3", 900, externalId: "orders-7f3");
+        Assert.StartsWith("STS.", granted.AccessKeyId, StringComparison.Ordinal);
+
+        // A role whose trust policy has no condition does not care about an ExternalId.
+        _ram.AssumeRole(Deployer, _roleArn, "p4", 900, externalId: "anything").Dispose();
+        Assert.Contains("ExternalId", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, arn, "p5", 900, externalId: "bad id!")).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_trust_policy_condition_on_the_source_ip_must_hold()
+    {
+        _ram.CreateRole(_root, "OfficeOnly", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:root"]},
+             "Condition":{"IpAddress":{"acs:SourceIp":"10.0.0.0/8"}}}]}
+            """);
+        var arn = RamService.RoleArn(Account, "OfficeOnly");
+        var office = new KmsCallContext(_ram.UserPrincipal(Account, "deployer"), "10.1.2.3", KmsCallContext.NewRequestId());
+
+        Assert.Equal("NoPermission", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, arn, "home", 900)).Code);   // 127.0.0.1
+        _ram.AssumeRole(office, arn, "office", 900).Dispose();
     }
 
     [Fact]

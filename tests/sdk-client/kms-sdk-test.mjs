@@ -135,6 +135,19 @@ await step('SessionPolicyNarrowsRole', async () => {
   await refused(sts(process.env.USER_AK, process.env.USER_SK).request('AssumeRole',
     { RoleArn: session.roleArn, RoleSessionName: 'sdk-bad', Policy: '{"Statement":[{"Effect":"Perhaps"}]}' }, post), 'InvalidParameter.PolicyGrammar');
 });
+await step('ExternalIdRequiredByTrustPolicy', async () => {
+  const account = (await sts(process.env.ROOT_AK, process.env.ROOT_SK).request('GetCallerIdentity', {}, post)).AccountId;
+  const trust = { Version: '1', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: [`acs:ram::${account}:root`] },
+    Condition: { StringEquals: { 'sts:ExternalId': 'partner-42' } } }] };
+  const role = await rootRam.request('CreateRole', { RoleName: 'SdkPartner', AssumeRolePolicyDocument: JSON.stringify(trust) }, post);
+  const assume = { Version: '1', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Resource: role.Role.Arn }] };
+  await rootRam.request('CreatePolicy', { PolicyName: 'SdkAssumePartner', PolicyDocument: JSON.stringify(assume) }, post);
+  await rootRam.request('AttachPolicyToUser', { PolicyType: 'Custom', PolicyName: 'SdkAssumePartner', UserName: process.env.USER_NAME }, post);
+  const user = sts(process.env.USER_AK, process.env.USER_SK);
+  await refused(user.request('AssumeRole', { RoleArn: role.Role.Arn, RoleSessionName: 'no-id' }, post), 'NoPermission');
+  const r = await user.request('AssumeRole', { RoleArn: role.Role.Arn, RoleSessionName: 'with-id', ExternalId: 'partner-42' }, post);
+  assert.match(r.Credentials.AccessKeyId, /^STS\./);
+});
 await step('DisableKeyThenDecryptRefused', async () => {
   await root.request('DisableKey', { KeyId: keyId }, post);
   await refused(root.request('Decrypt', { CiphertextBlob: blob }, post), 'Rejected.Disabled');

@@ -35,7 +35,7 @@ public sealed class StsApi(RamService ram)
     {
         using var credentials = ram.AssumeRole(context, p.Required("RoleArn"), p.Required("RoleSessionName"),
             p.OptionalInt("DurationSeconds", RamService.MinSessionSeconds, RamService.MaxSessionSeconds) ?? RamService.MaxSessionSeconds,
-            p.Optional("Policy"));
+            p.Optional("Policy"), p.Optional("ExternalId"));
         w.WriteStartObject("AssumedRoleUser");
         w.WriteString("AssumedRoleId", credentials.AssumedRoleId);
         w.WriteString("Arn", credentials.Arn);

@@ -95,8 +95,23 @@ public sealed class PolicyDocument
         }
 
         var resources = StringOrArray(element, "Resource", path);
+        var conditions = ParseConditions(element, path);
+        foreach (var property in element.EnumerateObject())
+        {
+            if (property.Name is not ("Effect" or "Action" or "Resource" or "Condition"))
+            {
+                throw Malformed($"{path}.{property.Name}", "unknown field; a statement has Effect, Action, Resource and Condition.");
+            }
+        }
+
+        return new PolicyStatement(effect == "Allow" ? PolicyEffect.Allow : PolicyEffect.Deny, actions, resources, conditions);
+    }
+
+    /// <summary>The <c>Condition</c> of a statement at <paramref name="path"/> (empty when it has none); errors name the field.</summary>
+    internal static List<PolicyCondition> ParseConditions(JsonElement statement, string path)
+    {
         var conditions = new List<PolicyCondition>();
-        if (element.TryGetProperty("Condition", out var conditionElement))
+        if (statement.TryGetProperty("Condition", out var conditionElement))
         {
             if (conditionElement.ValueKind != JsonValueKind.Object)
             {
@@ -146,15 +161,8 @@ public sealed class PolicyDocument
             }
         }
 
-        foreach (var property in element.EnumerateObject())
-        {
-            if (property.Name is not ("Effect" or "Action" or "Resource" or "Condition"))
-            {
-                throw Malformed($"{path}.{property.Name}", "unknown field; a statement has Effect, Action, Resource and Condition.");
-            }
-        }
 
-        return new PolicyStatement(effect == "Allow" ? PolicyEffect.Allow : PolicyEffect.Deny, actions, resources, conditions);
+        return conditions;
     }
 
     /// <summary>Parses JSON text; invalid JSON is <c>MalformedPolicyDocument</c> at <paramref name="field"/>.</summary>

@@ -56,7 +56,7 @@ public static class PolicyEvaluator
         statement.Resources.Any(r => Wildcard.IsMatch(r, request.Resource, ignoreCase: false)) &&
         statement.Conditions.All(c => ConditionHolds(c, request.Context));
 
-    private static bool ConditionHolds(PolicyCondition condition, IReadOnlyDictionary<string, IReadOnlyList<string>> context)
+    internal static bool ConditionHolds(PolicyCondition condition, IReadOnlyDictionary<string, IReadOnlyList<string>> context)
     {
         var present = context.TryGetValue(condition.Key, out var actual) && actual.Count > 0;
         actual ??= [];

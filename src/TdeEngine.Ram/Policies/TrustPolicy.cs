@@ -10,12 +10,14 @@ namespace TdeEngine.Ram.Policies;
 /// account whose own policies allow <c>sts:AssumeRole</c> on the role) or one user
 /// (<c>acs:ram::ACCOUNT:user/NAME</c>). A <c>Service</c> principal (<c>rds.aliyuncs.com</c>) names
 /// a cloud service; services act in process (<see cref="RamService.RolePrincipal"/>), not through STS.
+/// A statement may carry a <c>Condition</c> in the policy language, over <c>sts:ExternalId</c> (the
+/// ExternalId given to AssumeRole) and <c>acs:SourceIp</c>; it applies only when its conditions hold.
 /// </summary>
 public sealed class TrustPolicy
 {
-    private readonly List<(bool Allow, List<string> Ram)> _statements;
+    private readonly List<(bool Allow, List<string> Ram, List<PolicyCondition> Conditions)> _statements;
 
-    private TrustPolicy(List<(bool Allow, List<string> Ram)> statements) => _statements = statements;
+    private TrustPolicy(List<(bool Allow, List<string> Ram, List<PolicyCondition> Conditions)> statements) => _statements = statements;
 
     /// <summary>Parses and checks a trust policy; errors name the offending field.</summary>
     public static TrustPolicy Parse(string document)
@@ -28,7 +30,7 @@ public sealed class TrustPolicy
                 throw Malformed("Statement", "a trust policy needs a Statement array.");
             }
 
-            var parsed = new List<(bool, List<string>)>();
+            var parsed = new List<(bool, List<string>, List<PolicyCondition>)>();
             var index = 0;
             foreach (var statement in statements.EnumerateArray())
             {
@@ -59,25 +61,40 @@ public sealed class TrustPolicy
                     }
                 }
 
-                parsed.Add((effect == "Allow", ram));
+                foreach (var property in statement.EnumerateObject())
+                {
+                    if (property.Name is not ("Effect" or "Action" or "Principal" or "Condition"))
+                    {
+                        throw Malformed($"{at}.{property.Name}", "unknown field; a trust policy statement has Effect, Action, Principal and Condition");
+                    }
+                }
+
+                parsed.Add((effect == "Allow", ram, PolicyDocument.ParseConditions(statement, at)));
             }
 
             return new TrustPolicy(parsed);
         }
     }
 
-    /// <summary>True when a caller of <paramref name="accountId"/> (a user named <paramref name="userName"/>, or null) is trusted.</summary>
-    public bool Trusts(string accountId, string? userName)
+    /// <summary>
+    /// True when a caller of <paramref name="accountId"/> (a user named <paramref name="userName"/>, or
+    /// null) is trusted, with <paramref name="conditions"/> (<c>sts:ExternalId</c>, <c>acs:SourceIp</c>)
+    /// for statements that have a Condition.
+    /// </summary>
+    public bool Trusts(string accountId, string? userName, IReadOnlyDictionary<string, IReadOnlyList<string>>? conditions = null)
     {
-        bool Matches(string arn) =>
-            arn == $"acs:ram::{accountId}:root" || (userName is not null && string.Equals(arn, $"acs:ram::{accountId}:user/{userName}", StringComparison.OrdinalIgnoreCase));
+        conditions ??= new Dictionary<string, IReadOnlyList<string>>();
+        bool Applies((bool Allow, List<string> Ram, List<PolicyCondition> Conditions) s) =>
+            s.Ram.Any(arn => arn == $"acs:ram::{accountId}:root" ||
+                             (userName is not null && string.Equals(arn, $"acs:ram::{accountId}:user/{userName}", StringComparison.OrdinalIgnoreCase))) &&
+            s.Conditions.All(c => PolicyEvaluator.ConditionHolds(c, conditions));
 
-        if (_statements.Any(s => !s.Allow && s.Ram.Any(Matches)))
+        if (_statements.Any(s => !s.Allow && Applies(s)))
         {
             return false;
         }
 
-        return _statements.Any(s => s.Allow && s.Ram.Any(Matches));
+        return _statements.Any(s => s.Allow && Applies(s));
     }
 
     private static KmsException Malformed(string field, string problem) => PolicyDocument.Malformed(field, problem.EndsWith('.') ? problem : problem + ".");
