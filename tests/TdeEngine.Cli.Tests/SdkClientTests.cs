@@ -11,23 +11,11 @@ namespace TdeEngine.Cli.Tests;
 /// </summary>
 public sealed class SdkClientTests : IDisposable
 {
-    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-sdk-" + Guid.NewGuid().ToString("N"));
-    private Process? _server;
+    private readonly ServedHome _served = new("tde-sdk-");
 
-    public SdkClientTests() => Directory.CreateDirectory(_home);
+    private string Home => _served.Home;
 
-    public void Dispose()
-    {
-        if (_server is { HasExited: false })
-        {
-            _server.Kill(entireProcessTree: true);
-            _server.WaitForExit();
-        }
-
-        _server?.Dispose();
-        SqliteConnection.ClearAllPools();
-        Directory.Delete(_home, recursive: true);
-    }
+    public void Dispose() => _served.Dispose();
 
     [Fact]
     public void The_official_Alibaba_RPC_client_drives_the_server()
@@ -35,10 +23,10 @@ public sealed class SdkClientTests : IDisposable
         var script = FindSdkScript();
         Assert.True(Directory.Exists(Path.Combine(Path.GetDirectoryName(script)!, "node_modules", "@alicloud", "pop-core")),
             "The SDK client is not installed: run 'npm ci' in tests/sdk-client (test.sh does).");
-        var rootKey = Key(CliProcess.Run(_home, "ram", "CreateAccessKey"));
-        Assert.Equal(0, CliProcess.Run(_home, "ram", "CreateUser", "--UserName", "sdkuser").ExitCode);
-        var userKey = Key(CliProcess.Run(_home, "ram", "CreateAccessKey", "--UserName", "sdkuser"));
-        var endpoint = StartServer();
+        var rootKey = Key(CliProcess.Run(Home, "ram", "CreateAccessKey"));
+        Assert.Equal(0, CliProcess.Run(Home, "ram", "CreateUser", "--UserName", "sdkuser").ExitCode);
+        var userKey = Key(CliProcess.Run(Home, "ram", "CreateAccessKey", "--UserName", "sdkuser"));
+        var endpoint = _served.StartServer();
 
         var node = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true };
         node.ArgumentList.Add(script);
@@ -63,19 +51,19 @@ public sealed class SdkClientTests : IDisposable
         }
 
         // Every SDK call is in the audit trail, and the trail verifies.
-        var verify = CliProcess.Run(_home, "audit", "verify");
+        var verify = CliProcess.Run(Home, "audit", "verify");
         Assert.Equal(0, verify.ExitCode);
-        var lookup = CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "sdkuser", "--json");
+        var lookup = CliProcess.Run(Home, "audit", "LookupEvents", "--Principal", "sdkuser", "--json");
         var events = JsonDocument.Parse(lookup.Stdout).RootElement.GetProperty("Events");
         Assert.Contains(events.EnumerateArray(), e => e.GetProperty("errorCode").GetString() == "Forbidden.RAM");
 
         // The role session's calls are audited as the assumed role, with the STS access key.
-        var session = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-session", "--json").Stdout)
+        var session = JsonDocument.Parse(CliProcess.Run(Home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-session", "--json").Stdout)
             .RootElement.GetProperty("Events").EnumerateArray().ToList();
         var generate = Assert.Single(session, e => e.GetProperty("eventName").GetString() == "GenerateDataKey");
         Assert.Equal("assumed-role", generate.GetProperty("userIdentity").GetProperty("type").GetString());
         Assert.StartsWith("STS.", generate.GetProperty("userIdentity").GetProperty("accessKeyId").GetString(), StringComparison.Ordinal);
-        var assumes = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
+        var assumes = JsonDocument.Parse(CliProcess.Run(Home, "audit", "LookupEvents", "--EventName", "AssumeRole", "--json").Stdout)
             .RootElement.GetProperty("Events").EnumerateArray().ToList();
         Assert.Equal(5, assumes.Count);   // sdk-session, sdk-narrow (session policy), sdk-bad (refused), no-id (refused), with-id
         Assert.All(assumes, e => Assert.Equal("sts.aliyuncs.com", e.GetProperty("eventSource").GetString()));
@@ -86,7 +74,7 @@ public sealed class SdkClientTests : IDisposable
             Assert.Single(assumes, e => e.GetProperty("requestParameters").GetProperty("RoleSessionName").GetString() == "sdk-bad").GetProperty("errorCode").GetString());
 
         // The narrowed session's Decrypt was refused by its session policy, and the event says so.
-        var narrow = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-narrow", "--json").Stdout)
+        var narrow = JsonDocument.Parse(CliProcess.Run(Home, "audit", "LookupEvents", "--Principal", "SdkKeyUser/sdk-narrow", "--json").Stdout)
             .RootElement.GetProperty("Events").EnumerateArray().ToList();
         var refusedDecrypt = Assert.Single(narrow, e => e.GetProperty("eventName").GetString() == "Decrypt");
         Assert.Equal("Forbidden.RAM", refusedDecrypt.GetProperty("errorCode").GetString());
@@ -98,23 +86,6 @@ public sealed class SdkClientTests : IDisposable
         Assert.Equal(0, result.ExitCode);
         var key = JsonDocument.Parse(result.Stdout).RootElement.GetProperty("AccessKey");
         return (key.GetProperty("AccessKeyId").GetString()!, key.GetProperty("AccessKeySecret").GetString()!);
-    }
-
-    private string StartServer()
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
-        foreach (var arg in new[] { "kms", "serve", "--port", "0" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["TDE_HOME"] = _home;
-        _server = Process.Start(start)!;
-        var line = _server.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The server exited: " + _server.StandardError.ReadToEnd());
-        var url = line.Split(' ').First(w => w.StartsWith("http://", StringComparison.Ordinal)).TrimEnd(',');
-        Assert.StartsWith("http://127.0.0.1:", url, StringComparison.Ordinal);
-        return url;
     }
 
     private static string FindSdkScript()

@@ -13,35 +13,23 @@ namespace TdeEngine.Cli.Tests;
 /// </summary>
 public sealed class ServeTests : IDisposable
 {
-    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-serve-" + Guid.NewGuid().ToString("N"));
-    private Process? _server;
+    private readonly ServedHome _served = new("tde-serve-");
 
-    public ServeTests() => Directory.CreateDirectory(_home);
+    private string Home => _served.Home;
 
-    public void Dispose()
-    {
-        if (_server is { HasExited: false })
-        {
-            _server.Kill(entireProcessTree: true);
-            _server.WaitForExit();
-        }
-
-        _server?.Dispose();
-        SqliteConnection.ClearAllPools();
-        Directory.Delete(_home, recursive: true);
-    }
+    public void Dispose() => _served.Dispose();
 
     [Fact]
     public async Task A_call_blocked_on_the_key_store_does_not_stall_other_connections()
     {
-        var key = JsonDocument.Parse(CliProcess.Run(_home, "ram", "CreateAccessKey").Stdout).RootElement.GetProperty("AccessKey");
+        var key = JsonDocument.Parse(CliProcess.Run(Home, "ram", "CreateAccessKey").Stdout).RootElement.GetProperty("AccessKey");
         var (id, secret) = (key.GetProperty("AccessKeyId").GetString()!, Encoding.UTF8.GetBytes(key.GetProperty("AccessKeySecret").GetString()!));
-        Assert.Equal(0, CliProcess.Run(_home, "kms", "ListKeys").ExitCode);   // the key store exists
-        var endpoint = new Uri(StartServer());
+        Assert.Equal(0, CliProcess.Run(Home, "kms", "ListKeys").ExitCode);   // the key store exists
+        var endpoint = new Uri(_served.StartServer());
         using var slowClient = new HttpClient { BaseAddress = endpoint, Timeout = TimeSpan.FromSeconds(60) };
 
         // Another process holds the key store's write lock: CreateKey waits for it (busy timeout).
-        await using var holder = new SqliteConnection($"Data Source={Path.Combine(_home, "kms.db")};Pooling=False");
+        await using var holder = new SqliteConnection($"Data Source={Path.Combine(Home, "kms.db")};Pooling=False");
         await holder.OpenAsync();
         await using (var begin = holder.CreateCommand())
         {
@@ -92,21 +80,5 @@ public sealed class ServeTests : IDisposable
         };
         form["Signature"] = RpcSignature.Compute("POST", form, secret);
         return form;
-    }
-
-    private string StartServer()
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
-        foreach (var arg in new[] { "kms", "serve", "--port", "0" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["TDE_HOME"] = _home;
-        start.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");   // the server's own choice: inline
-        _server = Process.Start(start)!;
-        var line = _server.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The server exited: " + _server.StandardError.ReadToEnd());
-        return line.Split(' ').First(w => w.StartsWith("http://", StringComparison.Ordinal)).TrimEnd(',');
     }
 }
