@@ -257,7 +257,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         lock (_fileGate)
         {
             using var held = AcquireFileLock();
-            var tail = ReadTail(TrailHandle());
+            var tail = ReadTail(TrailHandle(out var length), length);
             if (tail.Sequence > 0)
             {
                 WriteCheckpoint(tail.Sequence, tail.Hash);
@@ -376,8 +376,8 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private List<AuditEvent> WriteDurablyLocked(List<(AuditEvent Event, byte[] Core, Completion Done)> events)
     {
         using var held = AcquireFileLock();
-        var handle = TrailHandle();
-        var (_, sequence, previous) = ReadTail(handle);
+        var handle = TrailHandle(out var offset);
+        var (_, sequence, previous) = ReadTail(handle, offset);
         var written = new List<AuditEvent>(events.Count);
         var lines = _lines;
         lines.ResetWrittenCount();
@@ -390,7 +390,6 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         }
 
         // Under the lock the end of the file is ours: write there, then fsync before anyone is answered.
-        var offset = RandomAccess.GetLength(handle);
         RandomAccess.Write(handle, lines.WrittenSpan, offset);
         RandomAccess.FlushToDisk(handle);
         if (lines.Capacity > 1 << 20)
@@ -411,12 +410,13 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     // The trail stays open between batches (an open and a close per batch cost more than the write).
     // Under the file lock, a path whose length differs from the open handle's means the file was
     // replaced or moved aside: reopen it, and read its tail again.
-    private SafeFileHandle TrailHandle()
+    private SafeFileHandle TrailHandle(out long length)
     {
         if (_handle is not null)
         {
             var onPath = new FileInfo(_trail);
-            if (onPath.Exists && onPath.Length == RandomAccess.GetLength(_handle))
+            length = RandomAccess.GetLength(_handle);
+            if (onPath.Exists && onPath.Length == length)
             {
                 return _handle;
             }
@@ -426,6 +426,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
         _handle = File.OpenHandle(_trail, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         _tail = null;
+        length = RandomAccess.GetLength(_handle);
         return _handle;
     }
 
@@ -435,9 +436,8 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         _handle = null;
     }
 
-    private (long Length, long Sequence, string Hash) ReadTail(SafeFileHandle handle)
+    private (long Length, long Sequence, string Hash) ReadTail(SafeFileHandle handle, long length)
     {
-        var length = RandomAccess.GetLength(handle);
         if (_tail is { } cached && cached.Length == length)
         {
             return cached;
