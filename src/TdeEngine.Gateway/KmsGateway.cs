@@ -27,7 +27,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         "DeletionProtectionDescription", "KeyVersionId", "Tags", "TagKeys", "PageNumber", "PageSize", "Filters", "ProductType",
         "KeyNum", "Spec", "UserName", "RoleName", "PolicyName", "PolicyType", "PolicyDocument", "DisplayName", "UserAccessKeyId",
         "Action", "Resource", "SourceIp", "WrappingAlgorithm", "WrappingKeySpec", "KeyMaterialExpireUnix", "RoleArn", "RoleSessionName",
-        "DurationSeconds", "Policy", "ExternalId",
+        "DurationSeconds", "Policy", "ExternalId", "NewAssumeRolePolicyDocument", "NewDescription",
     };
 
     private static readonly Dictionary<string, IReadOnlyList<string>> NoConditions = new(StringComparer.Ordinal);

@@ -95,6 +95,35 @@ public sealed class RamService : IDisposable
         return role;
     }
 
+    /// <summary>
+    /// RAM UpdateRole: replaces a role's trust policy and/or description (each only when given). The
+    /// new trust policy is checked as at CreateRole; sessions already issued keep running until they expire.
+    /// </summary>
+    public RamRole UpdateRole(KmsCallContext context, string roleName, string? newAssumeRolePolicyDocument = null, string? newDescription = null)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (newAssumeRolePolicyDocument is not null)
+        {
+            TrustPolicy.Parse(newAssumeRolePolicyDocument);
+        }
+
+        using var c = _store.Open();
+        var changed = c.Execute(
+            "UPDATE Roles SET AssumeRolePolicyDocument = coalesce(@newAssumeRolePolicyDocument, AssumeRolePolicyDocument), " +
+            "Description = coalesce(@newDescription, Description) WHERE AccountId = @AccountId AND lower(RoleName) = lower(@roleName)",
+            new { newAssumeRolePolicyDocument, newDescription, context.AccountId, roleName });
+        if (changed == 0)
+        {
+            throw RoleNotFound(roleName);
+        }
+
+        var row = c.QuerySingle<(string RoleId, string RoleName, string Description, string AssumeRolePolicyDocument, long CreateDate)>(
+            "SELECT RoleId, RoleName, Description, AssumeRolePolicyDocument, CreateDate FROM Roles WHERE AccountId = @AccountId AND lower(RoleName) = lower(@roleName)",
+            new { context.AccountId, roleName });
+        return new RamRole(row.RoleId, row.RoleName, RoleArn(context.AccountId, row.RoleName), row.Description, row.AssumeRolePolicyDocument,
+            DateTimeOffset.FromUnixTimeMilliseconds(row.CreateDate));
+    }
+
     public static string RoleArn(string accountId, string roleName) => $"acs:ram::{accountId}:role/{roleName.ToLowerInvariant()}";
 
     /// <summary>The principal of a RAM user of the caller's account.</summary>

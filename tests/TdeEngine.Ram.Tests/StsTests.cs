@@ -273,6 +273,35 @@ public sealed class StsTests : IDisposable
     }
 
     [Fact]
+    public void UpdateRole_replaces_the_trust_policy_so_an_existing_role_can_require_an_external_id()
+    {
+        _ram.AssumeRole(Deployer, _roleArn, "before", 900).Dispose();
+        var api = new RamApi(_ram);
+        using var updated = api.Invoke(_root, "UpdateRole", new Dictionary<string, string>
+        {
+            ["RoleName"] = "OrdersKeyUser",
+            ["NewAssumeRolePolicyDocument"] = """
+                {"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:root"]},
+                 "Condition":{"StringEquals":{"sts:ExternalId":"partner-9"}}}]}
+                """,
+        });
+        Assert.True(updated.IsSuccess, updated.ErrorMessage);
+        var role = JsonDocument.Parse(updated.Body.ToArray()).RootElement.GetProperty("Role");
+        Assert.Contains("partner-9", role.GetProperty("AssumeRolePolicyDocument").GetString(), StringComparison.Ordinal);
+        Assert.Equal(_roleArn, role.GetProperty("Arn").GetString());
+
+        Assert.Equal("NoPermission", Assert.Throws<KmsException>(() => _ram.AssumeRole(Deployer, _roleArn, "after", 900)).Code);
+        _ram.AssumeRole(Deployer, _roleArn, "after", 900, externalId: "partner-9").Dispose();
+
+        // The description alone can change; a bad policy or an unknown role is refused and changes nothing.
+        Assert.Equal("keys for orders", _ram.UpdateRole(_root, "OrdersKeyUser", newDescription: "keys for orders").Description);
+        var malformed = Assert.Throws<KmsException>(() => _ram.UpdateRole(_root, "OrdersKeyUser", """{"Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Principal":{"RAM":["acs:ram::1:root"]}}]}"""));
+        Assert.Equal("MalformedPolicyDocument", malformed.Code);
+        Assert.Contains("partner-9", _ram.UpdateRole(_root, "OrdersKeyUser").AssumeRolePolicyDocument, StringComparison.Ordinal);
+        Assert.Equal("EntityNotExist.Role", Assert.Throws<KmsException>(() => _ram.UpdateRole(_root, "NoSuchRole", newDescription: "x")).Code);
+    }
+
+    [Fact]
     public void A_trust_policy_condition_on_the_source_ip_must_hold()
     {
         _ram.CreateRole(_root, "OfficeOnly", """

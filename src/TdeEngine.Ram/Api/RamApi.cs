@@ -16,18 +16,10 @@ public sealed class RamApi(RamService ram)
     {
         ["CreateUser"] = ((ram, c, p, w) => WriteUser(w, ram.CreateUser(c, p.Required("UserName"), p.Optional("DisplayName"))),
             "--UserName NAME [--DisplayName D]"),
-        ["CreateRole"] = ((ram, c, p, w) =>
-        {
-            var role = ram.CreateRole(c, p.Required("RoleName"), p.Optional("AssumeRolePolicyDocument"), p.Optional("Description"));
-            w.WriteStartObject("Role");
-            w.WriteString("RoleId", role.RoleId);
-            w.WriteString("RoleName", role.RoleName);
-            w.WriteString("Arn", role.Arn);
-            w.WriteString("Description", role.Description);
-            w.WriteString("AssumeRolePolicyDocument", role.AssumeRolePolicyDocument);
-            w.WriteString("CreateDate", RamService.FormatDate(role.CreateDate));
-            w.WriteEndObject();
-        }, "--RoleName NAME [--AssumeRolePolicyDocument JSON] [--Description D]"),
+        ["CreateRole"] = ((ram, c, p, w) => WriteRole(w, ram.CreateRole(c, p.Required("RoleName"), p.Optional("AssumeRolePolicyDocument"), p.Optional("Description"))),
+            "--RoleName NAME [--AssumeRolePolicyDocument JSON] [--Description D]"),
+        ["UpdateRole"] = ((ram, c, p, w) => WriteRole(w, ram.UpdateRole(c, p.Required("RoleName"), p.Optional("NewAssumeRolePolicyDocument"), p.Optional("NewDescription"))),
+            "--RoleName NAME [--NewAssumeRolePolicyDocument JSON] [--NewDescription D]"),
         ["CreateAccessKey"] = ((ram, c, p, w) =>
         {
             using var key = ram.CreateAccessKey(c, p.Optional("UserName"));
@@ -130,6 +122,18 @@ public sealed class RamApi(RamService ram)
             w.WriteString("MatchedPolicy", decision.PolicyName);
             w.WriteNumber("MatchedStatement", decision.StatementIndex ?? 0);
         }
+    }
+
+    private static void WriteRole(Utf8JsonWriter w, RamRole role)
+    {
+        w.WriteStartObject("Role");
+        w.WriteString("RoleId", role.RoleId);
+        w.WriteString("RoleName", role.RoleName);
+        w.WriteString("Arn", role.Arn);
+        w.WriteString("Description", role.Description);
+        w.WriteString("AssumeRolePolicyDocument", role.AssumeRolePolicyDocument);
+        w.WriteString("CreateDate", RamService.FormatDate(role.CreateDate));
+        w.WriteEndObject();
     }
 
     private static void WriteUser(Utf8JsonWriter w, RamUser user)
