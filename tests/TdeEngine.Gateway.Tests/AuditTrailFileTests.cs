@@ -84,6 +84,23 @@ public sealed class AuditTrailFileTests : IDisposable
     }
 
     [Fact]
+    public void Verify_reports_a_trail_moved_aside_once_checkpoints_were_signed()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 2);
+        for (var i = 0; i < 4; i++)
+        {
+            trail.Append(Event("e" + i));   // checkpoints at 2 and 4
+        }
+
+        File.Move(trail.TrailPath, trail.TrailPath + ".1");
+        trail.Append(Event("fresh"));
+
+        var result = trail.Verify();
+        Assert.False(result.Intact);
+        Assert.Equal(2, result.FirstBadSequence);
+    }
+
+    [Fact]
     public void A_trail_cut_short_by_hand_is_continued_from_its_new_last_event()
     {
         using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0);
