@@ -70,14 +70,8 @@ internal static class ServerLoad
             var encryptionContext = "{\"db\":\"orders\"}";
             Dictionary<string, string> Signed()
             {
-                var form = new Dictionary<string, string>(StringComparer.Ordinal)
-                {
-                    ["Action"] = "GenerateDataKey", ["Format"] = "JSON", ["Version"] = "2016-01-20", ["AccessKeyId"] = accessKey.AccessKeyId,
-                    ["SignatureMethod"] = "HMAC-SHA1", ["SignatureVersion"] = "1.0", ["SignatureNonce"] = Guid.NewGuid().ToString("N"),
-                    ["Timestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
-                    ["KeyId"] = keyId, ["EncryptionContext"] = encryptionContext,
-                };
-                form["Signature"] = RpcSignature.Compute("POST", form, secret);
+                var form = new Dictionary<string, string>(StringComparer.Ordinal) { ["KeyId"] = keyId, ["EncryptionContext"] = encryptionContext };
+                RpcSignature.SignRequest(form, "GenerateDataKey", "2016-01-20", accessKey.AccessKeyId, secret);
                 return form;
             }
 

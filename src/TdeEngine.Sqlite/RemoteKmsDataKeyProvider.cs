@@ -1,12 +1,10 @@
-using System.Globalization;
-using System.Net;
 using System.Security.Cryptography;
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using TdeEngine.Kms.Api;
 using TdeEngine.Kms.Envelope;
 using TdeEngine.Kms.Errors;
-using TdeEngine.Kms.Identity;
 using TdeEngine.Kms.Secrets;
 using TdeEngine.Storage.Keys;
 
@@ -104,20 +102,7 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
     // One signed POST; the answer body on success, a KmsException with the server's code otherwise.
     private byte[] Call(string action, Dictionary<string, string> parameters)
     {
-        parameters["Action"] = action;
-        parameters["Format"] = "JSON";
-        parameters["Version"] = "2016-01-20";
-        parameters["AccessKeyId"] = _accessKeyId;
-        parameters["SignatureMethod"] = "HMAC-SHA1";
-        parameters["SignatureVersion"] = "1.0";
-        parameters["SignatureNonce"] = Uuid.NewV4();
-        parameters["Timestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
-        if (_securityToken is not null)
-        {
-            parameters["SecurityToken"] = _securityToken;
-        }
-
-        parameters["Signature"] = RpcSignature.Compute("POST", parameters, _secret.Span);
+        RpcSignature.SignRequest(parameters, action, "2016-01-20", _accessKeyId, _secret.Span, _securityToken);
         var form = string.Join('&', parameters.Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value)));
         using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = new StringContent(form, Encoding.ASCII, "application/x-www-form-urlencoded") };
         using var response = _http.Send(request);

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -67,18 +66,8 @@ public sealed class ServeTests : IDisposable
 
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret)
     {
-        var form = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["Action"] = action,
-            ["Format"] = "JSON",
-            ["Version"] = "2016-01-20",
-            ["AccessKeyId"] = accessKeyId,
-            ["SignatureMethod"] = "HMAC-SHA1",
-            ["SignatureVersion"] = "1.0",
-            ["SignatureNonce"] = Guid.NewGuid().ToString("N"),
-            ["Timestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
-        };
-        form["Signature"] = RpcSignature.Compute("POST", form, secret);
+        var form = new Dictionary<string, string>(StringComparer.Ordinal);
+        RpcSignature.SignRequest(form, action, "2016-01-20", accessKeyId, secret);
         return form;
     }
 }

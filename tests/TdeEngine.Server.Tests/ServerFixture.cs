@@ -1,5 +1,4 @@
 using TdeEngine.Kms.Api;
-using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Data.Sqlite;
@@ -55,23 +54,8 @@ public sealed class ServerFixture : IAsyncDisposable
     /// <summary>The common parameters, signed for POST, with the action's own parameters.</summary>
     public Dictionary<string, string> Signed(string action, IDictionary<string, string>? parameters = null, DateTimeOffset? timestamp = null, byte[]? secret = null)
     {
-        var all = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["Action"] = action,
-            ["Format"] = "JSON",
-            ["Version"] = "2016-01-20",
-            ["AccessKeyId"] = AccessKeyId,
-            ["SignatureMethod"] = "HMAC-SHA1",
-            ["SignatureVersion"] = "1.0",
-            ["SignatureNonce"] = Guid.NewGuid().ToString("N"),
-            ["Timestamp"] = (timestamp ?? DateTimeOffset.UtcNow).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
-        };
-        foreach (var (name, value) in parameters ?? new Dictionary<string, string>())
-        {
-            all[name] = value;
-        }
-
-        all["Signature"] = RpcSignature.Compute("POST", all, secret ?? Secret);
+        var all = new Dictionary<string, string>(parameters ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        RpcSignature.SignRequest(all, action, "2016-01-20", AccessKeyId, secret ?? Secret, timestamp: timestamp);
         return all;
     }
 

@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Buffers.Text;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using TdeEngine.Kms.Identity;
 
 namespace TdeEngine.Kms.Api;
 
@@ -27,6 +29,34 @@ public static class RpcSignature
         Span<byte> mac = stackalloc byte[MacSize];
         Sign(method, parameters, accessKeySecret, mac);
         return Convert.ToBase64String(mac);
+    }
+
+    /// <summary>
+    /// For clients: adds the common parameters of a POST request (<c>Action</c>, <c>Format</c>,
+    /// <c>Version</c>, <c>AccessKeyId</c>, signature method and version, a fresh <c>SignatureNonce</c>,
+    /// <c>Timestamp</c>, and <c>SecurityToken</c> for an STS key) to <paramref name="parameters"/>,
+    /// then its <c>Signature</c>; returns the same dictionary.
+    /// </summary>
+    public static IDictionary<string, string> SignRequest(IDictionary<string, string> parameters, string action, string version, string accessKeyId,
+        ReadOnlySpan<byte> accessKeySecret, string? securityToken = null, DateTimeOffset? timestamp = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        parameters["Action"] = action;
+        parameters["Format"] = "JSON";
+        parameters["Version"] = version;
+        parameters["AccessKeyId"] = accessKeyId;
+        parameters["SignatureMethod"] = "HMAC-SHA1";
+        parameters["SignatureVersion"] = "1.0";
+        parameters["SignatureNonce"] = Uuid.NewV4();
+        parameters["Timestamp"] = (timestamp ?? DateTimeOffset.UtcNow).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        if (securityToken is not null)
+        {
+            parameters["SecurityToken"] = securityToken;
+        }
+
+        parameters.Remove("Signature");
+        parameters["Signature"] = Compute("POST", parameters.AsReadOnly(), accessKeySecret);
+        return parameters;
     }
 
     /// <summary>True when <paramref name="given"/> is the signature of the request; compared in constant time.</summary>
