@@ -26,6 +26,8 @@ internal static class SideBySide
         var updates = Option(args, "--updates", 20_000);
         var synchronous = args.SkipWhile(a => a != "--synchronous").Skip(1).FirstOrDefault() ?? "NORMAL";
         var cacheMb = Option(args, "--cache-mb", 0);   // 0: SQLite's default page cache (2 MB)
+        var mmapMb = Option(args, "--mmap-mb", 0);     // 0: SQLite's default (no memory-mapped I/O)
+        var mmapTdeOnly = args.Contains("--mmap-tde-only");   // plain SQLite keeps its default
 
         var root = Path.Combine(Path.GetTempPath(), "tde-side-by-side-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
@@ -39,9 +41,15 @@ internal static class SideBySide
             new("TDE AEGIS-256", path => $"Data Source=file:{path}?vfs=tde&cipher=aegis-256;Pooling=False"),
         ];
         string[] workloads = ["insert", "indexed read", "full scan", "update"];
+        if (args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault() is { } only)
+        {
+            // For profiling one configuration (strace -c, perf): the others do not run and the ratio columns are empty.
+            variants = variants.Where(v => v.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
+        }
 
         Console.WriteLine($"side-by-side: {rows:N0} rows of ~64-byte text, {lookups:N0} indexed reads, {scans} full scans, {updates:N0} updates; " +
-                          $"page size 4096, synchronous={synchronous}, page cache {(cacheMb == 0 ? "default (2 MB)" : cacheMb + " MB")}, {runs} interleaved runs, medians in ms");
+                          $"page size 4096, synchronous={synchronous}, page cache {(cacheMb == 0 ? "default (2 MB)" : cacheMb + " MB")}, " +
+                          $"mmap_size {(mmapMb == 0 ? "default (0)" : mmapMb + " MB" + (mmapTdeOnly ? " on the TDE connections only" : ""))}, {runs} interleaved runs, medians in ms");
         try
         {
             foreach (var journalMode in new[] { "DELETE", "WAL" })
@@ -52,7 +60,8 @@ internal static class SideBySide
                     foreach (var variant in variants)
                     {
                         var path = Path.Combine(root, $"{journalMode}-{run}-{variant.Name.Replace(' ', '-')}.db");
-                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, rows, lookups, scans, updates);
+                        var mmap = mmapTdeOnly && !variant.Name.StartsWith("TDE", StringComparison.Ordinal) ? 0 : mmapMb;
+                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, mmap, rows, lookups, scans, updates);
                         foreach (var (workload, ms) in times)
                         {
                             samples[variant.Name][workload].Add(ms);
@@ -72,9 +81,9 @@ internal static class SideBySide
                 Console.WriteLine("|---|---:|---:|---:|---:|---:|");
                 foreach (var workload in workloads)
                 {
-                    var plain = Median(samples["plain SQLite"][workload]);
-                    var aes = Median(samples["TDE AES-256-GCM"][workload]);
-                    var aegis = Median(samples["TDE AEGIS-256"][workload]);
+                    var plain = MedianOf(samples, "plain SQLite", workload);
+                    var aes = MedianOf(samples, "TDE AES-256-GCM", workload);
+                    var aegis = MedianOf(samples, "TDE AEGIS-256", workload);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {workload} | {plain:F1} | {aes:F1} | {aes / plain:F3} | {aegis:F1} | {aegis / plain:F3} |"));
                 }
@@ -89,7 +98,7 @@ internal static class SideBySide
         return 0;
     }
 
-    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb,
+    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb, int mmapMb,
         int rows, int lookups, int scans, int updates)
     {
         var times = new Dictionary<string, double>();
@@ -98,6 +107,11 @@ internal static class SideBySide
         if (cacheMb > 0)
         {
             Exec(db, $"PRAGMA cache_size=-{cacheMb * 1024}");
+        }
+
+        if (mmapMb > 0)
+        {
+            Exec(db, $"PRAGMA mmap_size={mmapMb * 1024L * 1024}");
         }
 
         Exec(db, $"PRAGMA journal_mode={journalMode}; PRAGMA synchronous={synchronous}; " +
@@ -184,6 +198,9 @@ internal static class SideBySide
         command.CommandText = sql;
         command.ExecuteNonQuery();
     }
+
+    private static double MedianOf(Dictionary<string, Dictionary<string, List<double>>> samples, string variant, string workload) =>
+        samples.TryGetValue(variant, out var byWorkload) ? Median(byWorkload[workload]) : double.NaN;
 
     private static double Median(List<double> values)
     {

@@ -26,6 +26,17 @@ public sealed class TdeStorageOptions
     /// </summary>
     public TimeSpan DekCacheTtl { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// How many bytes of a TDE database each connection memory-maps for reads: SQLite's
+    /// <c>PRAGMA mmap_size</c>, set when a connection opens a TDE database, unless the URI names a
+    /// value (<c>mmap_size=</c>); the app's own PRAGMA still overrides it. Reads then copy sealed
+    /// pages from the mapping instead of making a system call each; every page is still
+    /// authenticated and decrypted. Default 0 (off, as in SQLite): with a mapping, a file truncated
+    /// behind SQLite's back or a disk read error ends the process with SIGBUS instead of a typed
+    /// error (docs/threat-model.md).
+    /// </summary>
+    public long MemoryMapSize { get; set; }
+
     /// <summary>The clock for the DEK cache.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -39,6 +50,7 @@ public sealed class TdeStorageOptions
             throw new ArgumentOutOfRangeException(nameof(DekCacheTtl), "The DEK cache TTL cannot be negative.");
         }
 
+        ArgumentOutOfRangeException.ThrowIfNegative(MemoryMapSize);
         ArgumentNullException.ThrowIfNull(TimeProvider);
     }
 

@@ -7,11 +7,12 @@ using TdeEngine.Sqlite;
 // A writer for the crash tests: it commits numbered transactions to a TDE database as fast as it
 // can and prints "committed N" after each commit returns. The test SIGKILLs it at a random moment
 // and checks that every transaction it saw committed is in the database, and that the database is
-// intact. Usage: TdeEngine.CrashWriter <database> <DELETE|WAL> (TDE_HOME names the KMS home).
+// intact. Usage: TdeEngine.CrashWriter <database> <DELETE|WAL> [mmap] (TDE_HOME names the KMS home;
+// "mmap" makes the writer read through memory-mapped I/O).
 var path = args[0];
 var journalMode = args[1];
 using var kms = KeyManagementService.Open(new KmsOptions());
-TdeSqlite.Register(kms);
+TdeSqlite.Register(kms, new TdeEngine.Storage.TdeStorageOptions { MemoryMapSize = args.Contains("mmap") ? 256L << 20 : 0 });
 using var db = new SqliteConnection(TdeSqlite.ConnectionString(path) + ";Default Timeout=30");
 db.Open();
 using (var setup = db.CreateCommand())

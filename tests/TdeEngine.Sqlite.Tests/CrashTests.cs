@@ -6,7 +6,8 @@ namespace TdeEngine.Sqlite.Tests;
 /// <summary>
 /// A writer child process is killed with SIGKILL at random moments, 50 times per journal mode.
 /// After every kill the database must pass <c>PRAGMA integrity_check</c> and hold every
-/// transaction the writer reported committed.
+/// transaction the writer reported committed. Every other run, the writer and the checking
+/// connection read through memory-mapped I/O (<c>mmap_size</c>).
 /// </summary>
 public sealed class CrashTests : IDisposable
 {
@@ -41,10 +42,12 @@ public sealed class CrashTests : IDisposable
             long reported = 0;
             for (var kill = 0; kill < KillsPerMode; kill++)
             {
-                reported = Math.Max(reported, RunAndKill(database, journalMode, random.Next(5, 120)));
+                var mapped = kill % 2 == 1;
+                reported = Math.Max(reported, RunAndKill(database, journalMode, random.Next(5, 120), mapped));
 
-                using var db = new SqliteConnection(TdeSqlite.ConnectionString(database));
+                using var db = new SqliteConnection(mapped ? $"Data Source=file:{database}?vfs=tde&mmap_size=268435456;Pooling=False" : TdeSqlite.ConnectionString(database));
                 db.Open();
+                Assert.Equal(mapped ? 268435456L : 0L, db.Scalar<long>("PRAGMA mmap_size"));
                 Assert.Equal("ok", db.Scalar<string>("PRAGMA integrity_check"));
                 var count = db.Scalar<long>("SELECT count(*) FROM t");
                 var max = db.Scalar<long>("SELECT coalesce(max(n), 0) FROM t");
@@ -62,13 +65,17 @@ public sealed class CrashTests : IDisposable
     }
 
     // Starts the writer, lets it commit for a while, kills it with SIGKILL, returns the last commit it reported.
-    private long RunAndKill(string database, string journalMode, int millisecondsAfterFirstCommit)
+    private long RunAndKill(string database, string journalMode, int millisecondsAfterFirstCommit, bool mapped)
     {
         var writer = Path.Combine(AppContext.BaseDirectory, "TdeEngine.CrashWriter.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(writer);
         start.ArgumentList.Add(database);
         start.ArgumentList.Add(journalMode);
+        if (mapped)
+        {
+            start.ArgumentList.Add("mmap");
+        }
         start.Environment["TDE_HOME"] = _kmsHome;
         using var process = Process.Start(start)!;
         long last = 0;

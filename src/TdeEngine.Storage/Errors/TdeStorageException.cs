@@ -36,5 +36,6 @@ public sealed class TdeStorageException : Exception
         public const string NonceBudgetExhausted = "Tde.NonceBudgetExhausted";
         public const string UnsupportedOperation = "Tde.UnsupportedOperation";
         public const string NotRegistered = "Tde.NotRegistered";
+        public const string InvalidParameter = "Tde.InvalidParameter";
     }
 }

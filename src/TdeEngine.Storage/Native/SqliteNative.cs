@@ -41,6 +41,7 @@ internal static unsafe partial class SqliteNative
 
     public const int SQLITE_IOCAP_SUBPAGE_READ = 0x00008000;
     public const int SQLITE_FCNTL_SIZE_HINT = 5;
+    public const int SQLITE_FCNTL_FILE_POINTER = 7;
     public const int SQLITE_FCNTL_MMAP_SIZE = 18;
     public const int SQLITE_FCNTL_RESERVE_BYTES = 38;
 
@@ -55,6 +56,15 @@ internal static unsafe partial class SqliteNative
 
     [LibraryImport(Lib)]
     public static partial byte* sqlite3_uri_parameter(byte* zFilename, byte* zParam);
+
+    [LibraryImport(Lib)]
+    public static partial int sqlite3_auto_extension(delegate* unmanaged[Cdecl]<IntPtr, byte**, void*, int> entryPoint);
+
+    [LibraryImport(Lib)]
+    public static partial int sqlite3_file_control(IntPtr db, byte* zDbName, int op, void* arg);
+
+    [LibraryImport(Lib)]
+    public static partial int sqlite3_exec(IntPtr db, byte* sql, void* callback, void* argument, byte** errorMessage);
 
     public static string? UriParameter(byte* filename, string name)
     {

@@ -51,10 +51,14 @@ public static class PageCipherSuites
     };
 
     /// <summary>Parses <c>aes-256-gcm</c> or <c>aegis-256</c> (case-insensitive).</summary>
-    public static PageCipherSuite Parse(string name) => name.ToLowerInvariant() switch
+    public static PageCipherSuite Parse(string name) =>
+        TryParse(name) ?? throw new ArgumentException($"Unknown page cipher '{name}'. Use aes-256-gcm or aegis-256.", nameof(name));
+
+    /// <summary>Parses <c>aes-256-gcm</c> or <c>aegis-256</c> (case-insensitive); null for anything else.</summary>
+    public static PageCipherSuite? TryParse(string name) => name.ToLowerInvariant() switch
     {
         "aes-256-gcm" or "aes256gcm" or "aes" => PageCipherSuite.Aes256Gcm,
         "aegis-256" or "aegis256" or "aegis" => PageCipherSuite.Aegis256,
-        _ => throw new ArgumentException($"Unknown page cipher '{name}'. Use aes-256-gcm or aegis-256.", nameof(name)),
+        _ => null,
     };
 }

@@ -47,6 +47,17 @@ internal unsafe class FileHandler(SqliteFile* underlying, string? path)
 
     public int ShmUnmap(int deleteFlag) => Inner->xShmUnmap(Underlying, deleteFlag);
 
+    /// <summary>
+    /// SQLite asks for a memory-mapped page. No page is ever handed out (the caller sets none); a
+    /// handler may use the call to let the wrapped file map itself.
+    /// </summary>
+    public virtual int Fetch(long offset, int amount) => SqliteNative.SQLITE_OK;
+
+    /// <summary>SQLite drops every mapping of the file (another connection changed it).</summary>
+    public int Unmap() => Inner is not null && Inner->iVersion >= 3 && Inner->xUnfetch is not null
+        ? Inner->xUnfetch(Underlying, 0, null)
+        : SqliteNative.SQLITE_OK;
+
     /// <summary>Closes the wrapped file and releases what the handler holds.</summary>
     public int Close()
     {

@@ -45,6 +45,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public DatabaseEnvelope Envelope { get; private set; }
 
+    /// <summary>The <c>PRAGMA mmap_size</c> a new connection to this file gets (0: none); see <see cref="TdeStorageOptions.MemoryMapSize"/>.</summary>
+    public long MemoryMapSize { get; set; }
+
     public DatabaseCrypto Crypto { get; }
 
     private int P => Crypto.PageSize;
@@ -233,6 +236,29 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     }
 
     public override int Truncate(long size) => Inner->xTruncate(Underlying, E + size);
+
+    /// <summary>
+    /// With <c>PRAGMA mmap_size</c> set, SQLite asks for each page it reads. The wrapped unix file is
+    /// asked too, which maps the sealed file (once, and again after SQLite dropped the mapping), and
+    /// the page it offers is given back at once. The page then comes through <see cref="Read"/>:
+    /// the unix file copies it from the mapping instead of making a system call, and it is opened.
+    /// </summary>
+    public override int Fetch(long offset, int amount)
+    {
+        if (Inner->iVersion < 3 || Inner->xFetch is null)
+        {
+            return SqliteNative.SQLITE_OK;
+        }
+
+        void* mapped = null;
+        var rc = Inner->xFetch(Underlying, E + offset, amount, &mapped);
+        if (mapped is not null)
+        {
+            Inner->xUnfetch(Underlying, E + offset, mapped);
+        }
+
+        return rc;
+    }
 
     public override int FileSize(long* size)
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -20,8 +21,14 @@ namespace TdeEngine.Storage.Vfs;
 /// <c>[ pMethods 8 | GCHandle of the handler 8 | wrapped unix file ... ]</c>.</para>
 /// <para>No exception crosses a callback: failures are recorded (<see cref="LastError"/>) and become
 /// SQLite result codes. The native structs live in unmanaged memory for the life of the process.</para>
-/// <para>io_methods are version 2: there is no xFetch, so SQLite never memory-maps a database file
-/// and every read goes through decryption.</para>
+/// <para>io_methods are version 3, but <c>xFetch</c> never hands SQLite a pointer: SQLite cannot use
+/// mapped pages in place, because they are ciphertext, so every page is read through
+/// <c>xRead</c> and decrypted. What <c>PRAGMA mmap_size</c> buys on a TDE connection is that the
+/// wrapped unix file maps the sealed file and serves those reads by copying from the mapping
+/// instead of a <c>pread</c> system call each; SQLite's own invalidation (<c>xUnfetch(0, NULL)</c>
+/// when another connection changed the file) is passed through. The ciphertext is copied into
+/// SQLite's private buffer before it is opened, so a concurrent writer of the shared mapping cannot
+/// change it between authentication and decryption.</para>
 /// </remarks>
 internal static unsafe class TdeVfs
 {
@@ -72,6 +79,11 @@ internal static unsafe class TdeVfs
                 }
 
                 s_methods = CreateMethods();
+                var rc0 = SqliteNative.sqlite3_auto_extension(&ApplyConnectionDefaults);
+                if (rc0 != SqliteNative.SQLITE_OK)
+                {
+                    throw new InvalidOperationException($"sqlite3_auto_extension failed with {rc0}.");
+                }
             }
 
             var vfs = (SqliteVfs*)NativeMemory.AllocZeroed((nuint)sizeof(SqliteVfs));
@@ -137,9 +149,15 @@ internal static unsafe class TdeVfs
         try
         {
             var config = Current;
-            if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0 && path is not null && (flags & SqliteNative.SQLITE_OPEN_CREATE) != 0)
+            long memoryMapSize = 0;
+            if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0)
             {
-                CreateIfNew(path, zName, config);
+                memoryMapSize = UriParameter<long>(zName, path, "mmap_size", "a number of bytes, 0 or more",
+                    static v => long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null) ?? config.Options.MemoryMapSize;
+                if (path is not null && (flags & SqliteNative.SQLITE_OPEN_CREATE) != 0)
+                {
+                    CreateIfNew(path, zName, config);
+                }
             }
 
             var rc = s_default->xOpen(s_default, zName, underlying, flags, outFlags);
@@ -151,7 +169,7 @@ internal static unsafe class TdeVfs
             FileHandler handler;
             try
             {
-                handler = CreateHandler(zName, path, flags, underlying, config);
+                handler = CreateHandler(zName, path, flags, underlying, config, memoryMapSize);
             }
             catch
             {
@@ -189,11 +207,13 @@ internal static unsafe class TdeVfs
         }
     }
 
-    private static FileHandler CreateHandler(byte* zName, string? path, int flags, SqliteFile* underlying, Configuration config)
+    private static FileHandler CreateHandler(byte* zName, string? path, int flags, SqliteFile* underlying, Configuration config, long memoryMapSize)
     {
         if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0)
         {
-            return MainDatabaseHandler.Open(underlying, path!, config.Keys);
+            var handler = MainDatabaseHandler.Open(underlying, path!, config.Keys);
+            handler.MemoryMapSize = memoryMapSize;
+            return handler;
         }
 
         if ((flags & (SqliteNative.SQLITE_OPEN_MAIN_JOURNAL | SqliteNative.SQLITE_OPEN_WAL)) != 0)
@@ -228,13 +248,10 @@ internal static unsafe class TdeVfs
 
         var options = config.Options;
         var kmsKey = SqliteNative.UriParameter(zName, "kms_key") ?? options.DefaultKmsKeyId;
-        var suite = SqliteNative.UriParameter(zName, "cipher") is { } cipher ? PageCipherSuites.Parse(cipher) : options.DefaultCipher;
-        var pageSize = options.DefaultPageSize;
-        if (SqliteNative.UriParameter(zName, "page_size") is { } size)
-        {
-            pageSize = int.Parse(size, System.Globalization.CultureInfo.InvariantCulture);
-            TdeStorageOptions.ValidatePageSize(pageSize);
-        }
+        var suite = UriParameter(zName, path, "cipher", "aes-256-gcm or aegis-256", PageCipherSuites.TryParse) ?? options.DefaultCipher;
+        var pageSize = UriParameter<int>(zName, path, "page_size", "a power of two from 1024 to 65536",
+            static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1024 and <= 65536 && (n & (n - 1)) == 0 ? n : null)
+            ?? options.DefaultPageSize;
 
         var image = NewDatabaseImage.Create(path, kmsKey, suite, pageSize, config.Keys);
         var temp = path + ".tde-new-" + Guid.NewGuid().ToString("N");
@@ -261,6 +278,53 @@ internal static unsafe class TdeVfs
         }
     }
 
+    /// <summary>A URI parameter of the file name, parsed; a value that does not parse fails the open with <c>Tde.InvalidParameter</c>.</summary>
+    private static T? UriParameter<T>(byte* zName, string? path, string name, string expected, Func<string, T?> parse)
+        where T : struct
+    {
+        if (SqliteNative.UriParameter(zName, name) is not { } value)
+        {
+            return null;
+        }
+
+        return parse(value) ?? throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+            $"The URI parameter '{name}={value}' of '{path}' is not valid: expected {expected}.", path);
+    }
+
+    /// <summary>
+    /// Runs for every new SQLite connection (<c>sqlite3_auto_extension</c>). When its main database
+    /// is a TDE database with a memory-map size (options or <c>mmap_size=</c> in the URI), it sets
+    /// <c>PRAGMA mmap_size</c>, so apps change only their connection string. Other connections are
+    /// left alone.
+    /// </summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int ApplyConnectionDefaults(IntPtr db, byte** errorMessage, void* api)
+    {
+        try
+        {
+            SqliteFile* file = null;
+            fixed (byte* main = "main\0"u8)
+            {
+                if (SqliteNative.sqlite3_file_control(db, main, SqliteNative.SQLITE_FCNTL_FILE_POINTER, &file) != SqliteNative.SQLITE_OK
+                    || file is null || file->pMethods != s_methods || Handler(file) is not MainDatabaseHandler { MemoryMapSize: > 0 } handler)
+                {
+                    return SqliteNative.SQLITE_OK;
+                }
+
+                var sql = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"PRAGMA main.mmap_size={handler.MemoryMapSize}\0"));
+                fixed (byte* p = sql)
+                {
+                    return SqliteNative.sqlite3_exec(db, p, null, null, null);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            return Fail(new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation, $"Applying the TDE connection defaults failed: {e.Message}", inner: e),
+                SqliteNative.SQLITE_ERROR);
+        }
+    }
+
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int XDelete(SqliteVfs* vfs, byte* zName, int syncDir) => s_default->xDelete(s_default, zName, syncDir);
 
@@ -275,7 +339,7 @@ internal static unsafe class TdeVfs
     private static SqliteIoMethods* CreateMethods()
     {
         var m = (SqliteIoMethods*)NativeMemory.AllocZeroed((nuint)sizeof(SqliteIoMethods));
-        m->iVersion = 2;   // no xFetch/xUnfetch: memory-mapped reads would bypass decryption
+        m->iVersion = 3;   // xFetch never returns a mapping: mapped pages would bypass decryption (see remarks)
         m->xClose = &XClose;
         m->xRead = &XRead;
         m->xWrite = &XWrite;
@@ -292,6 +356,8 @@ internal static unsafe class TdeVfs
         m->xShmLock = &XShmLock;
         m->xShmBarrier = &XShmBarrier;
         m->xShmUnmap = &XShmUnmap;
+        m->xFetch = &XFetch;
+        m->xUnfetch = &XUnfetch;
         return m;
     }
 
@@ -425,4 +491,23 @@ internal static unsafe class TdeVfs
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int XShmUnmap(SqliteFile* file, int deleteFlag) => Handler(file).ShmUnmap(deleteFlag);
+
+    // SQLite then reads the page with xRead, which decrypts it.
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int XFetch(SqliteFile* file, long offset, int amount, void** page)
+    {
+        *page = null;
+        try
+        {
+            return Handler(file).Fetch(offset, amount);
+        }
+        catch (Exception e)
+        {
+            return Fail(new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation, e.Message, inner: e), SqliteNative.SQLITE_IOERR);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int XUnfetch(SqliteFile* file, long offset, void* page) =>
+        page is null ? Handler(file).Unmap() : SqliteNative.SQLITE_OK;   // no page was ever handed out
 }
