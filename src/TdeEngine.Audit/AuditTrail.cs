@@ -13,12 +13,23 @@ namespace TdeEngine.Audit;
 /// <summary>The outcome of <see cref="AuditTrail.Verify"/>.</summary>
 public sealed record AuditVerification(bool Intact, long EventsChecked, long CheckpointsChecked, long? FirstBadSequence, string? FirstBadEventId, string Message);
 
+/// <summary>The outcome of <see cref="AuditTrail.Prune"/>: the sealed segments removed and the last event they held (0 if none).</summary>
+public sealed record AuditPruneResult(int SegmentsRemoved, long PrunedThroughSequence, string Message);
+
 /// <summary>
 /// The append-only audit trail: <c>$TDE_HOME/audit/trail.jsonl</c>, one ActionTrail event per line,
 /// each carrying the SHA-256 of the one before, plus signed checkpoints (HMAC under a key wrapped by
 /// the root key) in <c>checkpoints.jsonl</c>, so that editing, deleting, reordering or inserting
 /// events, or cutting the tail, is detected by <see cref="Verify"/>.
 /// </summary>
+/// <remarks>
+/// <para>Segments: when <c>trail.jsonl</c> passes the segment size it is sealed, renamed
+/// <c>trail-&lt;first event, 12 digits&gt;.jsonl</c>, and a new <c>trail.jsonl</c> continues the same
+/// chain (its first event carries the hash of the sealed segment's last). Reading, verifying and
+/// exporting go through the sealed segments in order, then <c>trail.jsonl</c>. Old segments leave
+/// only through <see cref="Prune"/>, which records a signed marker first, so a segment deleted by
+/// hand is reported as missing events.</para>
+/// </remarks>
 /// <remarks>
 /// <see cref="Append"/> and <see cref="AppendAsync"/> complete only once the event is on disk (fsync).
 /// One writer thread group-commits: one write and one fsync for everything queued meanwhile. Several
@@ -27,8 +38,14 @@ public sealed record AuditVerification(bool Intact, long EventsChecked, long Che
 public sealed class AuditTrail : IAuditSink, IDisposable
 {
     private const string HashSuffixStart = ",\"hash\":\"";
+    private const string SegmentPrefix = "trail-";
 
+    /// <summary>The size at which <c>trail.jsonl</c> is sealed as a segment by default: 64 MiB.</summary>
+    public const long DefaultSegmentBytes = 64L << 20;
+
+    private readonly string _directory;
     private readonly string _trail;
+    private readonly long _segmentBytes;
     private readonly string _checkpoints;
     private readonly string _lockFile;
     private readonly SecretBuffer _macKey;
@@ -46,8 +63,10 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private SafeFileHandle? _handle;
     private ArrayBufferWriter<byte> _lines = new(64 * 1024);
 
-    private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval)
+    private AuditTrail(string directory, SecretBuffer macKey, long checkpointInterval, long segmentBytes)
     {
+        _directory = directory;
+        _segmentBytes = segmentBytes;
         _trail = Path.Combine(directory, "trail.jsonl");
         _checkpoints = Path.Combine(directory, "checkpoints.jsonl");
         _lockFile = Path.Combine(directory, "trail.lock");
@@ -59,10 +78,15 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         _writer.Start();
     }
 
-    /// <summary>Opens the trail under <c>home/audit</c>, creating it (and its checkpoint key, wrapped by <paramref name="root"/>).</summary>
-    public static AuditTrail Open(string home, IRootKeyProvider root, long checkpointInterval = 1000)
+    /// <summary>
+    /// Opens the trail under <c>home/audit</c>, creating it (and its checkpoint key, wrapped by
+    /// <paramref name="root"/>). <paramref name="segmentBytes"/>: the size at which the active file
+    /// is sealed as a segment (0: never).
+    /// </summary>
+    public static AuditTrail Open(string home, IRootKeyProvider root, long checkpointInterval = 1000, long segmentBytes = DefaultSegmentBytes)
     {
         ArgumentNullException.ThrowIfNull(root);
+        ArgumentOutOfRangeException.ThrowIfNegative(segmentBytes);
         var directory = Path.Combine(home, "audit");
         Directory.CreateDirectory(directory);
         var keyFile = Path.Combine(directory, "checkpoint.key");
@@ -82,11 +106,26 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             }
         }
 
-        return new AuditTrail(directory, root.Unwrap(File.ReadAllBytes(keyFile), context), checkpointInterval);
+        return new AuditTrail(directory, root.Unwrap(File.ReadAllBytes(keyFile), context), checkpointInterval, segmentBytes);
     }
 
-    /// <summary>The path of the trail file.</summary>
+    /// <summary>The path of the active trail file (<c>trail.jsonl</c>).</summary>
     public string TrailPath => _trail;
+
+    /// <summary>The files that hold the trail, in order: the sealed segments, oldest first, then the active file if it exists.</summary>
+    public IReadOnlyList<string> Files
+    {
+        get
+        {
+            var files = Segments().Select(s => s.Path).ToList();
+            if (File.Exists(_trail))
+            {
+                files.Add(_trail);
+            }
+
+            return files;
+        }
+    }
 
     /// <summary>Appends an event and returns once it is durable; returns the event as written (sequence and hashes set).</summary>
     public AuditEvent Append(AuditEvent auditEvent)
@@ -265,15 +304,58 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         }
     }
 
-    /// <summary>Recomputes the chain and the checkpoints, and names the first event that does not fit.</summary>
+    /// <summary>Recomputes the chain across every file and checks the signed checkpoints, and names the first event that does not fit.</summary>
     public AuditVerification Verify()
     {
-        var previous = AuditJson.GenesisHash;
-        long expected = 1;
-        var hashes = new Dictionary<long, string>();
-        if (File.Exists(_trail))
+        // One consistent view, taken under the trail lock: the files and how far each reached, and
+        // the signed records written by then (a checkpoint written later cannot cover an event the
+        // view does not hold). The files are read afterwards, without holding up the writers.
+        using var snapshot = TakeSnapshot();
+
+        // The signed records first (they are few): checkpoints by sequence, and the latest prune marker.
+        var checkpoints = new Dictionary<long, string>();
+        (long Sequence, string Hash, string Time)? pruned = null;
+        foreach (var line in snapshot.SignedLines)
         {
-            foreach (var line in ReadLines(_trail))
+            using var document = JsonDocument.Parse(line);
+            var r = document.RootElement;
+            var time = r.GetProperty("time").GetString()!;
+            var mac = Convert.FromHexString(r.GetProperty("mac").GetString()!);
+            if (r.TryGetProperty("prunedThrough", out var through))
+            {
+                var prunedHash = r.GetProperty("hash").GetString()!;
+                if (!CryptographicOperations.FixedTimeEquals(mac, PruneMac(through.GetInt64(), prunedHash, time)))
+                {
+                    return Bad(through.GetInt64(), null, 0, 0, $"The prune record through event {through.GetInt64()} has a bad signature: the checkpoint file was altered.");
+                }
+
+                if (pruned is null || through.GetInt64() > pruned.Value.Sequence)
+                {
+                    pruned = (through.GetInt64(), prunedHash, time);
+                }
+
+                continue;
+            }
+
+            var sequence = r.GetProperty("sequence").GetInt64();
+            var hash = r.GetProperty("hash").GetString()!;
+            if (!CryptographicOperations.FixedTimeEquals(mac, Mac(sequence, hash, time)))
+            {
+                return Bad(sequence, null, 0, 0, $"The checkpoint at event {sequence} has a bad signature: the checkpoint file was altered.");
+            }
+
+            checkpoints[sequence] = hash;
+        }
+
+        var previous = pruned?.Hash ?? AuditJson.GenesisHash;
+        var prunedThrough = pruned?.Sequence ?? 0;
+        var expected = prunedThrough + 1;
+        long events = 0;
+        long matched = 0;
+        foreach (var (file, stream, length) in snapshot.Files)
+        {
+            var firstInFile = true;
+            foreach (var line in ReadLines(stream, length))
             {
                 AuditEvent e;
                 try
@@ -282,67 +364,135 @@ public sealed class AuditTrail : IAuditSink, IDisposable
                 }
                 catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
                 {
-                    return Bad(expected, null, hashes.Count, 0, $"The line after event {expected - 1} is not a valid audit event (edited or damaged).");
+                    return Bad(expected, null, events, matched, $"The line after event {expected - 1} in {Path.GetFileName(file)} is not a valid audit event (edited or damaged).");
+                }
+
+                if (e.EventSequence <= prunedThrough)
+                {
+                    continue;   // left behind by an interrupted prune: already accounted for by its signed record
                 }
 
                 var suffix = line.LastIndexOf(HashSuffixStart, StringComparison.Ordinal);
                 var recomputed = suffix < 0 ? "" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(line[..suffix] + "}")));
                 if (recomputed != e.Hash)
                 {
-                    return Bad(e.EventSequence, e.EventId, hashes.Count, 0, $"Event {e.EventSequence} ({e.EventId}) was edited: its content does not match its hash.");
+                    return Bad(e.EventSequence, e.EventId, events, matched, $"Event {e.EventSequence} ({e.EventId}) was edited: its content does not match its hash.");
+                }
+
+                if (firstInFile && e.EventSequence > expected)
+                {
+                    return Bad(e.EventSequence, e.EventId, events, matched,
+                        $"Events {expected} to {e.EventSequence - 1} are missing before {Path.GetFileName(file)}: a trail segment was deleted or moved.");
                 }
 
                 if (e.EventSequence != expected || e.PreviousHash != previous)
                 {
-                    return Bad(e.EventSequence, e.EventId, hashes.Count, 0,
+                    return Bad(e.EventSequence, e.EventId, events, matched,
                         $"The chain breaks at event {e.EventSequence} ({e.EventId}), expected event {expected}: an event before it was deleted, reordered or inserted.");
                 }
 
-                hashes[e.EventSequence] = e.Hash;
+                if (checkpoints.TryGetValue(e.EventSequence, out var signed))
+                {
+                    if (signed != e.Hash)
+                    {
+                        return Bad(e.EventSequence, e.EventId, events, matched, $"Event {e.EventSequence} differs from the signed checkpoint: the trail was rewritten.");
+                    }
+
+                    matched++;
+                }
+
+                firstInFile = false;
                 previous = e.Hash;
                 expected++;
+                events++;
             }
-        }
 
-        long checkpoints = 0;
-        if (File.Exists(_checkpoints))
-        {
-            foreach (var line in ReadLines(_checkpoints))
+            // The trail seals a segment only after a signed checkpoint of its last event: a file renamed
+            // into a segment name by hand has none.
+            if (file != _trail && !firstInFile && !checkpoints.ContainsKey(expected - 1))
             {
-                using var document = JsonDocument.Parse(line);
-                var r = document.RootElement;
-                var sequence = r.GetProperty("sequence").GetInt64();
-                var hash = r.GetProperty("hash").GetString()!;
-                var time = r.GetProperty("time").GetString()!;
-                if (!CryptographicOperations.FixedTimeEquals(Convert.FromHexString(r.GetProperty("mac").GetString()!), Mac(sequence, hash, time)))
-                {
-                    return Bad(sequence, null, hashes.Count, checkpoints, $"The checkpoint at event {sequence} has a bad signature: the checkpoint file was altered.");
-                }
-
-                if (!hashes.TryGetValue(sequence, out var actual))
-                {
-                    return Bad(sequence, null, hashes.Count, checkpoints,
-                        $"A signed checkpoint covers event {sequence}, but the trail ends at event {expected - 1}: events were cut from the end.");
-                }
-
-                if (actual != hash)
-                {
-                    return Bad(sequence, null, hashes.Count, checkpoints, $"Event {sequence} differs from the signed checkpoint: the trail was rewritten.");
-                }
-
-                checkpoints++;
+                return Bad(expected - 1, null, events, matched,
+                    $"The segment {Path.GetFileName(file)} ends at event {expected - 1} without a signed checkpoint: it was not sealed by the trail (renamed or cut by hand).");
             }
         }
 
-        return new AuditVerification(true, hashes.Count, checkpoints, null, null,
-            $"The trail is intact: {hashes.Count} events, {checkpoints} signed checkpoints.");
+        // The first signed event the trail no longer reaches.
+        if (checkpoints.Keys.Where(k => k >= expected).DefaultIfEmpty(0).Min() is var last && last >= expected)
+        {
+            return Bad(last, null, events, matched,
+                $"A signed checkpoint covers event {last}, but the trail ends at event {expected - 1}: events were cut from the end.");
+        }
+
+        var where = snapshot.Files.Count > 1 ? $" in {snapshot.Files.Count} files" : "";
+        var prunedNote = pruned is { } p ? $" Events 1 to {p.Sequence} were pruned ({p.Time})." : "";
+        return new AuditVerification(true, events, matched, null, null,
+            $"The trail is intact: {events} events{where}, {matched} signed checkpoints.{prunedNote}");
     }
 
-    /// <summary>Reads every event (in order).</summary>
-    public IEnumerable<AuditEvent> ReadAll() => File.Exists(_trail) ? ReadLines(_trail).Select(AuditJson.Parse) : [];
+    /// <summary>
+    /// Removes the sealed segments whose every event is older than <paramref name="before"/>, oldest
+    /// first. The trail must verify first (tampered events are not pruned away), and a signed prune
+    /// record naming the last removed event is written before any file goes, so <see cref="Verify"/>
+    /// starts after it and a segment removed any other way still reads as missing events.
+    /// </summary>
+    public AuditPruneResult Prune(DateTimeOffset before)
+    {
+        // Sealed segments never change, so a verification made before taking the lock still holds for them.
+        var verification = Verify();
+        if (!verification.Intact)
+        {
+            throw new InvalidOperationException($"The trail does not verify, so nothing was pruned: {verification.Message}");
+        }
 
-    /// <summary>The raw JSON Lines of the trail (for export).</summary>
-    public IEnumerable<string> ReadRawLines() => File.Exists(_trail) ? ReadLines(_trail) : [];
+        lock (_fileGate)
+        {
+            using var held = AcquireFileLock();
+            var removable = new List<string>();
+            AuditEvent? lastRemoved = null;
+            foreach (var (_, path) in Segments())
+            {
+                var last = LastEvent(path);
+                if (last is null || last.EventTime >= before)
+                {
+                    break;
+                }
+
+                removable.Add(path);
+                lastRemoved = last;
+            }
+
+            if (lastRemoved is null)
+            {
+                return new AuditPruneResult(0, 0, $"No sealed segment ends before {before:O}; nothing was pruned.");
+            }
+
+            WriteSignedLine(PruneLine(lastRemoved.EventSequence, lastRemoved.Hash));
+            foreach (var path in removable)
+            {
+                File.Delete(path);
+            }
+
+            DirectoryFlush.Flush(_directory);
+            return new AuditPruneResult(removable.Count, lastRemoved.EventSequence,
+                $"Pruned {removable.Count} segment(s): events 1 to {lastRemoved.EventSequence}. The trail now starts at event {lastRemoved.EventSequence + 1}.");
+        }
+    }
+
+    /// <summary>Reads every event (in order, across segments).</summary>
+    public IEnumerable<AuditEvent> ReadAll() => ReadRawLines().Select(AuditJson.Parse);
+
+    /// <summary>The raw JSON Lines of the trail, across segments (for export), as they were when the enumeration started.</summary>
+    public IEnumerable<string> ReadRawLines()
+    {
+        using var snapshot = TakeSnapshot();
+        foreach (var (_, stream, length) in snapshot.Files)
+        {
+            foreach (var line in ReadLines(stream, length))
+            {
+                yield return line;
+            }
+        }
+    }
 
     /// <summary>Writes what is queued, stops the writer, and wipes the checkpoint key.</summary>
     public void Dispose()
@@ -399,12 +549,30 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
         _tail = (offset + lines.WrittenCount, sequence, previous);
         var before = sequence - events.Count;
-        if (_checkpointInterval > 0 && sequence / _checkpointInterval > before / _checkpointInterval)
+        var rotate = _segmentBytes > 0 && offset + lines.WrittenCount >= _segmentBytes;
+        if (rotate || (_checkpointInterval > 0 && sequence / _checkpointInterval > before / _checkpointInterval))
         {
             WriteCheckpoint(sequence, previous);
         }
 
+        if (rotate)
+        {
+            SealSegment();
+        }
+
         return written;
+    }
+
+    // Under the file lock: trail.jsonl (durable, and just checkpointed at its last event) becomes the
+    // segment named by its first event; the next batch creates a new trail.jsonl that continues the
+    // chain from the segment's last event (ReadTail of an empty file).
+    private void SealSegment()
+    {
+        var first = AuditJson.Parse(ReadLines(_trail).First()).EventSequence;
+        var segment = Path.Combine(_directory, SegmentPrefix + first.ToString("D12", CultureInfo.InvariantCulture) + ".jsonl");
+        File.Move(_trail, segment, overwrite: false);
+        CloseTrailHandle();
+        DirectoryFlush.Flush(_directory);
     }
 
     // The trail stays open between batches (an open and a close per batch cost more than the write).
@@ -424,9 +592,15 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             CloseTrailHandle();
         }
 
+        var created = !File.Exists(_trail);
         _handle = File.OpenHandle(_trail, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         _tail = null;
         length = RandomAccess.GetLength(_handle);
+        if (created)
+        {
+            DirectoryFlush.Flush(_directory);   // the new file's name must be as durable as the events fsynced into it
+        }
+
         return _handle;
     }
 
@@ -443,11 +617,22 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             return cached;
         }
 
-        if (length == 0)
-        {
-            return (0, 0, AuditJson.GenesisHash);
-        }
+        // An empty trail.jsonl continues the chain of the newest sealed segment (none: a new chain).
+        var e = length > 0 ? LastEvent(handle, length, _trail) : Segments().LastOrDefault() is { Path: not null } newest ? LastEvent(newest.Path) : null;
+        var tail = e is null ? (length, 0L, AuditJson.GenesisHash) : (length, e.EventSequence, e.Hash);
+        _tail = tail;
+        return tail;
+    }
 
+    private static AuditEvent? LastEvent(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var length = RandomAccess.GetLength(handle);
+        return length == 0 ? null : LastEvent(handle, length, path);
+    }
+
+    private static AuditEvent LastEvent(SafeFileHandle handle, long length, string path)
+    {
         var window = (int)Math.Min(length, 1 << 20);
         var buffer = new byte[window];
         var read = 0;
@@ -456,32 +641,61 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             var n = RandomAccess.Read(handle, buffer.AsSpan(read), length - window + read);
             if (n == 0)
             {
-                throw new IOException($"The audit trail {_trail} shrank while its tail was read.");
+                throw new IOException($"The audit trail {path} shrank while its tail was read.");
             }
 
             read += n;
         }
 
         var text = Encoding.UTF8.GetString(buffer).TrimEnd('\n');
-        var last = text[(text.LastIndexOf('\n') + 1)..];
-        var e = AuditJson.Parse(last);
-        var tail = (length, e.EventSequence, e.Hash);
-        _tail = tail;
-        return tail;
+        return AuditJson.Parse(text[(text.LastIndexOf('\n') + 1)..]);
     }
+
+    // The sealed segments, oldest first (by the first event in their name).
+    private IEnumerable<(long First, string Path)> Segments() =>
+        Directory.EnumerateFiles(_directory, SegmentPrefix + "*.jsonl")
+            .Select(path => (Name: Path.GetFileNameWithoutExtension(path)[SegmentPrefix.Length..], Path: path))
+            .Where(x => x.Name.Length == 12 && x.Name.All(char.IsAsciiDigit))
+            .Select(x => (long.Parse(x.Name, CultureInfo.InvariantCulture), x.Path))
+            .OrderBy(x => x.Item1);
 
     private void WriteCheckpoint(long sequence, string hash)
     {
-        var time = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        var time = Now();
         var mac = Convert.ToHexStringLower(Mac(sequence, hash, time));
-        var line = $"{{\"sequence\":{sequence.ToString(CultureInfo.InvariantCulture)},\"hash\":\"{hash}\",\"time\":\"{time}\",\"mac\":\"{mac}\"}}\n";
-        using var stream = new FileStream(_checkpoints, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-        stream.Write(Encoding.UTF8.GetBytes(line));
-        stream.Flush(flushToDisk: true);
+        WriteSignedLine($"{{\"sequence\":{sequence.ToString(CultureInfo.InvariantCulture)},\"hash\":\"{hash}\",\"time\":\"{time}\",\"mac\":\"{mac}\"}}\n");
+    }
+
+    private string PruneLine(long through, string hash)
+    {
+        var time = Now();
+        var mac = Convert.ToHexStringLower(PruneMac(through, hash, time));
+        return $"{{\"prunedThrough\":{through.ToString(CultureInfo.InvariantCulture)},\"hash\":\"{hash}\",\"time\":\"{time}\",\"mac\":\"{mac}\"}}\n";
+    }
+
+    private static string Now() => DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    private void WriteSignedLine(string line)
+    {
+        var created = !File.Exists(_checkpoints);
+        using (var stream = new FileStream(_checkpoints, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        {
+            stream.Write(Encoding.UTF8.GetBytes(line));
+            stream.Flush(flushToDisk: true);
+        }
+
+        if (created)
+        {
+            DirectoryFlush.Flush(_directory);
+        }
     }
 
     private byte[] Mac(long sequence, string hash, string time) =>
         HMACSHA256.HashData(_macKey.Span, Encoding.UTF8.GetBytes($"TdeEngine-audit-checkpoint|{sequence.ToString(CultureInfo.InvariantCulture)}|{hash}|{time}"));
+
+    // A different domain than checkpoints, so neither record can be passed off as the other.
+    private byte[] PruneMac(long through, string hash, string time) =>
+        HMACSHA256.HashData(_macKey.Span, Encoding.UTF8.GetBytes($"TdeEngine-audit-prune|{through.ToString(CultureInfo.InvariantCulture)}|{hash}|{time}"));
 
     // An exclusive advisory lock across processes (on Unix, FileShare.None takes flock(LOCK_EX)).
     private FileStream AcquireFileLock()
@@ -509,6 +723,95 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             if (line.Length > 0)
             {
                 yield return line;
+            }
+        }
+    }
+
+    // Lines of the first `length` bytes of a file (a view taken under the lock: later appends are not read).
+    private static IEnumerable<string> ReadLines(FileStream stream, long length)
+    {
+        var buffer = new byte[64 * 1024];
+        var pending = new MemoryStream();
+        long position = 0;
+        while (position < length)
+        {
+            var n = RandomAccess.Read(stream.SafeFileHandle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, length - position)), position);
+            if (n == 0)
+            {
+                break;   // cut shorter meanwhile: what is left is read, and verification says what is missing
+            }
+
+            position += n;
+            var start = 0;
+            while (start < n)
+            {
+                var newline = Array.IndexOf(buffer, (byte)'\n', start, n - start);
+                if (newline < 0)
+                {
+                    pending.Write(buffer, start, n - start);
+                    break;
+                }
+
+                pending.Write(buffer, start, newline - start);
+                start = newline + 1;
+                if (pending.Length > 0)
+                {
+                    var line = Encoding.UTF8.GetString(pending.GetBuffer(), 0, (int)pending.Length);
+                    pending.SetLength(0);
+                    yield return line;
+                }
+            }
+        }
+
+        if (pending.Length > 0)
+        {
+            yield return Encoding.UTF8.GetString(pending.GetBuffer(), 0, (int)pending.Length);   // a last line without its newline
+        }
+    }
+
+    // Under the trail lock: every file of the trail opened, with the length it had, and the signed records.
+    private Snapshot TakeSnapshot()
+    {
+        var files = new List<(string Path, FileStream Stream, long Length)>();
+        try
+        {
+            using var held = AcquireFileLock();
+            foreach (var path in Segments().Select(x => x.Path).Append(_trail))
+            {
+                FileStream stream;
+                try
+                {
+                    stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                }
+                catch (FileNotFoundException)
+                {
+                    continue;   // no trail.jsonl yet (or right after a segment was sealed)
+                }
+
+                files.Add((path, stream, stream.Length));
+            }
+
+            var signed = File.Exists(_checkpoints) ? ReadLines(_checkpoints).ToList() : [];
+            return new Snapshot(files, signed);
+        }
+        catch
+        {
+            foreach (var file in files)
+            {
+                file.Stream.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    private sealed record Snapshot(List<(string Path, FileStream Stream, long Length)> Files, List<string> SignedLines) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var file in Files)
+            {
+                file.Stream.Dispose();
             }
         }
     }

@@ -119,5 +119,214 @@ public sealed class AuditTrailFileTests : IDisposable
         Assert.True(trail.Verify().Intact);
     }
 
+    // ---------------------------------------------------------------- segments
+
+    private const long SmallSegment = 4096;   // about six events per segment
+
+    private string Audit(string name) => Path.Combine(_home, "audit", name);
+
+    private static AuditEvent OldEvent(string name, DateTimeOffset time) => Event(name) with { EventTime = time };
+
+    [Fact]
+    public void A_full_trail_file_is_sealed_as_a_segment_and_the_chain_goes_on_in_a_new_one()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 40; i++)
+        {
+            trail.Append(Event("e" + i));
+        }
+
+        var files = trail.Files;
+        Assert.True(files.Count >= 4, string.Join(", ", files));
+        Assert.Equal(Audit("trail-000000000001.jsonl"), files[0]);
+        Assert.Equal(trail.TrailPath, files[^1]);
+
+        // Each file starts where the one before ended, and is named by its first event.
+        AuditEvent? last = null;
+        foreach (var file in files)
+        {
+            var events = File.ReadAllLines(file).Select(AuditJsonReader.Parse).ToList();
+            if (file != trail.TrailPath)
+            {
+                Assert.Equal($"trail-{events[0].EventSequence:D12}.jsonl", Path.GetFileName(file));
+                Assert.True(new FileInfo(file).Length >= SmallSegment);
+            }
+
+            Assert.Equal(last?.EventSequence + 1 ?? 1, events[0].EventSequence);
+            Assert.Equal(last?.Hash ?? AuditJsonGenesis, events[0].PreviousHash);
+            last = events[^1];
+        }
+
+        Assert.Equal(Enumerable.Range(1, 40).Select(i => (long)i), trail.ReadAll().Select(e => e.EventSequence));
+        var verification = trail.Verify();
+        Assert.True(verification.Intact, verification.Message);
+        Assert.Equal(40, verification.EventsChecked);
+        Assert.Equal(files.Count - 1, verification.CheckpointsChecked);   // one signed checkpoint per sealed segment
+        Assert.Contains($"in {files.Count} files", verification.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Two_trails_sealing_segments_of_one_file_keep_one_chain()
+    {
+        using var server = AuditTrail.Open(_home, _root, checkpointInterval: 5, segmentBytes: SmallSegment);
+        using var cli = AuditTrail.Open(_home, _root, checkpointInterval: 5, segmentBytes: SmallSegment);
+
+        var written = await Task.WhenAll(Enumerable.Range(0, 300).Select(i => (i % 2 == 0 ? server : cli).AppendAsync(Event("p" + i))));
+
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (long)i), written.Select(e => e.EventSequence).Order());
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (long)i), cli.ReadAll().Select(e => e.EventSequence));
+        Assert.True(server.Files.Count > 2, string.Join(", ", server.Files));   // a segment can pass the size by one batch
+        var verification = cli.Verify();
+        Assert.True(verification.Intact, verification.Message);
+    }
+
+    [Fact]
+    public async Task Verify_while_events_are_written_sees_one_consistent_trail()
+    {
+        // Every batch is checkpointed, and segments are sealed every few batches.
+        using var writer = AuditTrail.Open(_home, _root, checkpointInterval: 1, segmentBytes: SmallSegment);
+        using var verifier = AuditTrail.Open(_home, _root, checkpointInterval: 1, segmentBytes: SmallSegment);
+        using var stop = new CancellationTokenSource();
+        var writing = Task.Run(async () =>
+        {
+            var n = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => writer.AppendAsync(Event("w" + n++))));
+            }
+        });
+
+        // Checkpoints and sealed segments appear while each verification reads: none may be taken for tampering.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var verifications = 0;
+        while ((verifications < 30 || writer.Files.Count < 5) && DateTime.UtcNow < deadline)
+        {
+            var verification = verifier.Verify();
+            Assert.True(verification.Intact, verification.Message);
+            verifications++;
+        }
+
+        await stop.CancelAsync();
+        await writing;
+        Assert.True(verifier.Verify().Intact);
+        Assert.True(writer.Files.Count >= 5, $"{writer.Files.Count} files after {verifications} verifications");
+    }
+
+    [Fact]
+    public void A_deleted_segment_is_reported_as_missing_events()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 30; i++)
+        {
+            trail.Append(Event("e" + i));
+        }
+
+        var second = trail.Files[1];
+        var removed = File.ReadAllLines(second).Select(AuditJsonReader.Parse).ToList();
+        File.Delete(second);
+
+        var result = trail.Verify();
+
+        Assert.False(result.Intact);
+        Assert.Equal(removed[^1].EventSequence + 1, result.FirstBadSequence);
+        Assert.Contains($"Events {removed[0].EventSequence} to {removed[^1].EventSequence} are missing", result.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_file_renamed_into_a_segment_by_hand_is_reported()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: 0);   // never seals by itself
+        for (var i = 0; i < 5; i++)
+        {
+            trail.Append(Event("e" + i));
+        }
+
+        File.Move(trail.TrailPath, Audit("trail-000000000001.jsonl"));
+        var next = trail.Append(Event("after"));
+
+        // The chain does go on from the renamed file, but no signed checkpoint sealed it.
+        Assert.Equal(6, next.EventSequence);
+        var result = trail.Verify();
+        Assert.False(result.Intact);
+        Assert.Equal(5, result.FirstBadSequence);
+        Assert.Contains("without a signed checkpoint", result.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Prune_removes_old_segments_behind_a_signed_record_and_the_trail_still_verifies()
+    {
+        var old = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(OldEvent("old" + i, old.AddMinutes(i)));
+        }
+
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(Event("new" + i));
+        }
+
+        var before = trail.Files;
+        var result = trail.Prune(new DateTimeOffset(2026, 6, 1, 0, 0, 0, TimeSpan.Zero));
+
+        Assert.True(result.SegmentsRemoved >= 2, result.Message);
+        Assert.True(result.PrunedThroughSequence is > 0 and <= 20);
+        Assert.Equal(before.Skip(result.SegmentsRemoved), trail.Files);
+        Assert.All(before.Take(result.SegmentsRemoved), f => Assert.False(File.Exists(f)));
+        Assert.Equal(result.PrunedThroughSequence + 1, trail.ReadAll().First().EventSequence);
+        Assert.Contains($"\"prunedThrough\":{result.PrunedThroughSequence}", File.ReadAllText(Audit("checkpoints.jsonl")), StringComparison.Ordinal);
+
+        trail.Append(Event("later"));
+        var verification = trail.Verify();
+        Assert.True(verification.Intact, verification.Message);
+        Assert.Equal(41 - result.PrunedThroughSequence, verification.EventsChecked);
+        Assert.Contains($"Events 1 to {result.PrunedThroughSequence} were pruned", verification.Message, StringComparison.Ordinal);
+
+        // Nothing newer than the cut-off goes, whatever is asked next.
+        Assert.Equal(0, trail.Prune(new DateTimeOffset(2026, 6, 1, 0, 0, 0, TimeSpan.Zero)).SegmentsRemoved);
+    }
+
+    [Fact]
+    public void Prune_refuses_a_trail_that_does_not_verify_and_removes_nothing()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(OldEvent("old" + i, new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero)));
+        }
+
+        var first = trail.Files[0];
+        File.WriteAllText(first, File.ReadAllText(first).Replace("\"old1\"", "\"odd1\"", StringComparison.Ordinal));
+        var files = trail.Files;
+
+        var e = Assert.Throws<InvalidOperationException>(() => trail.Prune(DateTimeOffset.UtcNow));
+
+        Assert.Contains("was edited", e.Message, StringComparison.Ordinal);
+        Assert.Equal(files, trail.Files);
+    }
+
+    [Fact]
+    public void Segments_deleted_behind_a_forged_prune_record_are_detected()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(Event("e" + i));
+        }
+
+        var first = trail.Files[0];
+        var last = File.ReadAllLines(first).Select(AuditJsonReader.Parse).Last();
+        File.Delete(first);
+        File.AppendAllText(Audit("checkpoints.jsonl"),
+            $"{{\"prunedThrough\":{last.EventSequence},\"hash\":\"{last.Hash}\",\"time\":\"2026-11-28T00:00:00Z\",\"mac\":\"{new string('0', 64)}\"}}\n");
+
+        var result = trail.Verify();
+
+        Assert.False(result.Intact);
+        Assert.Contains("prune record", result.Message, StringComparison.Ordinal);
+        Assert.Contains("bad signature", result.Message, StringComparison.Ordinal);
+    }
+
     private const string AuditJsonGenesis = "0000000000000000000000000000000000000000000000000000000000000000";
 }

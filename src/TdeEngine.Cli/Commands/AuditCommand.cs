@@ -4,7 +4,7 @@ using TdeEngine.Audit;
 
 namespace TdeEngine.Cli.Commands;
 
-/// <summary><c>tde audit verify | LookupEvents | export | checkpoint</c>.</summary>
+/// <summary><c>tde audit verify | LookupEvents | export | checkpoint | prune</c>.</summary>
 internal static class AuditCommand
 {
     private const string Usage = """
@@ -13,6 +13,9 @@ internal static class AuditCommand
           tde audit LookupEvents [--KeyId ID] [--EventName NAME] [--Principal NAME] [--StartTime ISO] [--EndTime ISO] [--MaxResults N] [--json]
           tde audit export --out FILE           The trail as JSON Lines
           tde audit checkpoint                  Write a signed checkpoint of the end of the trail
+          tde audit prune --Before ISO          Remove sealed segments whose events are all older (the trail must verify)
+
+        The active file is sealed as a segment at 64 MiB (TDE_AUDIT_SEGMENT_MB sets another size, 0 never).
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -44,6 +47,20 @@ internal static class AuditCommand
                 return 0;
             case "LookupEvents":
                 return Lookup(trail, options, json, stdout);
+            case "prune":
+                var before = options.TryGetValue("Before", out var b) && DateTimeOffset.TryParse(b, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
+                    ? parsed
+                    : throw new CliUsageException("tde audit prune needs --Before TIME (ISO 8601, for example 2026-11-01T00:00:00Z).");
+                try
+                {
+                    stdout.WriteLine(trail.Prune(before).Message);
+                    return 0;
+                }
+                catch (InvalidOperationException e)
+                {
+                    stderr.WriteLine(e.Message);
+                    return 1;
+                }
             default:
                 throw new CliUsageException($"unknown 'tde audit' command '{args[0]}'.\n{Usage}");
         }

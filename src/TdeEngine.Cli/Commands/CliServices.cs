@@ -41,9 +41,23 @@ internal sealed class CliServices : IDisposable
 
         Kms = KeyManagementService.Open(options, _root, _hsm is null ? null : [_hsm]);
         Ram = RamService.Open(options.Home, _root);
-        Audit = AuditTrail.Open(options.Home, _root);
+        Audit = AuditTrail.Open(options.Home, _root, segmentBytes: AuditSegmentBytes());
         Gateway = new KmsGateway(Kms, Ram, Audit);
         RootContext = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-cli");
+    }
+
+    // TDE_AUDIT_SEGMENT_MB: the size at which the active audit file is sealed as a segment (0: never).
+    private static long AuditSegmentBytes()
+    {
+        var value = Environment.GetEnvironmentVariable("TDE_AUDIT_SEGMENT_MB");
+        if (string.IsNullOrEmpty(value))
+        {
+            return AuditTrail.DefaultSegmentBytes;
+        }
+
+        return long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var mb) && mb <= 1L << 20
+            ? mb << 20
+            : throw new CliUsageException($"TDE_AUDIT_SEGMENT_MB must be a whole number of MiB from 0 (never seal) to 1048576, not '{value}'.");
     }
 
     public KeyManagementService Kms { get; }
