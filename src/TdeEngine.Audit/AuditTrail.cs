@@ -447,26 +447,50 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         lock (_fileGate)
         {
             using var held = AcquireFileLock();
+            var already = PrunedThrough();
+            var leftovers = new List<string>();
             var removable = new List<string>();
+            long firstRemoved = 0;
             AuditEvent? lastRemoved = null;
-            foreach (var (_, path) in Segments())
+            foreach (var (first, path) in Segments())
             {
                 var last = LastEvent(path);
+                if (last is not null && last.EventSequence <= already)
+                {
+                    leftovers.Add(path);   // an earlier prune was interrupted after its record: finish it
+                    continue;
+                }
+
                 if (last is null || last.EventTime >= before)
                 {
                     break;
                 }
 
+                firstRemoved = removable.Count == 0 ? first : firstRemoved;
                 removable.Add(path);
                 lastRemoved = last;
             }
 
-            if (lastRemoved is null)
+            foreach (var path in leftovers)
             {
-                return new AuditPruneResult(0, 0, $"No sealed segment ends before {before:O}; nothing was pruned.");
+                File.Delete(path);
             }
 
-            WriteSignedLine(PruneLine(lastRemoved.EventSequence, lastRemoved.Hash));
+            if (lastRemoved is null)
+            {
+                if (leftovers.Count > 0)
+                {
+                    DirectoryFlush.Flush(_directory);
+                }
+
+                return new AuditPruneResult(leftovers.Count, already, leftovers.Count > 0
+                    ? $"Finished an interrupted prune ({leftovers.Count} segment(s) through event {already}); no other sealed segment ends before {before:O}."
+                    : $"No sealed segment ends before {before:O}; nothing was pruned.");
+            }
+
+            // The signed record goes first, in one atomic rewrite that also drops the records it makes
+            // moot; then the files. A crash in between leaves files that verification skips.
+            RewriteSignedRecords(PruneLine(lastRemoved.EventSequence, lastRemoved.Hash), lastRemoved.EventSequence);
             foreach (var path in removable)
             {
                 File.Delete(path);
@@ -474,19 +498,94 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
             DirectoryFlush.Flush(_directory);
             return new AuditPruneResult(removable.Count, lastRemoved.EventSequence,
-                $"Pruned {removable.Count} segment(s): events 1 to {lastRemoved.EventSequence}. The trail now starts at event {lastRemoved.EventSequence + 1}.");
+                $"Pruned {removable.Count} segment(s): events {firstRemoved} to {lastRemoved.EventSequence}. The trail now starts at event {lastRemoved.EventSequence + 1}.");
         }
+    }
+
+    // The last event removed by pruning so far (0: none), from the newest prune record.
+    private long PrunedThrough()
+    {
+        long through = 0;
+        if (File.Exists(_checkpoints))
+        {
+            foreach (var line in ReadLines(_checkpoints))
+            {
+                using var document = JsonDocument.Parse(line);
+                if (document.RootElement.TryGetProperty("prunedThrough", out var t))
+                {
+                    through = Math.Max(through, t.GetInt64());
+                }
+            }
+        }
+
+        return through;
+    }
+
+    // checkpoints.jsonl becomes: the new prune record, then the checkpoints after it (older
+    // checkpoints and prune records cover only removed events). Written beside it and renamed over it.
+    private void RewriteSignedRecords(string pruneLine, long prunedThrough)
+    {
+        var kept = new StringBuilder(pruneLine);
+        if (File.Exists(_checkpoints))
+        {
+            foreach (var line in ReadLines(_checkpoints))
+            {
+                using var document = JsonDocument.Parse(line);
+                if (document.RootElement.TryGetProperty("sequence", out var sequence) && sequence.GetInt64() > prunedThrough)
+                {
+                    kept.Append(line).Append('\n');
+                }
+            }
+        }
+
+        var temp = _checkpoints + "." + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(Encoding.UTF8.GetBytes(kept.ToString()));
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temp, _checkpoints, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+
+        DirectoryFlush.Flush(_directory);
     }
 
     /// <summary>Reads every event (in order, across segments).</summary>
     public IEnumerable<AuditEvent> ReadAll() => ReadRawLines().Select(AuditJson.Parse);
 
     /// <summary>The raw JSON Lines of the trail, across segments (for export), as they were when the enumeration started.</summary>
-    public IEnumerable<string> ReadRawLines()
+    public IEnumerable<string> ReadRawLines() => ReadRawLines(null, null);
+
+    /// <summary>
+    /// The raw lines of the files that may hold events from <paramref name="from"/> to
+    /// <paramref name="to"/>: a sealed segment whose first and last events lie more than a minute
+    /// outside the range is not read. Lines are not filtered by time (the caller does that).
+    /// </summary>
+    public IEnumerable<string> ReadRawLines(DateTimeOffset? from, DateTimeOffset? to)
     {
+        // Event times are taken when each call ends, so appends are in time order to within the
+        // time a caller waits to enqueue: a minute of slack never skips a segment holding a match.
+        var slack = TimeSpan.FromMinutes(1);
         using var snapshot = TakeSnapshot();
-        foreach (var (_, stream, length) in snapshot.Files)
+        foreach (var (path, stream, length) in snapshot.Files)
         {
+            if (path != _trail && (from is not null || to is not null) && length > 0)
+            {
+                var first = AuditJson.Parse(ReadLines(stream, length).First()).EventTime;
+                var last = LastEvent(stream.SafeFileHandle, length, path).EventTime;
+                if ((from is { } f && last < f - slack) || (to is { } t && first > t + slack))
+                {
+                    continue;
+                }
+            }
+
             foreach (var line in ReadLines(stream, length))
             {
                 yield return line;

@@ -283,8 +283,66 @@ public sealed class AuditTrailFileTests : IDisposable
         Assert.Equal(41 - result.PrunedThroughSequence, verification.EventsChecked);
         Assert.Contains($"Events 1 to {result.PrunedThroughSequence} were pruned", verification.Message, StringComparison.Ordinal);
 
+        // The signed records shrink with the trail: one prune record, and only checkpoints after it.
+        var records = File.ReadAllLines(Audit("checkpoints.jsonl"));
+        Assert.Single(records, r => r.Contains("prunedThrough", StringComparison.Ordinal));
+        Assert.StartsWith("{\"prunedThrough\"", records[0], StringComparison.Ordinal);
+        Assert.All(records.Skip(1), r => Assert.True(System.Text.Json.JsonDocument.Parse(r).RootElement.GetProperty("sequence").GetInt64() > result.PrunedThroughSequence));
+
         // Nothing newer than the cut-off goes, whatever is asked next.
         Assert.Equal(0, trail.Prune(new DateTimeOffset(2026, 6, 1, 0, 0, 0, TimeSpan.Zero)).SegmentsRemoved);
+    }
+
+    [Fact]
+    public void A_prune_interrupted_before_its_files_went_is_finished_by_the_next()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(OldEvent("old" + i, new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddMinutes(i)));
+        }
+
+        trail.Append(Event("new"));
+        var first = trail.Files[0];
+        var copy = File.ReadAllBytes(first);
+        var result = trail.Prune(new DateTimeOffset(2026, 1, 1, 0, 8, 0, TimeSpan.Zero));
+        Assert.True(result.SegmentsRemoved >= 1, result.Message);
+
+        // As if the process died after the signed record and before deleting: the file is back.
+        File.WriteAllBytes(first, copy);
+        var verification = trail.Verify();
+        Assert.True(verification.Intact, verification.Message);
+
+        var again = trail.Prune(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));   // a cut-off before everything
+        Assert.False(File.Exists(first));
+        Assert.Equal(1, again.SegmentsRemoved);
+        Assert.True(trail.Verify().Intact);
+    }
+
+    [Fact]
+    public void Lookups_by_time_read_only_the_segments_that_can_match()
+    {
+        var old = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        for (var i = 0; i < 20; i++)
+        {
+            trail.Append(OldEvent("old" + i, old.AddMinutes(i)));
+        }
+
+        var recent = Enumerable.Range(0, 5).Select(i => trail.Append(Event("new" + i))).ToList();
+
+        // Damage the oldest segment: a lookup of recent events must not even read it.
+        var first = trail.Files[0];
+        var lines = File.ReadAllLines(first);
+        lines[1] = "not an event";
+        File.WriteAllLines(first, lines);
+
+        var found = trail.ReadRawLines(DateTimeOffset.UtcNow.AddHours(-1), null).Select(AuditJsonReader.Parse).ToList();
+        Assert.Equal(recent.Select(e => e.EventSequence), found.Where(e => e.EventName.StartsWith("new", StringComparison.Ordinal)).Select(e => e.EventSequence));
+        Assert.DoesNotContain(found, e => e.EventName == "old0");
+
+        // A range that covers the damaged segment does read it.
+        Assert.ThrowsAny<Exception>(() => trail.ReadRawLines(old, old.AddMinutes(1)).Select(AuditJsonReader.Parse).ToList());
     }
 
     [Fact]

@@ -71,7 +71,7 @@ internal static class AuditCommand
         var start = options.TryGetValue("StartTime", out var s) ? DateTimeOffset.Parse(s, CultureInfo.InvariantCulture) : DateTimeOffset.MinValue;
         var end = options.TryGetValue("EndTime", out var e) ? DateTimeOffset.Parse(e, CultureInfo.InvariantCulture) : DateTimeOffset.MaxValue;
         var max = options.TryGetValue("MaxResults", out var m) ? int.Parse(m, CultureInfo.InvariantCulture) : 50;
-        var events = trail.ReadRawLines()
+        var events = trail.ReadRawLines(start == DateTimeOffset.MinValue ? null : start, end == DateTimeOffset.MaxValue ? null : end)
             .Select(line => (Line: line, Event: Audit.AuditJsonReader.Parse(line)))
             .Where(x => x.Event.EventTime >= start && x.Event.EventTime <= end)
             .Where(x => !options.TryGetValue("EventName", out var name) || x.Event.EventName == name)
