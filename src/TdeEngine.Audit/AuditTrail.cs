@@ -29,11 +29,9 @@ public sealed record AuditPruneResult(int SegmentsRemoved, long PrunedThroughSeq
 /// exporting go through the sealed segments in order, then <c>trail.jsonl</c>. Old segments leave
 /// only through <see cref="Prune"/>, which records a signed marker first, so a segment deleted by
 /// hand is reported as missing events.</para>
-/// </remarks>
-/// <remarks>
-/// <see cref="Append"/> and <see cref="AppendAsync"/> complete only once the event is on disk (fsync).
+/// <para><see cref="Append"/> and <see cref="AppendAsync"/> complete only once the event is on disk (fsync).
 /// One writer thread group-commits: one write and one fsync for everything queued meanwhile. Several
-/// processes (server and CLI) append safely: each batch holds an exclusive lock on <c>trail.lock</c>.
+/// processes (server and CLI) append safely: each batch holds an exclusive lock on <c>trail.lock</c>.</para>
 /// </remarks>
 public sealed class AuditTrail : IAuditSink, IDisposable
 {
@@ -317,7 +315,17 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         (long Sequence, string Hash, string Time)? pruned = null;
         foreach (var line in snapshot.SignedLines)
         {
-            using var document = JsonDocument.Parse(line);
+            JsonDocument document;
+            try
+            {
+                document = JsonDocument.Parse(line);
+            }
+            catch (JsonException)
+            {
+                return Bad(0, null, 0, 0, "A line of checkpoints.jsonl is not a signed record (edited or damaged).");
+            }
+
+            using var owned = document;
             var r = document.RootElement;
             var time = r.GetProperty("time").GetString()!;
             var mac = Convert.FromHexString(r.GetProperty("mac").GetString()!);
@@ -430,7 +438,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     }
 
     /// <summary>
-    /// Removes the sealed segments whose every event is older than <paramref name="before"/>, oldest
+    /// Removes the sealed segments whose last event is older than <paramref name="before"/>, oldest
     /// first. The trail must verify first (tampered events are not pruned away), and a signed prune
     /// record naming the last removed event is written before any file goes, so <see cref="Verify"/>
     /// starts after it and a segment removed any other way still reads as missing events.
