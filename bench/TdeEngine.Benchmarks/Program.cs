@@ -4,7 +4,8 @@ namespace TdeEngine.Benchmarks;
 
 /// <summary>
 /// Micro-benchmarks: <c>dotnet run -c Release --project bench/TdeEngine.Benchmarks -- --filter '*'</c>.
-/// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>.
+/// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>;
+/// the same workloads on SQLCipher (its own process, bound to Debian's libsqlcipher): <c>... -- side-by-side-sqlcipher</c>.
 /// Every table has a baseline measured in the same run, so the ratio is the number to read.
 /// </summary>
 internal static class Program
@@ -14,6 +15,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "side-by-side")
         {
             return SideBySide.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "side-by-side-sqlcipher")
+        {
+            return SqlCipherSideBySide.Run(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "hsm")

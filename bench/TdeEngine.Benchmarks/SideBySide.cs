@@ -98,12 +98,17 @@ internal static class SideBySide
         return 0;
     }
 
-    private static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb, int mmapMb,
-        int rows, int lookups, int scans, int updates)
+    /// <summary>
+    /// The four workloads on one new database; <paramref name="afterOpen"/> runs first on the open
+    /// connection (SQLCipher's key). Returns milliseconds per workload.
+    /// </summary>
+    internal static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb, int mmapMb,
+        int rows, int lookups, int scans, int updates, Action<SqliteConnection>? afterOpen = null)
     {
         var times = new Dictionary<string, double>();
         using var db = new SqliteConnection(connectionString);
         db.Open();
+        afterOpen?.Invoke(db);
         if (cacheMb > 0)
         {
             Exec(db, $"PRAGMA cache_size=-{cacheMb * 1024}");
@@ -192,7 +197,7 @@ internal static class SideBySide
         return times;
     }
 
-    private static void Exec(SqliteConnection db, string sql)
+    internal static void Exec(SqliteConnection db, string sql)
     {
         using var command = db.CreateCommand();
         command.CommandText = sql;
@@ -202,13 +207,13 @@ internal static class SideBySide
     private static double MedianOf(Dictionary<string, Dictionary<string, List<double>>> samples, string variant, string workload) =>
         samples.TryGetValue(variant, out var byWorkload) ? Median(byWorkload[workload]) : double.NaN;
 
-    private static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var sorted = values.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
-    private static int Option(string[] args, string name, int fallback)
+    internal static int Option(string[] args, string name, int fallback)
     {
         var index = Array.IndexOf(args, name);
         return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
