@@ -762,7 +762,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     private IEnumerable<(long First, string Path)> Segments() =>
         Directory.EnumerateFiles(_directory, SegmentPrefix + "*.jsonl")
             .Select(path => (Name: Path.GetFileNameWithoutExtension(path)[SegmentPrefix.Length..], Path: path))
-            .Where(x => x.Name.Length == 12 && x.Name.All(char.IsAsciiDigit))
+            .Where(x => x.Name.Length is >= 12 and <= 18 && x.Name.All(char.IsAsciiDigit))   // at least 12 digits; more past 10^12 events
             .Select(x => (long.Parse(x.Name, CultureInfo.InvariantCulture), x.Path))
             .OrderBy(x => x.Item1);
 

@@ -213,6 +213,20 @@ public sealed class AuditTrailFileTests : IDisposable
     }
 
     [Fact]
+    public void Segment_names_grow_past_twelve_digits_and_keep_their_order()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
+        trail.Append(Event("one"));
+        File.WriteAllText(Audit("trail-1000000000000.jsonl"), "");
+        File.WriteAllText(Audit("trail-999999999999.jsonl"), "");
+        File.WriteAllText(Audit("trail-notanumber.jsonl"), "");
+
+        Assert.Equal(
+            [Audit("trail-999999999999.jsonl"), Audit("trail-1000000000000.jsonl"), trail.TrailPath],
+            trail.Files);
+    }
+
+    [Fact]
     public void A_deleted_segment_is_reported_as_missing_events()
     {
         using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: SmallSegment);
