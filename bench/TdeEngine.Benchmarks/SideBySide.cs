@@ -62,16 +62,7 @@ internal static class SideBySide
                         var path = Path.Combine(root, $"{journalMode}-{run}-{variant.Name.Replace(' ', '-')}.db");
                         var mmap = mmapTdeOnly && !variant.Name.StartsWith("TDE", StringComparison.Ordinal) ? 0 : mmapMb;
                         var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, mmap, rows, lookups, scans, updates);
-                        foreach (var (workload, ms) in times)
-                        {
-                            samples[variant.Name][workload].Add(ms);
-                        }
-
-                        SqliteConnection.ClearAllPools();
-                        foreach (var file in Directory.GetFiles(root, Path.GetFileName(path) + "*"))
-                        {
-                            File.Delete(file);
-                        }
+                        RecordAndDelete(path, times, samples[variant.Name]);
                     }
                 }
 
@@ -195,6 +186,21 @@ internal static class SideBySide
 
         times["update"] = watch.Elapsed.TotalMilliseconds;
         return times;
+    }
+
+    /// <summary>Adds one run's times to the samples, then deletes the database and its side files.</summary>
+    internal static void RecordAndDelete(string path, Dictionary<string, double> times, Dictionary<string, List<double>> samples)
+    {
+        foreach (var (workload, ms) in times)
+        {
+            samples[workload].Add(ms);
+        }
+
+        SqliteConnection.ClearAllPools();
+        foreach (var file in Directory.GetFiles(Path.GetDirectoryName(path)!, Path.GetFileName(path) + "*"))
+        {
+            File.Delete(file);
+        }
     }
 
     internal static void Exec(SqliteConnection db, string sql)

@@ -61,16 +61,7 @@ internal static class SqlCipherSideBySide
                             throw new InvalidOperationException("The keyed SQLCipher database was written in plaintext: the library is not SQLCipher.");
                         }
 
-                        foreach (var (workload, ms) in times)
-                        {
-                            samples[workload].Add(ms);
-                        }
-
-                        SqliteConnection.ClearAllPools();
-                        foreach (var file in Directory.GetFiles(root, Path.GetFileName(path) + "*"))
-                        {
-                            File.Delete(file);
-                        }
+                        SideBySide.RecordAndDelete(path, times, samples);
                     }
                 }
 

@@ -1,5 +1,6 @@
 using TdeEngine.Audit;
 using TdeEngine.Kms.RootKeys;
+using TdeEngine.Tests.Shared;
 
 namespace TdeEngine.Cli.Tests;
 
@@ -12,20 +13,7 @@ public sealed class AuditCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_home, recursive: true);
 
-    private static AuditEvent Event(int i, DateTimeOffset time) => new()
-    {
-        EventId = Guid.NewGuid().ToString(),
-        EventTime = time,
-        EventName = "Decrypt",
-        EventSource = "kms.aliyuncs.com",
-        ServiceName = "Kms",
-        ApiVersion = "2016-01-20",
-        AcsRegion = "cn-hangzhou",
-        RequestId = Guid.NewGuid().ToString(),
-        SourceIpAddress = "127.0.0.1",
-        UserIdentity = new AuditIdentity("root-account", "1", "1", "root"),
-        RequestParameters = new Dictionary<string, string> { ["KeyId"] = "key-" + i },
-    };
+    private static AuditEvent Event(int i, DateTimeOffset time) => RootAuditEvent.Create("Decrypt", "key-" + i, time);
 
     [Fact]
     public void Prune_removes_old_segments_and_verify_reports_the_cut()

@@ -1,5 +1,6 @@
 using TdeEngine.Audit;
 using TdeEngine.Kms.RootKeys;
+using TdeEngine.Tests.Shared;
 
 namespace TdeEngine.Gateway.Tests;
 
@@ -24,20 +25,7 @@ public sealed class AuditTrailFileTests : IDisposable
         Directory.Delete(_home, recursive: true);
     }
 
-    private static AuditEvent Event(string name) => new()
-    {
-        EventId = Guid.NewGuid().ToString(),
-        EventTime = DateTimeOffset.UtcNow,
-        EventName = name,
-        EventSource = "kms.aliyuncs.com",
-        ServiceName = "Kms",
-        ApiVersion = "2016-01-20",
-        AcsRegion = "cn-hangzhou",
-        RequestId = Guid.NewGuid().ToString(),
-        SourceIpAddress = "127.0.0.1",
-        UserIdentity = new AuditIdentity("root-account", "1", "1", "root"),
-        RequestParameters = new Dictionary<string, string> { ["KeyId"] = "key-" + name },
-    };
+    private static AuditEvent Event(string name) => RootAuditEvent.Create(name, "key-" + name, DateTimeOffset.UtcNow);
 
     [Fact]
     public async Task Two_trails_on_one_file_interleave_into_one_unbroken_chain()
