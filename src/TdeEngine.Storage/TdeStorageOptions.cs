@@ -54,9 +54,11 @@ public sealed class TdeStorageOptions
         ArgumentNullException.ThrowIfNull(TimeProvider);
     }
 
+    internal static bool IsValidPageSize(int pageSize) => pageSize is >= 1024 and <= 65536 && (pageSize & (pageSize - 1)) == 0;
+
     internal static void ValidatePageSize(int pageSize)
     {
-        if (pageSize is < 1024 or > 65536 || (pageSize & (pageSize - 1)) != 0)
+        if (!IsValidPageSize(pageSize))
         {
             throw new ArgumentOutOfRangeException(nameof(pageSize), "A page size is a power of two from 1024 to 65536.");
         }

@@ -79,10 +79,10 @@ internal static unsafe class TdeVfs
                 }
 
                 s_methods = CreateMethods();
-                var rc0 = SqliteNative.sqlite3_auto_extension(&ApplyConnectionDefaults);
-                if (rc0 != SqliteNative.SQLITE_OK)
+                var extension = SqliteNative.sqlite3_auto_extension(&ApplyConnectionDefaults);
+                if (extension != SqliteNative.SQLITE_OK)
                 {
-                    throw new InvalidOperationException($"sqlite3_auto_extension failed with {rc0}.");
+                    throw new InvalidOperationException($"sqlite3_auto_extension failed with {extension}.");
                 }
             }
 
@@ -250,7 +250,7 @@ internal static unsafe class TdeVfs
         var kmsKey = SqliteNative.UriParameter(zName, "kms_key") ?? options.DefaultKmsKeyId;
         var suite = UriParameter(zName, path, "cipher", "aes-256-gcm or aegis-256", PageCipherSuites.TryParse) ?? options.DefaultCipher;
         var pageSize = UriParameter<int>(zName, path, "page_size", "a power of two from 1024 to 65536",
-            static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1024 and <= 65536 && (n & (n - 1)) == 0 ? n : null)
+            static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && TdeStorageOptions.IsValidPageSize(n) ? n : null)
             ?? options.DefaultPageSize;
 
         var image = NewDatabaseImage.Create(path, kmsKey, suite, pageSize, config.Keys);
