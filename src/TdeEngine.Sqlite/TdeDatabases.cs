@@ -165,7 +165,10 @@ public static class TdeDatabases
         return $"Data Source=file:{Escape(path)}?{string.Join('&', query)};Pooling=False";
     }
 
-    // The logical copy that sqlcipher_export performs: schema, rows, sequences, then indexes, views, triggers.
+    // The logical copy that sqlcipher_export performs: schema, rows, sequences, then indexes, views,
+    // triggers. Rowids are kept (an FTS index or the app may refer to them). A virtual table (FTS3/4/5,
+    // R-tree, ...) is created from its statement, which makes its shadow tables, and their rows are
+    // then copied as they are: the index arrives exactly as it was, without being rebuilt.
     private static void Copy(SqliteConnection destination, string source)
     {
         Execute(destination, "PRAGMA foreign_keys=OFF");
@@ -187,24 +190,50 @@ public static class TdeDatabases
             }
         }
 
-        var virtualTable = objects.FirstOrDefault(o => o.Sql.StartsWith("CREATE VIRTUAL TABLE", StringComparison.OrdinalIgnoreCase));
-        if (virtualTable.Name is not null)
+        // What each table is: 'table', 'virtual' or 'shadow' (a virtual table's storage), and whether it has rowids.
+        var kinds = new Dictionary<string, (string Kind, bool WithoutRowid)>(StringComparer.OrdinalIgnoreCase);
+        using (var command = destination.CreateCommand())
         {
-            throw new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
-                $"The database has the virtual table '{virtualTable.Name}'; converting virtual tables (FTS and others) is not supported yet. Drop it, convert, and recreate it.");
+            command.CommandText = "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'src'";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                kinds[reader.GetString(0)] = (reader.GetString(1), reader.GetInt64(2) != 0);
+            }
         }
 
         var tables = objects.Where(o => o.Type == "table" && !o.Name.StartsWith("sqlite_", StringComparison.OrdinalIgnoreCase)).ToList();
         using var tx = destination.BeginTransaction();
-        foreach (var table in tables)
+        foreach (var table in tables.Where(t => kinds[t.Name].Kind == "table"))
         {
             Execute(destination, table.Sql);
         }
 
-        foreach (var table in tables)
+        foreach (var table in tables.Where(t => kinds[t.Name].Kind == "virtual"))
         {
+            try
+            {
+                Execute(destination, table.Sql);
+            }
+            catch (SqliteException e) when (e.Message.Contains("no such module", StringComparison.Ordinal))
+            {
+                throw new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
+                    $"The virtual table '{table.Name}' needs a module this SQLite build does not have ({e.Message}); the database was not converted. Drop the table, convert, and recreate it.",
+                    inner: e);
+            }
+        }
+
+        foreach (var table in tables.Where(t => kinds[t.Name].Kind is "table" or "shadow"))
+        {
+            if (kinds[table.Name].Kind == "shadow")
+            {
+                Execute(destination, $"DELETE FROM main.{Quote(table.Name)}");   // what creating the virtual table put there
+            }
+
             var columns = StoredColumns(destination, table.Name);
-            Execute(destination, $"INSERT INTO main.{Quote(table.Name)} ({columns}) SELECT {columns} FROM src.{Quote(table.Name)}");
+            var rowid = kinds[table.Name].WithoutRowid ? null : RowidAlias(destination, table.Name);
+            var list = rowid is null ? columns : $"{rowid}, {columns}";
+            Execute(destination, $"INSERT INTO main.{Quote(table.Name)} ({list}) SELECT {list} FROM src.{Quote(table.Name)}");
         }
 
         if (objects.Any(o => o.Name == "sqlite_sequence"))
@@ -212,7 +241,8 @@ public static class TdeDatabases
             Execute(destination, "DELETE FROM main.sqlite_sequence; INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence");
         }
 
-        foreach (var other in objects.Where(o => o.Type is "index" or "view" or "trigger"))
+        // Indexes on shadow tables came with their virtual table.
+        foreach (var other in objects.Where(o => o.Type is "index" or "view" or "trigger" && !IsOnShadowTable(destination, o.Name, kinds)))
         {
             Execute(destination, other.Sql);
         }
@@ -234,6 +264,30 @@ public static class TdeDatabases
         {
             throw new InvalidDataException($"The converted database failed its integrity check: {result}");
         }
+    }
+
+    // A name for the rowid that no column hides (rowid, _rowid_ or oid), or null if all three are columns.
+    private static string? RowidAlias(SqliteConnection connection, string table)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT lower(name) FROM pragma_table_xinfo($table, 'src')";
+        command.Parameters.AddWithValue("$table", table);
+        using var reader = command.ExecuteReader();
+        var columns = new HashSet<string>(StringComparer.Ordinal);
+        while (reader.Read())
+        {
+            columns.Add(reader.GetString(0));
+        }
+
+        return new[] { "rowid", "_rowid_", "oid" }.FirstOrDefault(alias => !columns.Contains(alias));
+    }
+
+    private static bool IsOnShadowTable(SqliteConnection connection, string index, Dictionary<string, (string Kind, bool WithoutRowid)> kinds)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT tbl_name FROM src.sqlite_schema WHERE name = $name";
+        command.Parameters.AddWithValue("$name", index);
+        return command.ExecuteScalar() is string table && kinds.TryGetValue(table, out var kind) && kind.Kind == "shadow";
     }
 
     // Columns that hold data (generated columns are computed again in the copy).

@@ -90,17 +90,108 @@ public sealed class ConversionTests : IDisposable
     [Fact]
     public void A_failed_conversion_leaves_the_original_untouched()
     {
+        using (var plain = _dir.OpenPlain("bad.db"))
+        {
+            // A row that breaks its table's CHECK constraint (written with the checks off): the copy refuses it.
+            plain.Exec("PRAGMA ignore_check_constraints=ON; CREATE TABLE t(x CHECK (x > 0)); INSERT INTO t VALUES (-1);");
+        }
+
+        var before = File.ReadAllBytes(_dir.File("bad.db"));
+        var e = Assert.Throws<Microsoft.Data.Sqlite.SqliteException>(() => TdeDatabases.Encrypt(_dir.File("bad.db")));
+
+        Assert.Equal(19, e.SqliteErrorCode);   // SQLITE_CONSTRAINT
+        Assert.Equal(before, File.ReadAllBytes(_dir.File("bad.db")));
+        Assert.Equal(["bad.db"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void A_virtual_table_whose_module_is_missing_is_refused_by_name()
+    {
         using (var plain = _dir.OpenPlain("vt.db"))
         {
-            plain.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('keep me'); CREATE VIRTUAL TABLE r USING rtree(id, a, b);");
+            plain.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('keep me'); PRAGMA writable_schema=ON;" +
+                       "INSERT INTO sqlite_schema VALUES ('table', 'v', 'v', 0, 'CREATE VIRTUAL TABLE v USING nosuchmodule(a)');");
         }
 
         var before = File.ReadAllBytes(_dir.File("vt.db"));
         var e = Assert.Throws<TdeStorageException>(() => TdeDatabases.Encrypt(_dir.File("vt.db")));
 
         Assert.Equal(TdeStorageException.Codes.UnsupportedOperation, e.Code);
+        Assert.Contains("'v'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("nosuchmodule", e.Message, StringComparison.Ordinal);
         Assert.Equal(before, File.ReadAllBytes(_dir.File("vt.db")));
         Assert.Equal(["vt.db"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName));
+    }
+
+    [Theory]
+    [InlineData("DELETE")]
+    [InlineData("WAL")]
+    public void Full_text_search_and_R_tree_indexes_and_rowids_survive_encryption_and_decryption(string journalMode)
+    {
+        const string Search = "SELECT rowid, title FROM docs WHERE docs MATCH 'secret NOT draft' ORDER BY rowid";
+        const string ExternalSearch = "SELECT rowid FROM notes_fts WHERE notes_fts MATCH 'payload*' ORDER BY rowid";
+        const string Near = "SELECT id FROM places WHERE minX >= 10 AND maxX <= 20 ORDER BY id";
+        const string Rowids = "SELECT rowid, body FROM notes ORDER BY rowid";
+        using (var plain = _dir.OpenPlain("fts.db"))
+        {
+            plain.Exec($"PRAGMA journal_mode={journalMode};" +
+                       "CREATE VIRTUAL TABLE docs USING fts5(title, body);" +
+                       "CREATE TABLE notes(body TEXT);" +   // rowid table without INTEGER PRIMARY KEY: its rowids have gaps below
+                       "CREATE VIRTUAL TABLE notes_fts USING fts5(body, content='notes', content_rowid='rowid');" +
+                       "CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN INSERT INTO notes_fts(rowid, body) VALUES (new.rowid, new.body); END;" +
+                       "CREATE VIRTUAL TABLE places USING rtree(id, minX, maxX);" +
+                       "CREATE VIRTUAL TABLE legacy USING fts4(content);");
+            using var tx = plain.BeginTransaction();
+            for (var i = 0; i < 500; i++)
+            {
+                plain.Exec($"INSERT INTO docs(title, body) VALUES ('doc {i}', '{(i % 3 == 0 ? "secret" : "public")} text {(i % 5 == 0 ? "draft" : "final")} {i}');" +
+                           $"INSERT INTO notes(body) VALUES ('payload{i} note');" +
+                           $"INSERT INTO places VALUES ({i}, {i % 40}, {(i % 40) + 5});" +
+                           $"INSERT INTO legacy(content) VALUES ('word{i} shared');");
+            }
+
+            plain.Exec("DELETE FROM notes WHERE rowid % 7 = 0;");   // gaps that a copy must not close
+            tx.Commit();
+        }
+
+        List<string> Rows(Microsoft.Data.Sqlite.SqliteConnection db, string sql) => Chinook.Rows(db, sql);
+        List<string> expectedSearch, expectedExternal, expectedNear, expectedRowids, expectedLegacy;
+        using (var plain = _dir.OpenPlain("fts.db"))
+        {
+            expectedSearch = Rows(plain, Search);
+            expectedExternal = Rows(plain, ExternalSearch);
+            expectedNear = Rows(plain, Near);
+            expectedRowids = Rows(plain, Rowids);
+            expectedLegacy = Rows(plain, "SELECT docid FROM legacy WHERE legacy MATCH 'word42'");
+        }
+
+        Assert.NotEmpty(expectedSearch);
+        Assert.NotEmpty(expectedNear);
+
+        TdeDatabases.Encrypt(_dir.File("fts.db"));
+
+        using (var tde = _dir.OpenTde("fts.db"))
+        {
+            Assert.Equal(expectedSearch, Rows(tde, Search));
+            Assert.Equal(expectedExternal, Rows(tde, ExternalSearch));
+            Assert.Equal(expectedNear, Rows(tde, Near));
+            Assert.Equal(expectedRowids, Rows(tde, Rowids));
+            Assert.Equal(expectedLegacy, Rows(tde, "SELECT docid FROM legacy WHERE legacy MATCH 'word42'"));
+            tde.Exec("INSERT INTO docs(docs) VALUES ('integrity-check'); INSERT INTO notes_fts(notes_fts) VALUES ('integrity-check');");
+            Assert.Equal("ok", tde.Scalar<string>("PRAGMA integrity_check"));
+
+            // The indexes keep working: new rows are found (the trigger came along too).
+            tde.Exec("INSERT INTO notes(body) VALUES ('payloadnew'); INSERT INTO docs(title, body) VALUES ('late', 'secret final');");
+            Assert.Contains(tde.Scalar<long>("SELECT max(rowid) FROM notes").ToString(System.Globalization.CultureInfo.InvariantCulture), string.Join(",", Rows(tde, ExternalSearch)), StringComparison.Ordinal);
+            Assert.Equal(expectedSearch.Count + 1, Rows(tde, Search).Count);
+        }
+
+        TdeDatabases.Decrypt(_dir.File("fts.db"), _dir.File("fts-plain.db"));
+        using var back = _dir.OpenPlain("fts-plain.db");
+        Assert.Equal(expectedNear, Rows(back, Near));
+        Assert.Equal(expectedRowids.Count + 1, Rows(back, Rowids).Count);
+        back.Exec("INSERT INTO docs(docs) VALUES ('integrity-check')");
+        Assert.Equal("ok", back.Scalar<string>("PRAGMA integrity_check"));
     }
 
     [Fact]
