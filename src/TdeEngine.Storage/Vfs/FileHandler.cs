@@ -54,9 +54,18 @@ internal unsafe class FileHandler(SqliteFile* underlying, string? path)
     public virtual int Fetch(long offset, int amount) => SqliteNative.SQLITE_OK;
 
     /// <summary>SQLite drops every mapping of the file (another connection changed it).</summary>
-    public int Unmap() => Inner is not null && Inner->iVersion >= 3 && Inner->xUnfetch is not null
-        ? Inner->xUnfetch(Underlying, 0, null)
-        : SqliteNative.SQLITE_OK;
+    public int Unmap()
+    {
+        Unmapped();
+        return Inner is not null && Inner->iVersion >= 3 && Inner->xUnfetch is not null
+            ? Inner->xUnfetch(Underlying, 0, null)
+            : SqliteNative.SQLITE_OK;
+    }
+
+    /// <summary>Called when SQLite dropped the file's mappings.</summary>
+    protected virtual void Unmapped()
+    {
+    }
 
     /// <summary>Closes the wrapped file and releases what the handler holds.</summary>
     public int Close()

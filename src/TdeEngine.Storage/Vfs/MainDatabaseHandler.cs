@@ -31,6 +31,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private readonly byte[] _page1Trailer;
     private bool _page1Cached;
 
+    // The wrapped unix file has mapped the sealed file (see Fetch).
+    private bool _mapped;
+
     private MainDatabaseHandler(SqliteFile* underlying, string path, DatabaseEnvelope envelope, DatabaseCrypto crypto)
         : base(underlying, path)
     {
@@ -245,9 +248,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// </summary>
     public override int Fetch(long offset, int amount)
     {
-        if (Inner->iVersion < 3 || Inner->xFetch is null)
+        if (_mapped || Inner->iVersion < 3 || Inner->xFetch is null)
         {
-            return SqliteNative.SQLITE_OK;
+            return SqliteNative.SQLITE_OK;   // SQLite asks on every page it gets, cached or not: keep this cheap
         }
 
         void* mapped = null;
@@ -255,10 +258,13 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         if (mapped is not null)
         {
             Inner->xUnfetch(Underlying, E + offset, mapped);
+            _mapped = true;   // until SQLite drops the mapping or changes its size limit
         }
 
         return rc;
     }
+
+    protected override void Unmapped() => _mapped = false;
 
     public override int FileSize(long* size)
     {
@@ -270,6 +276,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int FileControl(int op, void* arg)
     {
+        if (op == SqliteNative.SQLITE_FCNTL_MMAP_SIZE)
+        {
+            _mapped = false;   // the unix file may drop or remap its mapping: ask again on the next page
+        }
+
         if (op == SqliteNative.SQLITE_FCNTL_SIZE_HINT && arg is not null)
         {
             var hint = *(long*)arg + E;
