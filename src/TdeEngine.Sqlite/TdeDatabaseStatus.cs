@@ -29,3 +29,21 @@ public sealed record TdeDatabaseStatus
 /// <param name="SealLimit">How many pages it may seal (AES-GCM random nonces), or <c>ulong.MaxValue</c>.</param>
 /// <param name="NearLimit">True once half the limit is used: rotate the DEK.</param>
 public sealed record TdeDekStatus(uint Version, PageCipherSuite Cipher, ulong SealsReserved, ulong SealLimit, bool NearLimit);
+
+/// <summary>What <c>tde db verify</c> reports: every page of the file authenticated with the database's DEKs, then SQLite's own check.</summary>
+/// <param name="Path">The database file.</param>
+/// <param name="PageCount">Pages in the file.</param>
+/// <param name="BadPages">Pages that fail authentication (altered, moved, or from another database), in order.</param>
+/// <param name="IntegrityCheck">What <c>PRAGMA integrity_check</c> said, or null when pages failed (SQLite would stop at the first).</param>
+public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadOnlyList<long> BadPages, string? IntegrityCheck)
+{
+    /// <summary>True when every page authenticates and SQLite finds the database well formed.</summary>
+    public bool Intact => BadPages.Count == 0 && IntegrityCheck == "ok";
+
+    /// <summary>One sentence for people.</summary>
+    public string Message => BadPages.Count > 0
+        ? $"{BadPages.Count} of {PageCount} pages of '{Path}' fail authentication (altered, moved, or from another database): {string.Join(", ", BadPages.Take(50))}{(BadPages.Count > 50 ? ", ..." : "")}. Restore the file from a backup."
+        : IntegrityCheck == "ok"
+            ? $"All {PageCount} pages of '{Path}' authenticate, and PRAGMA integrity_check is ok."
+            : $"All {PageCount} pages of '{Path}' authenticate, but PRAGMA integrity_check says: {IntegrityCheck}";
+}

@@ -50,6 +50,28 @@ public sealed class DbCommandTests : IDisposable
     }
 
     [Fact]
+    public void Verify_passes_an_intact_file_and_names_the_bad_pages_of_a_tampered_one()
+    {
+        Ok("db", "create", File("v.db"));
+        Ok("db", "sql", File("v.db"), "CREATE TABLE t(v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) INSERT INTO t SELECT printf('%0100d', i) FROM n;");
+        Assert.Contains("authenticate, and PRAGMA integrity_check is ok", Ok("db", "verify", File("v.db")).Stdout, StringComparison.Ordinal);
+
+        using (var stream = new FileStream(File("v.db"), FileMode.Open))
+        {
+            stream.Position = 4096 + 4096 + 500;   // page 2
+            var b = stream.ReadByte();
+            stream.Position -= 1;
+            stream.WriteByte((byte)(b ^ 0x80));
+        }
+
+        var result = CliProcess.Run(_home, "db", "verify", File("v.db"), "--json");
+        Assert.Equal(1, result.ExitCode);
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal([2], json.GetProperty("BadPages").EnumerateArray().Select(p => p.GetInt64()));
+        Assert.False(json.GetProperty("Intact").GetBoolean());
+    }
+
+    [Fact]
     public void Sql_reads_statements_from_stdin()
     {
         Ok("db", "create", File("s.db"));

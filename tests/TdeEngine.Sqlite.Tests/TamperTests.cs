@@ -94,6 +94,40 @@ public sealed class TamperTests : IDisposable
     }
 
     [Fact]
+    public void Verify_lists_every_bad_page_where_a_query_stops_at_the_first()
+    {
+        var file = MakeDatabase("v.db");
+        var intact = TdeDatabases.Verify(file);
+        Assert.True(intact.Intact, intact.Message);
+        Assert.Equal((new FileInfo(file).Length - Envelope) / PageSize, intact.PageCount);
+        Assert.True(intact.PageCount > 10);
+        Assert.Equal("ok", intact.IntegrityCheck);
+
+        var donor = MakeDatabase("donor.db");
+        var donorPage = File.ReadAllBytes(donor).AsSpan((int)PhysicalOffset(10), PageSize).ToArray();
+        using (var stream = File.Open(file, FileMode.Open))
+        {
+            foreach (var page in new[] { 3, 7 })
+            {
+                stream.Position = PhysicalOffset(page) + 100;
+                var b = stream.ReadByte();
+                stream.Position -= 1;
+                stream.WriteByte((byte)(b ^ 0x01));
+            }
+
+            stream.Position = PhysicalOffset(10);
+            stream.Write(donorPage);
+        }
+
+        var result = TdeDatabases.Verify(file);
+
+        Assert.False(result.Intact);
+        Assert.Equal([3L, 7L, 10L], result.BadPages);
+        Assert.Null(result.IntegrityCheck);
+        Assert.Contains("3, 7, 10", result.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void One_damaged_envelope_copy_is_survived_and_two_are_reported()
     {
         var file = MakeDatabase("c.db", rows: 10);

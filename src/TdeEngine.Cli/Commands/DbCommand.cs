@@ -20,6 +20,7 @@ internal static class DbCommand
           tde db encrypt PLAIN_FILE [--key KEY] [--cipher C] [--out FILE]     (in place without --out)
           tde db decrypt FILE --out PLAIN_FILE
           tde db status FILE [--json]
+          tde db verify FILE [--json]                                        (authenticate every page; exit 1 if any fails)
           tde db sql FILE [SQL]                                              (SQL from stdin when absent)
         KEY is a KMS key id, ARN or alias (default alias/acs/rds). The KMS lives under $TDE_HOME.
         """;
@@ -64,6 +65,8 @@ internal static class DbCommand
                     return 0;
                 case "sql":
                     return Sql(file, positional.Count > 0 ? string.Join(' ', positional) : Console.In.ReadToEnd(), stdout, stderr);
+                case "verify":
+                    return Verify(file, options.ContainsKey("json"), stdout, stderr);
                 default:
                     throw new CliUsageException($"unknown 'tde db' command '{verb}'.\n{Usage}");
             }
@@ -122,6 +125,47 @@ internal static class DbCommand
 
             return 0;
         });
+    }
+
+    private static int Verify(string file, bool json, TextWriter stdout, TextWriter stderr)
+    {
+        var result = TdeDatabases.Verify(file);
+        if (json)
+        {
+            using var buffer = new MemoryStream();
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            {
+                w.WriteStartObject();
+                w.WriteString("Path", result.Path);
+                w.WriteNumber("PageCount", result.PageCount);
+                w.WriteStartArray("BadPages");
+                foreach (var page in result.BadPages)
+                {
+                    w.WriteNumberValue(page);
+                }
+
+                w.WriteEndArray();
+                if (result.IntegrityCheck is null)
+                {
+                    w.WriteNull("IntegrityCheck");
+                }
+                else
+                {
+                    w.WriteString("IntegrityCheck", result.IntegrityCheck);
+                }
+
+                w.WriteBoolean("Intact", result.Intact);
+                w.WriteEndObject();
+            }
+
+            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+        }
+        else
+        {
+            (result.Intact ? stdout : stderr).WriteLine(result.Message);
+        }
+
+        return result.Intact ? 0 : 1;
     }
 
     private static int Status(string file, bool json, TextWriter stdout, TextWriter stderr)
