@@ -64,6 +64,69 @@ public sealed class CrashTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("DELETE")]
+    [InlineData("WAL")]
+    public void A_mapped_reader_follows_a_file_that_another_process_shrinks_and_grows(string journalMode)
+    {
+        var database = _dir.File("resize.db");
+        using var kms = Kms.KeyManagement.KeyManagementService.Open(new Kms.KmsOptions { Home = _kmsHome });
+        TdeSqlite.Register(kms, new Storage.TdeStorageOptions { TimeProvider = TdeTestEnvironment.Clock });
+        try
+        {
+            using (var setup = new SqliteConnection(TdeSqlite.ConnectionString(database)))
+            {
+                setup.Open();
+                setup.Exec($"PRAGMA journal_mode={journalMode}; CREATE TABLE t(n INTEGER PRIMARY KEY, payload TEXT NOT NULL);" +
+                           "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 3000) INSERT INTO t SELECT i, printf('%03000d', i) FROM k;");
+                setup.Exec(journalMode == "WAL" ? "PRAGMA wal_checkpoint(TRUNCATE)" : "SELECT 1");
+            }
+
+            var large = new FileInfo(database).Length;
+            using var reader = new SqliteConnection($"Data Source=file:{database}?vfs=tde&mmap_size=268435456;Pooling=False");
+            reader.Open();
+            Assert.Equal(3000L, reader.Scalar<long>("SELECT count(*) FROM t"));
+            Assert.True(MemoryMappedReadTests.MappedBytes(database) >= large);   // the whole file is mapped now
+
+            // Another process cuts the file to a fraction under the mapping: the reader must neither
+            // touch the vanished pages (SIGBUS would end this test run) nor see stale rows.
+            RunToEnd(database, journalMode, "resize", "100", "0");
+            Assert.True(new FileInfo(database).Length < large / 4, $"{new FileInfo(database).Length} of {large} bytes");
+            Assert.Equal(100L, reader.Scalar<long>("SELECT count(*) FROM t"));
+            Assert.Equal("ok", reader.Scalar<string>("PRAGMA integrity_check"));
+
+            // ...and then past its old size.
+            RunToEnd(database, journalMode, "resize", "100", "5000");
+            Assert.True(new FileInfo(database).Length > large);
+            Assert.Equal(5100L, reader.Scalar<long>("SELECT count(*) FROM t"));
+            Assert.Equal(5000L * 3000, reader.Scalar<long>("SELECT sum(length(payload)) FROM t WHERE n > 100"));
+            Assert.Equal("ok", reader.Scalar<string>("PRAGMA integrity_check"));
+        }
+        finally
+        {
+            TdeTestEnvironment.EnsureRegistered();
+        }
+    }
+
+    private void RunToEnd(string database, string journalMode, params string[] command)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "TdeEngine.CrashWriter.dll"));
+        start.ArgumentList.Add(database);
+        start.ArgumentList.Add(journalMode);
+        foreach (var argument in command)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["TDE_HOME"] = _kmsHome;
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "the child did not finish in 60 s");
+        Assert.True(process.ExitCode == 0 && stdout.Contains("resized", StringComparison.Ordinal), $"exit {process.ExitCode}: {stdout}{stderr.Result}");
+    }
+
     // Starts the writer, lets it commit for a while, kills it with SIGKILL, returns the last commit it reported.
     private long RunAndKill(string database, string journalMode, int millisecondsAfterFirstCommit, bool mapped)
     {

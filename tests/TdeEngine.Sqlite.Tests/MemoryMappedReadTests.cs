@@ -24,7 +24,7 @@ public sealed class MemoryMappedReadTests : IDisposable
     }
 
     // The bytes of this process's mappings of a file, from /proc/self/maps.
-    private static long MappedBytes(string path)
+    internal static long MappedBytes(string path)
     {
         long total = 0;
         foreach (var line in File.ReadLines("/proc/self/maps"))
