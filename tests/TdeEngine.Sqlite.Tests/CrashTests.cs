@@ -7,7 +7,8 @@ namespace TdeEngine.Sqlite.Tests;
 /// A writer child process is killed with SIGKILL at random moments, 50 times per journal mode.
 /// After every kill the database must pass <c>PRAGMA integrity_check</c> and hold every
 /// transaction the writer reported committed. Every other run, the writer and the checking
-/// connection read through memory-mapped I/O (<c>mmap_size</c>).
+/// connection read through memory-mapped I/O (<c>mmap_size</c>). The same child also resizes a file
+/// under a reader that maps it.
 /// </summary>
 public sealed class CrashTests : IDisposable
 {
