@@ -1,4 +1,7 @@
+using System.Text;
+using System.Text.Json;
 using TdeEngine.Audit;
+using TdeEngine.Kms.Api;
 using TdeEngine.Kms.RootKeys;
 using TdeEngine.Tests.Shared;
 
@@ -43,6 +46,46 @@ public sealed class AuditCommandTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_home, "audit", "trail-000000000001.jsonl")));
 
         var verify = CliProcess.Run(_home, "audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
+        Assert.Contains("were pruned", verify.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_running_server_seals_segments_that_the_CLI_prunes_meanwhile()
+    {
+        using var served = new ServedHome("tde-cli-audit-serve-");
+        var key = JsonDocument.Parse(CliProcess.Run(served.Home, "ram", "CreateAccessKey").Stdout).RootElement.GetProperty("AccessKey");
+        var (id, secret) = (key.GetProperty("AccessKeyId").GetString()!, Encoding.UTF8.GetBytes(key.GetProperty("AccessKeySecret").GetString()!));
+        var endpoint = new Uri(served.StartServer(new Dictionary<string, string> { ["TDE_AUDIT_SEGMENT_MB"] = "1" }));
+        var audit = Path.Combine(served.Home, "audit");
+
+        async Task Calls(int count)
+        {
+            await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (_, token) =>
+            {
+                using var client = new HttpClient { BaseAddress = endpoint };
+                var form = new Dictionary<string, string>(StringComparer.Ordinal);
+                RpcSignature.SignRequest(form, "ListKeys", "2016-01-20", id, secret);
+                using var answer = await client.PostAsync("/", new FormUrlEncodedContent(form), token);
+                Assert.True(answer.IsSuccessStatusCode, await answer.Content.ReadAsStringAsync(token));
+            });
+        }
+
+        // Over 1 MiB of events: the server seals at least one segment.
+        await Calls(2500);
+        var segments = Directory.GetFiles(audit, "trail-*.jsonl");
+        Assert.NotEmpty(segments);
+
+        // The CLI prunes while the server keeps answering (and appending).
+        var traffic = Calls(600);
+        var pruned = CliProcess.Run(served.Home, "audit", "prune", "--Before", DateTimeOffset.UtcNow.AddMinutes(1).ToString("O"));
+        await traffic;
+        Assert.True(pruned.ExitCode == 0, pruned.Stdout + pruned.Stderr);
+        Assert.Contains("Pruned ", pruned.Stdout, StringComparison.Ordinal);
+        Assert.All(segments, s => Assert.False(File.Exists(s)));
+
+        await Calls(100);
+        var verify = CliProcess.Run(served.Home, "audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
         Assert.Contains("were pruned", verify.Stdout, StringComparison.Ordinal);
     }

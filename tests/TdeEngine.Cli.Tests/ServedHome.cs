@@ -20,7 +20,7 @@ internal sealed class ServedHome : IDisposable
     public string Home { get; }
 
     /// <summary>Starts the server and returns its http://127.0.0.1:PORT address.</summary>
-    public string StartServer()
+    public string StartServer(IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tde.dll"));
@@ -31,6 +31,11 @@ internal sealed class ServedHome : IDisposable
 
         start.Environment["TDE_HOME"] = Home;
         start.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         _server = Process.Start(start)!;
         var line = _server.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The server exited: " + _server.StandardError.ReadToEnd());
         var url = line.Split(' ').First(w => w.StartsWith("http://", StringComparison.Ordinal)).TrimEnd(',');
