@@ -53,6 +53,22 @@ public sealed class GatewayDataKeyProvider(KmsGateway gateway, Func<KmsCallConte
         return DataKeyJson.ReadDataKey(response.Body);
     }
 
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var call = caller();
+        using var response = gateway.InvokeKms(call, "ReEncrypt", new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["CiphertextBlob"] = Convert.ToBase64String(wrapped),
+            ["DestinationKeyId"] = destinationKeyId,
+            ["SourceEncryptionContext"] = context.ToString(),
+            ["DestinationEncryptionContext"] = context.ToString(),
+        });
+        ThrowIfFailed(response);
+        var keyId = DataKeyJson.ReadString(response.Body, "KeyId"u8);
+        return new RewrappedDataKey(gateway.KeyArn(call, keyId), Convert.FromBase64String(DataKeyJson.ReadString(response.Body, "CiphertextBlob"u8)));
+    }
+
     private static void ThrowIfFailed(KmsApiResponse response)
     {
         if (!response.IsSuccess)

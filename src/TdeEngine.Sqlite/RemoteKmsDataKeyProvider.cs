@@ -93,6 +93,19 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
         }
     }
 
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var answer = Call("ReEncrypt", new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["CiphertextBlob"] = Convert.ToBase64String(wrapped), ["DestinationKeyId"] = destinationKeyId,
+            ["SourceEncryptionContext"] = context.ToString(), ["DestinationEncryptionContext"] = context.ToString(),
+        });
+        var keyId = DataKeyJson.ReadString(answer, "KeyId"u8);
+        var arn = DataKeyJson.ReadString(Call("DescribeKey", new Dictionary<string, string>(StringComparer.Ordinal) { ["KeyId"] = keyId }), "Arn"u8, depth: 2);
+        return new RewrappedDataKey(arn, Convert.FromBase64String(DataKeyJson.ReadString(answer, "CiphertextBlob"u8)));
+    }
+
     public void Dispose()
     {
         _http.Dispose();

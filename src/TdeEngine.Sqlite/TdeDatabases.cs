@@ -3,6 +3,7 @@ using Microsoft.Data.Sqlite;
 using TdeEngine.Storage;
 using TdeEngine.Storage.Envelope;
 using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Native;
 using TdeEngine.Storage.Pages;
 
 namespace TdeEngine.Sqlite;
@@ -109,17 +110,14 @@ public static class TdeDatabases
     public static TdeDatabaseStatus Status(string path)
     {
         path = Path.GetFullPath(path);
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        var region = new byte[DatabaseEnvelope.RegionSize];
-        stream.ReadAtLeast(region, region.Length, throwOnEndOfStream: false);
-        var envelope = DatabaseEnvelope.Read(region, path);
-        var pages = Math.Max(0, (stream.Length - DatabaseEnvelope.RegionSize) / envelope.PageSize);
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        var envelope = ReadEnvelope(file);
+        var pages = Math.Max(0, (file.Length - DatabaseEnvelope.RegionSize) / envelope.PageSize);
         var perVersion = new SortedDictionary<uint, long>();
         var trailer = new byte[4];
         for (long page = 0; page < pages; page++)
         {
-            stream.Position = DatabaseEnvelope.RegionSize + (page * envelope.PageSize) + envelope.PageSize - envelope.Reserve;
-            stream.ReadExactly(trailer);
+            file.Read(trailer, DatabaseEnvelope.RegionSize + (page * envelope.PageSize) + envelope.PageSize - envelope.Reserve);
             var version = ((uint)trailer[1] << 16) | ((uint)trailer[2] << 8) | trailer[3];
             perVersion[version] = perVersion.GetValueOrDefault(version) + 1;
         }
@@ -142,6 +140,96 @@ public static class TdeDatabases
     }
 
     /// <summary>
+    /// Re-wraps a database's DEKs under the current version of <paramref name="kmsKeyId"/> (default:
+    /// the key that wraps them now, after it rotated) with KMS ReEncrypt, and writes the new
+    /// envelope into both of its slots. Only the envelope changes: no page is read or rewritten, the
+    /// DEKs stay the same, and connections already open carry on. Afterwards the old key (or key
+    /// version) is no longer needed to open the file.
+    /// </summary>
+    /// <remarks>
+    /// Runs under SQLite's write lock on the database (other writers wait), so no writer moves the
+    /// envelope meanwhile. A WAL checkpoint in another process can still record a seal reservation
+    /// from the envelope it read just before: the newest envelope is read back after writing, and the
+    /// re-wrap is written again if it lost.
+    /// </remarks>
+    public static TdeDatabaseStatus Rewrap(string path, string? kmsKeyId = null)
+    {
+        path = Path.GetFullPath(path);
+        using var file = RawDatabaseFile.Open(path, writable: true);
+        _ = ReadEnvelope(file);   // a TDE database, or Tde.NotTdeDatabase before anything else
+        var provider = Storage.Vfs.TdeVfs.Current.Keys.Provider;
+        using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path, SqliteOpenMode.ReadWrite));
+        TdeSqlite.Explain(() =>
+        {
+            connection.Open();
+            Execute(connection, "BEGIN IMMEDIATE");
+            return 0;
+        });
+        try
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                var current = ReadEnvelope(file);
+                var destination = kmsKeyId ?? current.KmsKeyArn;
+                var arn = current.KmsKeyArn;
+                var deks = new List<EnvelopeDek>(current.Deks.Count);
+                foreach (var dek in current.Deks)
+                {
+                    var rewrapped = provider.ReEncrypt(dek.WrappedDek, current.DekContext, destination);
+                    deks.Add(dek with { WrappedDek = rewrapped.Wrapped });
+                    arn = rewrapped.KmsKeyArn;
+                }
+
+                // Both slots, one after the other: no copy of the old wrapping stays behind.
+                var next = current with { Sequence = current.Sequence + 1, KmsKeyArn = arn, Deks = deks };
+                WriteEnvelopeSlot(file, next);
+                WriteEnvelopeSlot(file, next with { Sequence = next.Sequence + 1 });
+
+                var written = ReadEnvelope(file);
+                if (written.KmsKeyArn == arn && written.Deks.Select(d => d.WrappedDek).SequenceEqual(deks.Select(d => d.WrappedDek), ByteArrays.Instance))
+                {
+                    break;
+                }
+
+                if (attempt == 4)
+                {
+                    throw new IOException($"The envelope of '{path}' kept changing while it was re-wrapped; retry when the database is less busy.");
+                }
+            }
+        }
+        finally
+        {
+            Execute(connection, "ROLLBACK");
+        }
+
+        return Status(path);
+    }
+
+    private static DatabaseEnvelope ReadEnvelope(RawDatabaseFile file)
+    {
+        var region = new byte[DatabaseEnvelope.RegionSize];
+        file.Read(region, 0);   // a shorter file reads as zeros past its end, which no envelope slot is
+        return DatabaseEnvelope.Read(region, file.Path);
+    }
+
+    private static void WriteEnvelopeSlot(RawDatabaseFile file, DatabaseEnvelope envelope)
+    {
+        var slot = new byte[DatabaseEnvelope.SlotSize];
+        envelope.WriteSlot(slot);
+        file.Write(slot, DatabaseEnvelope.SlotOffset(envelope.Sequence));
+        file.Sync();
+    }
+
+    private sealed class ByteArrays : IEqualityComparer<byte[]>
+    {
+        public static readonly ByteArrays Instance = new();
+
+        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
+
+        public int GetHashCode(byte[] obj) => obj.Length;
+    }
+
+    /// <summary>
     /// Authenticates every page of a TDE file with its DEKs (from the KMS, through the registered VFS)
     /// and lists all that fail, not only the first as a query would; when all pass, runs
     /// <c>PRAGMA integrity_check</c>. For backups and restore drills: nothing is written.
@@ -153,13 +241,11 @@ public static class TdeDatabases
     public static TdeDatabaseVerification Verify(string path)
     {
         path = Path.GetFullPath(path);
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        var region = new byte[DatabaseEnvelope.RegionSize];
-        var read = RandomAccess.Read(handle, region, 0);
-        var envelope = DatabaseEnvelope.Read(read == region.Length ? region : region.AsSpan(0, read).ToArray(), path);
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        var envelope = ReadEnvelope(file);
         using var crypto = Storage.Vfs.MainDatabaseHandler.OpenCrypto(envelope, path, Storage.Vfs.TdeVfs.Current.Keys);
         var pageSize = envelope.PageSize;
-        var pages = Math.Max(0, (RandomAccess.GetLength(handle) - DatabaseEnvelope.RegionSize) / pageSize);
+        var pages = Math.Max(0, (file.Length - DatabaseEnvelope.RegionSize) / pageSize);
         var sealedPage = new byte[pageSize];
         var plain = GC.AllocateUninitializedArray<byte>(pageSize, pinned: true);
         var bad = new List<long>();
@@ -175,7 +261,7 @@ public static class TdeDatabases
                         Thread.Sleep(10);
                     }
 
-                    var n = RandomAccess.Read(handle, sealedPage, DatabaseEnvelope.RegionSize + ((page - 1) * pageSize));
+                    var n = file.Read(sealedPage, DatabaseEnvelope.RegionSize + ((page - 1) * pageSize));
                     opened = n == pageSize && crypto.TryOpen(PageFileKind.Database, page, sealedPage, plain);
                 }
 
@@ -391,11 +477,18 @@ public static class TdeDatabases
     private static string Escape(string path) => path.Replace("%", "%25", StringComparison.Ordinal)
         .Replace("?", "%3f", StringComparison.Ordinal).Replace("#", "%23", StringComparison.Ordinal);
 
+    // Both read through SQLite's unix VFS (RawDatabaseFile): a descriptor of our own, once closed,
+    // would drop the locks of any connection this process has on the file.
     private static void RequireHeader(string path, ReadOnlySpan<byte> magic, string message)
     {
+        if (!File.Exists(path))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, message, path);
+        }
+
         Span<byte> header = stackalloc byte[16];
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        if (stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < magic.Length || !header.StartsWith(magic))
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        if (file.Read(header, 0) < magic.Length || !header.StartsWith(magic))
         {
             throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, message, path);
         }
@@ -404,8 +497,8 @@ public static class TdeDatabases
     private static int ReadPlainPageSize(string path)
     {
         Span<byte> header = stackalloc byte[18];
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        stream.ReadExactly(header);
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        file.Read(header, 0);
         var size = (header[16] << 8) | header[17];
         return size == 1 ? 65536 : size;
     }

@@ -72,6 +72,27 @@ public sealed class DbCommandTests : IDisposable
     }
 
     [Fact]
+    public void Rewrap_moves_the_DEK_to_another_key_and_is_audited()
+    {
+        Ok("db", "create", File("r.db"));
+        Ok("db", "sql", File("r.db"), "CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('kept');");
+        var key = JsonDocument.Parse(Ok("kms", "CreateKey", "--Description", "rewrap target").Stdout).RootElement.GetProperty("KeyMetadata");
+        var pagesBefore = System.IO.File.ReadAllBytes(File("r.db"))[4096..];
+
+        var rewrapped = Ok("db", "rewrap", File("r.db"), "--key", key.GetProperty("KeyId").GetString()!).Stdout;
+
+        Assert.Contains(key.GetProperty("Arn").GetString()!, rewrapped, StringComparison.Ordinal);
+        var status = JsonDocument.Parse(Ok("db", "status", File("r.db"), "--json").Stdout).RootElement;
+        Assert.Equal(key.GetProperty("Arn").GetString(), status.GetProperty("KmsKeyArn").GetString());
+        Assert.Equal(pagesBefore, System.IO.File.ReadAllBytes(File("r.db"))[4096..]);
+        Assert.Equal("kept\n", Ok("db", "sql", File("r.db"), "SELECT v FROM t").Stdout.Replace("\r", "", StringComparison.Ordinal));
+
+        var events = JsonDocument.Parse(Ok("audit", "LookupEvents", "--EventName", "ReEncrypt", "--json").Stdout).RootElement.GetProperty("Events");
+        Assert.Equal(1, events.GetArrayLength());
+        Assert.Equal(key.GetProperty("KeyId").GetString(), events[0].GetProperty("requestParameters").GetProperty("DestinationKeyId").GetString());
+    }
+
+    [Fact]
     public void Sql_reads_statements_from_stdin()
     {
         Ok("db", "create", File("s.db"));

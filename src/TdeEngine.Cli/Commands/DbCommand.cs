@@ -21,6 +21,7 @@ internal static class DbCommand
           tde db decrypt FILE --out PLAIN_FILE
           tde db status FILE [--json]
           tde db verify FILE [--json]                                        (authenticate every page; exit 1 if any fails)
+          tde db rewrap FILE [--key KEY]                                     (DEKs under KEY's current version; only the envelope changes)
           tde db sql FILE [SQL]                                              (SQL from stdin when absent)
         KEY is a KMS key id, ARN or alias (default alias/acs/rds). The KMS lives under $TDE_HOME.
         """;
@@ -67,6 +68,10 @@ internal static class DbCommand
                     return Sql(file, positional.Count > 0 ? string.Join(' ', positional) : Console.In.ReadToEnd(), stdout, stderr);
                 case "verify":
                     return Verify(file, options.ContainsKey("json"), stdout, stderr);
+                case "rewrap":
+                    var rewrapped = TdeDatabases.Rewrap(file, options.GetValueOrDefault("key"));
+                    stdout.WriteLine($"re-wrapped {rewrapped.Path}: its DEKs are now wrapped by {rewrapped.KmsKeyArn} (current version)");
+                    return 0;
                 default:
                     throw new CliUsageException($"unknown 'tde db' command '{verb}'.\n{Usage}");
             }

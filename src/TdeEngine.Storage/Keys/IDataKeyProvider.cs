@@ -18,6 +18,9 @@ public sealed class NewDataKey(string kmsKeyArn, byte[] wrapped, SecretBuffer pl
     public void Dispose() => Plaintext.Dispose();
 }
 
+/// <summary>A DEK wrapped again by <see cref="IDataKeyProvider.ReEncrypt"/>: the wrapping key's ARN and the new CiphertextBlob.</summary>
+public sealed record RewrappedDataKey(string KmsKeyArn, byte[] Wrapped);
+
 /// <summary>
 /// Where the storage engine gets and unwraps DEKs: the embedded KMS, or (later) a remote KMS
 /// server. Errors are <c>KmsException</c>s (refusals) or other exceptions (KMS unreachable).
@@ -29,4 +32,12 @@ public interface IDataKeyProvider
 
     /// <summary>Decrypt: unwraps a DEK. The caller owns and disposes the result.</summary>
     SecretBuffer Decrypt(byte[] wrapped, EncryptionContext context);
+
+    /// <summary>
+    /// ReEncrypt: the same DEK wrapped under the current version of <paramref name="destinationKeyId"/>
+    /// (the key that wraps it now, after a rotation, or another key), with the same context. The
+    /// plaintext DEK never leaves the KMS. Providers written before re-wrapping existed refuse it.
+    /// </summary>
+    RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
+        throw new NotSupportedException($"{GetType().Name} cannot re-wrap DEKs: it does not implement ReEncrypt.");
 }

@@ -35,4 +35,11 @@ public sealed class KmsDataKeyProvider(KeyManagementService kms, Func<KmsCallCon
         using var result = kms.Decrypt(caller(), wrapped, context);
         return SecretBuffer.CopyFrom(result.Plaintext.Span);
     }
+
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
+    {
+        var ctx = caller();
+        var result = kms.ReEncrypt(ctx, wrapped, destinationKeyId, context, context);
+        return new RewrappedDataKey(kms.DescribeKey(ctx, result.KeyId).Arn, result.CiphertextBlob);
+    }
 }

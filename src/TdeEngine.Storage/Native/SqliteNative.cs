@@ -58,6 +58,12 @@ internal static unsafe partial class SqliteNative
     public static partial byte* sqlite3_uri_parameter(byte* zFilename, byte* zParam);
 
     [LibraryImport(Lib)]
+    public static partial int sqlite3_open_v2(byte* filename, IntPtr* db, int flags, byte* vfs);
+
+    [LibraryImport(Lib)]
+    public static partial int sqlite3_close_v2(IntPtr db);
+
+    [LibraryImport(Lib)]
     public static partial int sqlite3_auto_extension(delegate* unmanaged[Cdecl]<IntPtr, byte**, void*, int> entryPoint);
 
     [LibraryImport(Lib)]
