@@ -40,6 +40,28 @@ public sealed class RemoteKmsTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_database_is_rewrapped_through_the_KMS_server()
+    {
+        var root = KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId);
+        var key = _server.Kms.CreateKey(root, new() { Description = "remote rotated" }).KeyId;
+        using var remote = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, _server.Secret);
+        TdeSqlite.Register(remote, NoCache);
+        using (var db = _dir.OpenTde("rw.db", $"kms_key={key}"))
+        {
+            db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('rewrapped');");
+        }
+
+        var version = _server.Kms.CreateKeyVersion(root, key).KeyVersionId;
+        var status = TdeDatabases.Rewrap(_dir.File("rw.db"));
+
+        Assert.EndsWith($":key/{key}", status.KmsKeyArn, StringComparison.Ordinal);
+        var envelope = Storage.Envelope.DatabaseEnvelope.Read(File.ReadAllBytes(_dir.File("rw.db")).AsSpan(0, 4096), "rw.db");
+        Assert.All(envelope.Deks, d => Assert.Equal(version, Kms.Envelope.CiphertextBlob.ReadHeader(d.WrappedDek).KeyVersionId));
+        using var again = _dir.OpenTde("rw.db");
+        Assert.Equal("rewrapped", again.Scalar<string>("SELECT x FROM t"));
+    }
+
+    [Fact]
     public async Task A_database_keyed_by_a_KMS_server_opens_through_signed_audited_requests_and_fails_clearly_without_it()
     {
         var key = _server.Kms.CreateKey(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), new() { Description = "remote" }).KeyId;
