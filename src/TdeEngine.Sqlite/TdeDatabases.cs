@@ -186,7 +186,8 @@ public static class TdeDatabases
                 WriteEnvelopeSlot(file, next with { Sequence = next.Sequence + 1 });
 
                 var written = ReadEnvelope(file);
-                if (written.KmsKeyArn == arn && written.Deks.Select(d => d.WrappedDek).SequenceEqual(deks.Select(d => d.WrappedDek), ByteArrays.Instance))
+                if (written.KmsKeyArn == arn && written.Deks.Count == deks.Count &&
+                    written.Deks.Zip(deks).All(pair => pair.First.WrappedDek.AsSpan().SequenceEqual(pair.Second.WrappedDek)))
                 {
                     break;
                 }
@@ -218,15 +219,6 @@ public static class TdeDatabases
         envelope.WriteSlot(slot);
         file.Write(slot, DatabaseEnvelope.SlotOffset(envelope.Sequence));
         file.Sync();
-    }
-
-    private sealed class ByteArrays : IEqualityComparer<byte[]>
-    {
-        public static readonly ByteArrays Instance = new();
-
-        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-
-        public int GetHashCode(byte[] obj) => obj.Length;
     }
 
     /// <summary>

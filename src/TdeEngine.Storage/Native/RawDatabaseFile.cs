@@ -64,20 +64,21 @@ internal sealed unsafe class RawDatabaseFile : IDisposable
             throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"'{path}' could not be opened (SQLite error {rc}).", path);
         }
 
-        return new RawDatabaseFile(db, file) { Path = path };
-    }
-
-    public long Length
-    {
-        get
+        long length;
+        rc = file->pMethods->xFileSize(file, &length);
+        if (rc != SqliteNative.SQLITE_OK)
         {
-            long size;
-            Check(_file->pMethods->xFileSize(_file, &size), "measure");
-            return size;
+            SqliteNative.sqlite3_close_v2(db);
+            throw new IOException($"Could not measure '{path}' (SQLite I/O error {rc}).");
         }
+
+        return new RawDatabaseFile(db, file) { Path = path, Length = length };
     }
 
-    /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; returns how many the file had (the rest is zeroed).</summary>
+    /// <summary>The file's length when it was opened (one <c>fstat</c>, not one per read).</summary>
+    public long Length { get; private init; }
+
+    /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; returns how many lie within <see cref="Length"/> (past the end of the file, zeros).</summary>
     public int Read(Span<byte> buffer, long offset)
     {
         var available = (int)Math.Clamp(Length - offset, 0, buffer.Length);
