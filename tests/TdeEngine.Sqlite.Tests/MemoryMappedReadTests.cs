@@ -79,6 +79,28 @@ public sealed class MemoryMappedReadTests : IDisposable
     }
 
     [Fact]
+    public void Turning_the_pragma_off_and_on_again_unmaps_and_maps_the_file()
+    {
+        using (var setup = _dir.OpenTde("t.db"))
+        {
+            Chinook.Load(setup);
+        }
+
+        var path = _dir.File("t.db");
+        using var db = OpenMapped("t.db");
+        Assert.Equal(3503L, db.Scalar<long>("SELECT count(*) FROM Track"));
+        Assert.True(MappedBytes(path) > 0);
+
+        db.Exec("PRAGMA mmap_size=0");
+        Assert.Equal(3503L, db.Scalar<long>("SELECT count(*) FROM Track"));
+        Assert.Equal(0, MappedBytes(path));   // reads are system calls again, and still decrypted
+
+        db.Exec($"PRAGMA mmap_size={MapLimit}");
+        Assert.Equal(275L, db.Scalar<long>("SELECT count(*) FROM Artist"));
+        Assert.True(MappedBytes(path) >= new FileInfo(path).Length);   // mapped again on the next page SQLite asked for
+    }
+
+    [Fact]
     public void A_page_altered_on_disk_is_detected_through_the_mapping()
     {
         using (var setup = OpenMapped("a.db"))
