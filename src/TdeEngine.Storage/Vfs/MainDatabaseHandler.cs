@@ -290,8 +290,56 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return base.FileControl(op, arg);
     }
 
-    /// <summary>Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK.</summary>
+    /// <summary>
+    /// Test seam: called after each envelope write of a seal reservation, with the file and the
+    /// reservation, before the write is read back (a test writes there what a racing process would).
+    /// </summary>
+    internal static Action<string, ulong>? ReservationWritten { get; set; }
+
+    /// <summary>
+    /// Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK.
+    /// </summary>
+    /// <remarks>
+    /// Another process can write the same slot from the same envelope meanwhile: in WAL mode a
+    /// checkpoint seals pages under the checkpoint lock while a writer seals frames under the write
+    /// lock, and a re-wrap writes under its own write transaction. The last write wins, so the
+    /// envelope is read back: the one that wins must hold this reservation (or a higher one), or it
+    /// is written again on top of the winner, keeping everything else the winner says (a re-wrapped
+    /// DEK, another process's reservation).
+    /// </remarks>
     private void PersistReservation(ulong reserved)
+    {
+        var version = Crypto.ActiveVersion;
+        for (var attempt = 1; ; attempt++)
+        {
+            var current = ReadEnvelope();
+            var deks = current.Deks.Select(d => d.Version == version
+                ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
+                : d).ToList();
+            var next = current with { Sequence = current.Sequence + 1, Deks = deks };
+            var slot = new byte[DatabaseEnvelope.SlotSize];
+            next.WriteSlot(slot);
+            if (WriteRaw(slot, DatabaseEnvelope.SlotOffset(next.Sequence)) != SqliteNative.SQLITE_OK)
+            {
+                throw new IOException($"Could not write the envelope of '{Path}'.");
+            }
+
+            ReservationWritten?.Invoke(Path, reserved);
+            var written = ReadEnvelope();
+            if (written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved))
+            {
+                Envelope = written;
+                return;
+            }
+
+            if (attempt == 8)
+            {
+                throw new IOException($"The envelope of '{Path}' kept changing while a seal reservation was written to it.");
+            }
+        }
+    }
+
+    private DatabaseEnvelope ReadEnvelope()
     {
         var region = new byte[E];
         if (ReadRaw(region, 0) != SqliteNative.SQLITE_OK)
@@ -299,19 +347,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             throw new IOException($"Could not re-read the envelope of '{Path}'.");
         }
 
-        var current = DatabaseEnvelope.Read(region, Path);
-        var deks = current.Deks.Select(d => d.Version == Crypto.ActiveVersion
-            ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
-            : d).ToList();
-        var next = current with { Sequence = current.Sequence + 1, Deks = deks };
-        var slot = new byte[DatabaseEnvelope.SlotSize];
-        next.WriteSlot(slot);
-        if (WriteRaw(slot, DatabaseEnvelope.SlotOffset(next.Sequence)) != SqliteNative.SQLITE_OK)
-        {
-            throw new IOException($"Could not write the envelope of '{Path}'.");
-        }
-
-        Envelope = next;
+        return DatabaseEnvelope.Read(region, Path);
     }
 
     protected override void Release()
