@@ -7,6 +7,7 @@ using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
 using TdeEngine.Kms.RootKeys;
 using TdeEngine.Kms.Secrets;
+using TdeEngine.Kms.Store;
 
 namespace TdeEngine.Audit;
 

@@ -206,14 +206,39 @@ public static class TdeDatabases
         return Status(path);
     }
 
-    private static DatabaseEnvelope ReadEnvelope(RawDatabaseFile file)
+    /// <summary>
+    /// Re-encrypts a database under a new DEK, online: the KMS makes a new DEK, it becomes the one new
+    /// pages are sealed under, every page is opened and sealed again under it in batches of
+    /// <paramref name="batchPages"/>, and the old DEKs are then removed from the envelope (from both
+    /// slots), so the file no longer depends on them. Connections stay open and keep working
+    /// meanwhile; each batch holds the database's pages for a moment. Run it again after a crash:
+    /// pages a crash tore are put back from the journal, and it resumes where it stopped.
+    /// </summary>
+    /// <param name="path">The TDE database.</param>
+    /// <param name="progress">Called after each batch, and once at the end.</param>
+    /// <param name="batchPages">Pages per batch (each batch is one lock, one journal fsync and one database fsync).</param>
+    /// <param name="lockTimeout">How long to wait for a busy database before a batch (default 60 s).</param>
+    /// <returns>The status afterwards: one DEK, every page under it.</returns>
+    public static TdeDatabaseStatus Rekey(string path, Action<TdeRekeyProgress>? progress = null, int batchPages = 256, TimeSpan? lockTimeout = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchPages, 1);
+        path = Path.GetFullPath(path);
+        using (var job = new DekReencryption(path, lockTimeout ?? TimeSpan.FromSeconds(60)))
+        {
+            job.Run(batchPages, progress);
+        }
+
+        return Status(path);
+    }
+
+    internal static DatabaseEnvelope ReadEnvelope(RawDatabaseFile file)
     {
         var region = new byte[DatabaseEnvelope.RegionSize];
         file.Read(region, 0);   // a shorter file reads as zeros past its end, which no envelope slot is
         return DatabaseEnvelope.Read(region, file.Path);
     }
 
-    private static void WriteEnvelopeSlot(RawDatabaseFile file, DatabaseEnvelope envelope)
+    internal static void WriteEnvelopeSlot(RawDatabaseFile file, DatabaseEnvelope envelope)
     {
         var slot = new byte[DatabaseEnvelope.SlotSize];
         envelope.WriteSlot(slot);
@@ -456,7 +481,7 @@ public static class TdeDatabases
         return string.Join(", ", names);
     }
 
-    private static void Execute(SqliteConnection connection, string sql)
+    internal static void Execute(SqliteConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
         command.CommandText = sql;

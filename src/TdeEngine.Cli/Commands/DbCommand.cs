@@ -22,6 +22,7 @@ internal static class DbCommand
           tde db status FILE [--json]
           tde db verify FILE [--json]                                        (authenticate every page; exit 1 if any fails)
           tde db rewrap FILE [--key KEY]                                     (DEKs under KEY's current version; only the envelope changes)
+          tde db rekey FILE [--batch-pages N]                                (a new DEK; every page re-encrypted online; run again to resume)
           tde db sql FILE [SQL]                                              (SQL from stdin when absent)
         KEY is a KMS key id, ARN or alias (default alias/acs/rds). The KMS lives under $TDE_HOME.
         """;
@@ -68,6 +69,19 @@ internal static class DbCommand
                     return Sql(file, positional.Count > 0 ? string.Join(' ', positional) : Console.In.ReadToEnd(), stdout, stderr);
                 case "verify":
                     return Verify(file, options.ContainsKey("json"), stdout, stderr);
+                case "rekey":
+                    var batchPages = options.TryGetValue("batch-pages", out var batchText) ? int.Parse(batchText, CultureInfo.InvariantCulture) : 256;
+                    var lastReport = DateTime.MinValue;
+                    var rekeyed = TdeDatabases.Rekey(file, p =>
+                    {
+                        if (p.PagesDone == p.PagesTotal || DateTime.UtcNow - lastReport > TimeSpan.FromSeconds(1))
+                        {
+                            lastReport = DateTime.UtcNow;
+                            stdout.WriteLine($"{(p.Resumed ? "resumed: " : "")}{p.PagesDone}/{p.PagesTotal} pages checked, {p.PagesRewritten} rewritten under DEK version {p.DekVersion}");
+                        }
+                    }, batchPages);
+                    stdout.WriteLine($"re-encrypted {rekeyed.Path}: every page is under DEK version {rekeyed.ActiveDekVersion}, the only DEK in its envelope");
+                    return 0;
                 case "rewrap":
                     var rewrapped = TdeDatabases.Rewrap(file, options.GetValueOrDefault("key"));
                     stdout.WriteLine($"re-wrapped {rewrapped.Path}: its DEKs are now wrapped by {rewrapped.KmsKeyArn} (current version)");
@@ -88,7 +102,7 @@ internal static class DbCommand
         {
             return TdeSqlite.LastError is { } cause ? Error(stderr, cause.Code, cause.Message) : Error(stderr, $"SQLite.{e.SqliteErrorCode}", e.Message);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException or FormatException or TimeoutException)
         {
             return Error(stderr, "Tde.Failed", e.Message);
         }

@@ -71,6 +71,43 @@ public sealed record DatabaseEnvelope
     public static EncryptionContext ContextFor(ReadOnlySpan<byte> databaseId) =>
         EncryptionContext.From([new("tde-db", Convert.ToHexStringLower(databaseId))]);
 
+    /// <summary>
+    /// Writes a new envelope that reserves seals up to <paramref name="reserved"/> under DEK
+    /// <paramref name="version"/>, and returns the envelope that holds it.
+    /// </summary>
+    /// <remarks>
+    /// Another process can write the same slot from the same envelope meanwhile: in WAL mode a
+    /// checkpoint seals pages under the checkpoint lock while a writer seals frames under the write
+    /// lock, and a re-wrap writes under its own write transaction. The last write wins, so the
+    /// envelope is read back: the one that wins must hold this reservation (or a higher one), or it
+    /// is written again on top of the winner, keeping everything else the winner says (a re-wrapped
+    /// DEK, another process's reservation).
+    /// </remarks>
+    internal static DatabaseEnvelope PersistReservation(string path, uint version, ulong reserved, Func<DatabaseEnvelope> read, Action<byte[], int> writeSlot)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var current = read();
+            var deks = current.Deks.Select(d => d.Version == version
+                ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
+                : d).ToList();
+            var next = current with { Sequence = current.Sequence + 1, Deks = deks };
+            var slot = new byte[SlotSize];
+            next.WriteSlot(slot);
+            writeSlot(slot, SlotOffset(next.Sequence));
+            var written = read();
+            if (written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved))
+            {
+                return written;
+            }
+
+            if (attempt == 8)
+            {
+                throw new IOException($"The envelope of '{path}' kept changing while a seal reservation was written to it.");
+            }
+        }
+    }
+
     /// <summary>Writes this envelope into a 2048-byte slot.</summary>
     public void WriteSlot(Span<byte> slot)
     {

@@ -78,7 +78,11 @@ internal sealed unsafe class RawDatabaseFile : IDisposable
     /// <summary>The file's length when it was opened (one <c>fstat</c>, not one per read).</summary>
     public long Length { get; private init; }
 
-    /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; returns how many lie within <see cref="Length"/> (past the end of the file, zeros).</summary>
+    /// <summary>
+    /// Reads <paramref name="buffer"/>.Length bytes at <paramref name="offset"/> (past the end of the
+    /// file, zeros); returns how many lie within <see cref="Length"/>, the length at open (a file
+    /// that others write to can have grown since: see <see cref="CurrentLength"/>).
+    /// </summary>
     public int Read(Span<byte> buffer, long offset)
     {
         var available = (int)Math.Clamp(Length - offset, 0, buffer.Length);
@@ -100,6 +104,14 @@ internal sealed unsafe class RawDatabaseFile : IDisposable
         {
             Check(_file->pMethods->xWrite(_file, p, data.Length, offset), "write");
         }
+    }
+
+    /// <summary>The file's length now (one <c>fstat</c>).</summary>
+    public long CurrentLength()
+    {
+        long length;
+        Check(_file->pMethods->xFileSize(_file, &length), "measure");
+        return length;
     }
 
     /// <summary>fsync.</summary>

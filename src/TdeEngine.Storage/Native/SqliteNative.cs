@@ -25,6 +25,14 @@ internal static unsafe partial class SqliteNative
     public const int SQLITE_IOERR_SHORT_READ = SQLITE_IOERR | (2 << 8);
     public const int SQLITE_IOERR_WRITE = SQLITE_IOERR | (3 << 8);
     public const int SQLITE_IOERR_DATA = SQLITE_IOERR | (32 << 8);
+    public const int SQLITE_IOERR_LOCK = SQLITE_IOERR | (15 << 8);
+    public const int SQLITE_IOERR_SHMLOCK = SQLITE_IOERR | (20 << 8);
+
+    public const int SQLITE_LOCK_SHARED = 1;
+    public const int SQLITE_LOCK_RESERVED = 2;
+    public const int SQLITE_SHM_UNLOCK = 1;
+    public const int SQLITE_SHM_LOCK = 2;
+    public const int SQLITE_SHM_EXCLUSIVE = 8;
 
     public const int SQLITE_OPEN_READONLY = 0x00000001;
     public const int SQLITE_OPEN_READWRITE = 0x00000002;

@@ -11,10 +11,10 @@ namespace TdeEngine.Storage.Pages;
 internal sealed class DatabaseCrypto : IDisposable
 {
     private readonly byte[] _databaseId;
-    private readonly IReadOnlyDictionary<uint, IPageCipher> _ciphers;
-    private readonly IPageCipher _active;
+    private Dictionary<uint, IPageCipher> _ciphers;
+    private IPageCipher _active;
 
-    public DatabaseCrypto(byte[] databaseId, int pageSize, int reserve, uint activeVersion, IReadOnlyDictionary<uint, IPageCipher> ciphers, SealCounter counter)
+    public DatabaseCrypto(byte[] databaseId, int pageSize, int reserve, uint activeVersion, Dictionary<uint, IPageCipher> ciphers, SealCounter counter)
     {
         _databaseId = databaseId;
         PageSize = pageSize;
@@ -37,14 +37,69 @@ internal sealed class DatabaseCrypto : IDisposable
 
     public int BodySize => PageSize - Reserve;
 
-    public uint ActiveVersion { get; }
+    public uint ActiveVersion { get; private set; }
 
     public PageCipherSuite ActiveSuite => _active.Suite;
 
-    public SealCounter Counter { get; }
+    public SealCounter Counter { get; private set; }
 
     /// <summary>Writes a new seal reservation to the envelope; set by the connection's database file.</summary>
     public Action<ulong>? PersistReservation { get; set; }
+
+    /// <summary>
+    /// Re-reads the envelope and takes up the DEKs added or retired since (a DEK re-encryption);
+    /// true when the DEKs changed. Set by the connection's database file.
+    /// </summary>
+    public Func<bool>? Refresh { get; set; }
+
+    /// <summary>The DEK versions this connection can open.</summary>
+    public IReadOnlyCollection<uint> Versions => _ciphers.Keys;
+
+    /// <summary>
+    /// Takes up another set of DEKs: versions not held yet get a cipher from <paramref name="create"/>,
+    /// versions no longer listed are wiped, and new pages are sealed under <paramref name="activeVersion"/>.
+    /// </summary>
+    public void Update(uint activeVersion, IReadOnlyCollection<uint> versions, Func<uint, IPageCipher> create, SealCounter counter)
+    {
+        var next = new Dictionary<uint, IPageCipher>();
+        try
+        {
+            foreach (var version in versions)
+            {
+                next[version] = _ciphers.TryGetValue(version, out var held) ? held : create(version);
+            }
+
+            if (!next.TryGetValue(activeVersion, out var active) || PageCipherSuites.ReserveBytes(active.Suite) != Reserve)
+            {
+                throw new InvalidOperationException("The active DEK is missing, or its cipher suite does not fit the page reserve.");
+            }
+        }
+        catch
+        {
+            foreach (var (version, cipher) in next)
+            {
+                if (!_ciphers.ContainsKey(version))
+                {
+                    cipher.Dispose();
+                }
+            }
+
+            throw;
+        }
+
+        foreach (var (version, cipher) in _ciphers)
+        {
+            if (!next.ContainsKey(version))
+            {
+                cipher.Dispose();
+            }
+        }
+
+        _ciphers = next;
+        _active = next[activeVersion];
+        ActiveVersion = activeVersion;
+        Counter = counter;
+    }
 
     /// <summary>Seals a plaintext page image (its reserved bytes are ignored) into <paramref name="output"/>.</summary>
     public void Seal(PageFileKind kind, long position, ReadOnlySpan<byte> page, Span<byte> output)
@@ -71,7 +126,17 @@ internal sealed class DatabaseCrypto : IDisposable
         var trailer = sealedPage[BodySize..PageSize];
         var suite = PageTrailer.Suite(trailer);
         var version = PageTrailer.DekVersion(trailer);
-        if (!_ciphers.TryGetValue(version, out var cipher) || cipher.Suite != suite)
+        if (!_ciphers.TryGetValue(version, out var cipher))
+        {
+            // Sealed under a DEK added after this connection read the envelope (a DEK re-encryption
+            // in another connection or process): read the envelope again before calling it tampered.
+            if (Refresh?.Invoke() != true || !_ciphers.TryGetValue(version, out cipher))
+            {
+                return false;
+            }
+        }
+
+        if (cipher.Suite != suite)
         {
             return false;
         }

@@ -31,9 +31,9 @@ internal unsafe class FileHandler(SqliteFile* underlying, string? path)
 
     public virtual int DeviceCharacteristics() => Inner->xDeviceCharacteristics(Underlying) & ~SqliteNative.SQLITE_IOCAP_SUBPAGE_READ;
 
-    public int Lock(int level) => Inner->xLock(Underlying, level);
+    public virtual int Lock(int level) => Inner->xLock(Underlying, level);
 
-    public int Unlock(int level) => Inner->xUnlock(Underlying, level);
+    public virtual int Unlock(int level) => Inner->xUnlock(Underlying, level);
 
     public int CheckReservedLock(int* result) => Inner->xCheckReservedLock(Underlying, result);
 
@@ -41,7 +41,7 @@ internal unsafe class FileHandler(SqliteFile* underlying, string? path)
 
     public int ShmMap(int page, int pageSize, int extend, void** mapping) => Inner->xShmMap(Underlying, page, pageSize, extend, mapping);
 
-    public int ShmLock(int offset, int n, int flags) => Inner->xShmLock(Underlying, offset, n, flags);
+    public virtual int ShmLock(int offset, int n, int flags) => Inner->xShmLock(Underlying, offset, n, flags);
 
     public void ShmBarrier() => Inner->xShmBarrier(Underlying);
 

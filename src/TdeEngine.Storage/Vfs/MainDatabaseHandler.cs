@@ -34,11 +34,23 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     // The wrapped unix file has mapped the sealed file (see Fetch).
     private bool _mapped;
 
-    private MainDatabaseHandler(SqliteFile* underlying, string path, DatabaseEnvelope envelope, DatabaseCrypto crypto)
+    // How often a page that does not authenticate is read again before it is reported: a DEK
+    // re-encryption rewrites pages in place while WAL readers may read them, so a read can meet a
+    // page half written (it authenticates on the next read).
+    private const int TornReadRetries = 4;
+
+    private readonly DekCache _keys;
+    private byte[] _envelopeRegion;
+    private int _lockLevel;
+
+    private MainDatabaseHandler(SqliteFile* underlying, string path, byte[] region, DatabaseEnvelope envelope, DatabaseCrypto crypto, DekCache keys)
         : base(underlying, path)
     {
+        _keys = keys;
+        _envelopeRegion = region;
         Envelope = envelope;
         Crypto = crypto;
+        crypto.Refresh = RefreshKeys;
         _sealed = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _page1Plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
@@ -72,7 +84,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
         var envelope = DatabaseEnvelope.Read(region, path);
         var crypto = OpenCrypto(envelope, path, keys);
-        return new MainDatabaseHandler(underlying, path, envelope, crypto);
+        return new MainDatabaseHandler(underlying, path, region, envelope, crypto, keys);
     }
 
     internal static DatabaseCrypto OpenCrypto(DatabaseEnvelope envelope, string path, DekCache keys)
@@ -126,19 +138,32 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         {
             // The common case, one whole page: read the sealed page straight into SQLite's buffer and
             // open it in place (no copies).
-            var rc = Inner->xRead(Underlying, buffer, amount, E + offset);
-            if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+            for (var attempt = 0; ; attempt++)
             {
-                output.Clear();
-                return rc;
-            }
+                var rc = Inner->xRead(Underlying, buffer, amount, E + offset);
+                if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
+                {
+                    output.Clear();
+                    return rc;
+                }
 
-            if (rc != SqliteNative.SQLITE_OK)
-            {
-                return rc;
-            }
+                if (rc != SqliteNative.SQLITE_OK)
+                {
+                    return rc;
+                }
 
-            return Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output) ? SqliteNative.SQLITE_OK : Tampered(offset / P, output);
+                if (Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output))
+                {
+                    return SqliteNative.SQLITE_OK;
+                }
+
+                if (attempt == TornReadRetries)
+                {
+                    return Tampered(offset / P, output);
+                }
+
+                Thread.Yield();
+            }
         }
 
         var end = offset + amount;
@@ -149,7 +174,19 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             var from = (int)Math.Max(offset - pageStart, 0);
             var to = (int)Math.Min(end - pageStart, P);
             var target = output.Slice((int)(pageStart + from - offset), to - from);
-            var rc = ReadRaw(_sealed, E + pageStart);
+            byte[]? source = null;
+            var rc = SqliteNative.SQLITE_OK;
+            for (var attempt = 0; source is null && attempt <= TornReadRetries; attempt++)
+            {
+                rc = ReadRaw(_sealed, E + pageStart);
+                if (rc != SqliteNative.SQLITE_OK)
+                {
+                    break;
+                }
+
+                source = pageIndex == 0 ? OpenPage1() : Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain) ? _plain : null;
+            }
+
             if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
             {
                 // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain file.
@@ -163,7 +200,6 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 return rc;
             }
 
-            var source = pageIndex == 0 ? OpenPage1() : Crypto.TryOpen(PageFileKind.Database, pageIndex + 1, _sealed, _plain) ? _plain : null;
             if (source is null)
             {
                 return Tampered(pageIndex, target);
@@ -198,8 +234,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private int Tampered(long pageIndex, Span<byte> target)
     {
         target.Clear();
+        var advice = RekeyJournal.IsPending(Path)
+            ? $"A DEK re-encryption of this file was interrupted while it rewrote pages: run 'tde db rekey {Path}' (or TdeDatabases.Rekey) to repair them from its journal and finish."
+            : "Restore the file from a backup.";
         return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
-            $"Page {pageIndex + 1} of '{Path}' failed authentication: it was altered, moved, or comes from another database. Restore the file from a backup.",
+            $"Page {pageIndex + 1} of '{Path}' failed authentication: it was altered, moved, or comes from another database. {advice}",
             Path, pageIndex + 1), SqliteNative.SQLITE_IOERR_DATA);
     }
 
@@ -291,53 +330,127 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     }
 
     /// <summary>
+    /// A write transaction starts (rollback journal: RESERVED): before anything is sealed, the
+    /// envelope is read again, so pages are sealed under the DEK a re-encryption made active.
+    /// </summary>
+    public override int Lock(int level)
+    {
+        var rc = base.Lock(level);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        var before = _lockLevel;
+        _lockLevel = Math.Max(_lockLevel, level);
+        if (level >= SqliteNative.SQLITE_LOCK_RESERVED && before < SqliteNative.SQLITE_LOCK_RESERVED && !TryRefresh())
+        {
+            base.Unlock(SqliteNative.SQLITE_LOCK_SHARED);
+            _lockLevel = SqliteNative.SQLITE_LOCK_SHARED;
+            return SqliteNative.SQLITE_IOERR_LOCK;
+        }
+
+        return rc;
+    }
+
+    public override int Unlock(int level)
+    {
+        var rc = base.Unlock(level);
+        if (rc == SqliteNative.SQLITE_OK)
+        {
+            _lockLevel = level;
+        }
+
+        return rc;
+    }
+
+    /// <summary>
+    /// WAL mode: the write lock (0), the checkpoint lock (1) and the recovery lock (2) are the ones
+    /// under which pages and frames are sealed or every frame is read: the envelope is read again
+    /// once one of them is held.
+    /// </summary>
+    public override int ShmLock(int offset, int n, int flags)
+    {
+        var rc = base.ShmLock(offset, n, flags);
+        const int exclusiveLock = SqliteNative.SQLITE_SHM_LOCK | SqliteNative.SQLITE_SHM_EXCLUSIVE;
+        if (rc == SqliteNative.SQLITE_OK && (flags & exclusiveLock) == exclusiveLock && offset <= 2 && !TryRefresh())
+        {
+            base.ShmLock(offset, n, SqliteNative.SQLITE_SHM_UNLOCK | SqliteNative.SQLITE_SHM_EXCLUSIVE);
+            return SqliteNative.SQLITE_IOERR_SHMLOCK;
+        }
+
+        return rc;
+    }
+
+    private bool TryRefresh()
+    {
+        try
+        {
+            RefreshKeys();
+            return true;
+        }
+        catch (Exception e)
+        {
+            TdeVfs.Fail(e as TdeStorageException ?? new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                $"Could not read the envelope of '{Path}' again: {e.Message}", Path, inner: e), SqliteNative.SQLITE_IOERR_LOCK);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Reads the envelope again. When its DEKs or its active DEK changed (a DEK re-encryption), the
+    /// new DEKs are unwrapped, retired ones are wiped, and new pages are sealed under the active one.
+    /// True when the DEKs changed.
+    /// </summary>
+    private bool RefreshKeys()
+    {
+        var region = new byte[E];
+        if (ReadRaw(region, 0) != SqliteNative.SQLITE_OK)
+        {
+            throw new IOException($"Could not re-read the envelope of '{Path}'.");
+        }
+
+        if (region.AsSpan().SequenceEqual(_envelopeRegion))
+        {
+            return false;
+        }
+
+        var current = DatabaseEnvelope.Read(region, Path);
+        _envelopeRegion = region;
+        Envelope = current;
+        var versions = current.Deks.Select(d => d.Version).ToList();
+        if (current.ActiveDekVersion == Crypto.ActiveVersion && versions.Count == Crypto.Versions.Count && versions.All(Crypto.Versions.Contains))
+        {
+            return false;
+        }
+
+        Crypto.Update(current.ActiveDekVersion, versions, version =>
+        {
+            var dek = current.Deks.Single(d => d.Version == version);
+            using var key = UnwrapDek(_keys, dek, current, Path);
+            return PageCipher.Create(dek.Suite, key.Span);
+        }, SealCounters.For(current, Path));
+        _page1Cached = false;
+        return true;
+    }
+
+    /// <summary>
     /// Test seam: called after each envelope write of a seal reservation, with the file and the
     /// reservation, before the write is read back (a test writes there what a racing process would).
     /// </summary>
     internal static Action<string, ulong>? ReservationWritten { get; set; }
 
-    /// <summary>
-    /// Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK.
-    /// </summary>
-    /// <remarks>
-    /// Another process can write the same slot from the same envelope meanwhile: in WAL mode a
-    /// checkpoint seals pages under the checkpoint lock while a writer seals frames under the write
-    /// lock, and a re-wrap writes under its own write transaction. The last write wins, so the
-    /// envelope is read back: the one that wins must hold this reservation (or a higher one), or it
-    /// is written again on top of the winner, keeping everything else the winner says (a re-wrapped
-    /// DEK, another process's reservation).
-    /// </remarks>
-    private void PersistReservation(ulong reserved)
-    {
-        var version = Crypto.ActiveVersion;
-        for (var attempt = 1; ; attempt++)
+    /// <summary>Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK (see <see cref="DatabaseEnvelope.PersistReservation"/>).</summary>
+    private void PersistReservation(ulong reserved) =>
+        Envelope = DatabaseEnvelope.PersistReservation(Path, Crypto.ActiveVersion, reserved, ReadEnvelope, (slot, offset) =>
         {
-            var current = ReadEnvelope();
-            var deks = current.Deks.Select(d => d.Version == version
-                ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
-                : d).ToList();
-            var next = current with { Sequence = current.Sequence + 1, Deks = deks };
-            var slot = new byte[DatabaseEnvelope.SlotSize];
-            next.WriteSlot(slot);
-            if (WriteRaw(slot, DatabaseEnvelope.SlotOffset(next.Sequence)) != SqliteNative.SQLITE_OK)
+            if (WriteRaw(slot, offset) != SqliteNative.SQLITE_OK)
             {
                 throw new IOException($"Could not write the envelope of '{Path}'.");
             }
 
             ReservationWritten?.Invoke(Path, reserved);
-            var written = ReadEnvelope();
-            if (written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved))
-            {
-                Envelope = written;
-                return;
-            }
-
-            if (attempt == 8)
-            {
-                throw new IOException($"The envelope of '{Path}' kept changing while a seal reservation was written to it.");
-            }
-        }
-    }
+        });
 
     private DatabaseEnvelope ReadEnvelope()
     {

@@ -1,13 +1,14 @@
 using System.Runtime.InteropServices;
 
-namespace TdeEngine.Audit;
+namespace TdeEngine.Kms.Store;
 
 /// <summary>
 /// fsync of a directory, so that a file created, renamed or deleted in it stays so after a power
 /// cut (.NET has no API for it: it refuses to open a directory as a file).
 /// </summary>
-internal static partial class DirectoryFlush
+public static partial class DirectoryFlush
 {
+    /// <summary>fsync of <paramref name="directory"/> (Linux and macOS; a no-op on Windows).</summary>
     public static void Flush(string directory)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
