@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -154,6 +155,57 @@ public sealed class DbCommandTests : IDisposable
         Assert.Contains("Forbidden.AliasNotFound", badKey.Stderr, StringComparison.Ordinal);
         Assert.Equal(1, status.ExitCode);
         Assert.Contains("Tde.NotTdeDatabase", status.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_rekey_killed_at_any_moment_leaves_a_readable_file_and_finishes_when_run_again()
+    {
+        var random = new Random(11);
+        var resumed = 0;
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            var name = File($"rekey{attempt}.db");
+            Ok("db", "create", name);
+            Ok("db", "sql", name, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t(v) SELECT printf('row %d %s', i, hex(randomblob(60))) FROM n;");
+
+            // SIGKILL (Process.Kill on Unix): the first time early (most likely before the new DEK),
+            // then at a random moment after the first batch reported (between batches, or inside one).
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "tde.dll"), "db", "rekey", name, "--batch-pages", "4" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            start.Environment["TDE_HOME"] = _home;
+            using (var process = Process.Start(start)!)
+            {
+                if (attempt > 0)
+                {
+                    Assert.Contains("pages checked", process.StandardOutput.ReadLine(), StringComparison.Ordinal);
+                }
+
+                Thread.Sleep(attempt == 0 ? 200 : random.Next(0, 400));
+                process.Kill();
+                process.WaitForExit();
+            }
+
+            // Whatever the moment, every row reads: pages under the old DEK and the new one side by side.
+            Assert.Equal("20000", Ok("db", "sql", name, "SELECT count(*) FROM t WHERE v LIKE 'row %'").Stdout.Trim());
+
+            // Run again: it repairs and resumes (or starts, if the kill came first), and ends with one DEK.
+            var again = Ok("db", "rekey", name);
+            Assert.Contains("every page is under DEK version", again.Stdout, StringComparison.Ordinal);
+            resumed += again.Stdout.Contains("resumed: ", StringComparison.Ordinal) ? 1 : 0;
+            var status = JsonDocument.Parse(Ok("db", "status", name, "--json").Stdout).RootElement;
+            var version = status.GetProperty("ActiveDekVersion").GetInt64();
+            Assert.True(version >= 2);
+            Assert.Equal(1, status.GetProperty("Deks").GetArrayLength());
+            Assert.Equal(status.GetProperty("PageCount").GetInt64(), status.GetProperty("PagesPerDekVersion").GetProperty(version.ToString(CultureInfo.InvariantCulture)).GetInt64());
+            Assert.Contains("PRAGMA integrity_check is ok", Ok("db", "verify", name).Stdout, StringComparison.Ordinal);
+            Assert.False(System.IO.File.Exists(name + "-tderekey"));
+        }
+
+        Assert.True(resumed >= 3, $"{resumed} runs resumed: the kills after the first batch must leave a re-encryption to resume");
     }
 
     [Fact]
