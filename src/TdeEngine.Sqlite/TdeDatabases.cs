@@ -268,8 +268,14 @@ public static class TdeDatabases
         var bad = new List<long>();
         try
         {
+            var lockBytePage = (0x40000000L / pageSize) + 1;   // SQLite never writes it (files over 1 GiB)
             for (long page = 1; page <= pages; page++)
             {
+                if (page == lockBytePage)
+                {
+                    continue;
+                }
+
                 var opened = false;
                 for (var attempt = 0; attempt < 3 && !opened; attempt++)
                 {
