@@ -95,7 +95,7 @@ internal static class DemoCommand
 
         RdsDatabase(o, services, me);
 
-        Step(o, 13, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
+        Step(o, 14, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
         var when = kms.ScheduleKeyDeletion(me, cmk.KeyId, 7);
         o.WriteLine($"   {cmk.KeyId} is PendingDeletion until {when:yyyy-MM-dd HH:mm}Z");
 
@@ -200,6 +200,21 @@ internal static class DemoCommand
         }
 
         o.WriteLine($"   {events.Count} events by the role; {services.Audit.Verify().Message}");
+
+        Step(o, 13, "Rotate the DEK online (tde db rekey): every page re-encrypted under a new DEK while a connection stays open");
+        using (var open = new SqliteConnection(TdeSqlite.ConnectionString(path)))
+        {
+            open.Open();
+            var before = File.ReadAllBytes(path);
+            var rotated = TdeDatabases.Rekey(path, batchPages: 64);
+            var after = File.ReadAllBytes(path);
+            var changed = Enumerable.Range(0, (int)rotated.PageCount)
+                .Count(p => !before.AsSpan(4096 + (p * rotated.PageSize), rotated.PageSize).SequenceEqual(after.AsSpan(4096 + (p * rotated.PageSize), rotated.PageSize)));
+            o.WriteLine($"   {changed} of {rotated.PageCount} pages rewritten; the envelope now holds only DEK version {rotated.ActiveDekVersion}");
+            using var count = open.CreateCommand();
+            count.CommandText = "INSERT INTO Artist(Name) VALUES ('written after the rotation'); SELECT count(*) FROM Artist";
+            o.WriteLine($"   the connection opened before it still reads and writes: {count.ExecuteScalar()} artists");
+        }
     }
 
     // The RDS TDE service role of the account (created once), allowed to use keys for cryptography only.
