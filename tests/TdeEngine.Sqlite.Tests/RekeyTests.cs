@@ -226,6 +226,40 @@ public sealed class RekeyTests : IDisposable
     }
 
     [Fact]
+    public void A_plain_file_is_refused_and_a_disabled_key_stops_the_rekey_before_anything_changes()
+    {
+        using (var plain = _dir.OpenPlain("plain.db"))
+        {
+            plain.Exec("CREATE TABLE t(x)");
+        }
+
+        var notTde = Assert.Throws<TdeStorageException>(() => TdeDatabases.Rekey(_dir.File("plain.db")));
+        Assert.Equal(TdeStorageException.Codes.PlaintextDatabase, notTde.Code);
+
+        var key = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "rekey, disabled" }).KeyId;
+        using (var db = _dir.OpenTde("d.db", $"kms_key={key}"))
+        {
+            Chinook.Load(db);
+        }
+
+        var file = _dir.File("d.db");
+        var before = ReadFile(file);
+        TdeTestEnvironment.Kms.DisableKey(TdeTestEnvironment.Caller, key);
+        try
+        {
+            var refused = Assert.Throws<TdeEngine.Kms.Errors.KmsException>(() => TdeDatabases.Rekey(file));
+            Assert.Equal(TdeEngine.Kms.Errors.KmsErrors.Codes.Disabled, refused.Code);
+            Assert.True(before.AsSpan().SequenceEqual(ReadFile(file)), "nothing may change");
+        }
+        finally
+        {
+            TdeTestEnvironment.Kms.EnableKey(TdeTestEnvironment.Caller, key);
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => TdeDatabases.Rekey(file, batchPages: 0));
+    }
+
+    [Fact]
     public void A_tampered_page_stops_the_rekey_before_its_batch_is_written()
     {
         var file = MakeChinook("x.db", "DELETE");
