@@ -5,7 +5,8 @@ namespace TdeEngine.Benchmarks;
 /// <summary>
 /// Micro-benchmarks: <c>dotnet run -c Release --project bench/TdeEngine.Benchmarks -- --filter '*'</c>.
 /// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>;
-/// the same workloads on SQLCipher (its own process, bound to Debian's libsqlcipher): <c>... -- side-by-side-sqlcipher</c>.
+/// the same workloads on SQLCipher (its own process, bound to Debian's libsqlcipher): <c>... -- side-by-side-sqlcipher</c>;
+/// an online DEK re-encryption against copying and verifying the same file: <c>... -- rekey [--mb N]</c>.
 /// Every table has a baseline measured in the same run, so the ratio is the number to read.
 /// </summary>
 internal static class Program
@@ -25,6 +26,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "hsm")
         {
             return HsmThroughput.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "rekey")
+        {
+            return RekeyThroughput.Run(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "server-load")

@@ -164,7 +164,7 @@ internal sealed class DekReencryption : IDisposable
     private long Rewrite(DatabaseCrypto crypto, long first, long last)
     {
         var pageSize = crypto.PageSize;
-        var lockBytePage = (0x40000000L / pageSize) + 1;   // never written by SQLite (files over 1 GiB)
+        var lockBytePage = TdeDatabases.LockBytePage(pageSize);
         var batch = new List<(long Page, byte[] Old, byte[] New)>();
         var trailer = new byte[crypto.Reserve];
         try

@@ -115,8 +115,14 @@ public static class TdeDatabases
         var pages = Math.Max(0, (file.Length - DatabaseEnvelope.RegionSize) / envelope.PageSize);
         var perVersion = new SortedDictionary<uint, long>();
         var trailer = new byte[4];
+        var lockBytePage = LockBytePage(envelope.PageSize);
         for (long page = 0; page < pages; page++)
         {
+            if (page + 1 == lockBytePage)
+            {
+                continue;
+            }
+
             file.Read(trailer, DatabaseEnvelope.RegionSize + (page * envelope.PageSize) + envelope.PageSize - envelope.Reserve);
             var version = ((uint)trailer[1] << 16) | ((uint)trailer[2] << 8) | trailer[3];
             perVersion[version] = perVersion.GetValueOrDefault(version) + 1;
@@ -231,6 +237,12 @@ public static class TdeDatabases
         return Status(path);
     }
 
+    /// <summary>
+    /// The page that holds byte offset 1 GiB (SQLite's lock bytes) in files larger than that: SQLite
+    /// never writes it, so it is never sealed, and status, verify and re-encryption skip it.
+    /// </summary>
+    internal static long LockBytePage(int pageSize) => (0x40000000L / pageSize) + 1;
+
     internal static DatabaseEnvelope ReadEnvelope(RawDatabaseFile file)
     {
         var region = new byte[DatabaseEnvelope.RegionSize];
@@ -268,7 +280,7 @@ public static class TdeDatabases
         var bad = new List<long>();
         try
         {
-            var lockBytePage = (0x40000000L / pageSize) + 1;   // SQLite never writes it (files over 1 GiB)
+            var lockBytePage = LockBytePage(pageSize);
             for (long page = 1; page <= pages; page++)
             {
                 if (page == lockBytePage)

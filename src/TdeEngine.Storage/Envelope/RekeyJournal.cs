@@ -14,8 +14,10 @@ namespace TdeEngine.Storage.Envelope;
 /// <remarks>
 /// Layout (big-endian): magic "TDERKJ01" | database id (16) | page size (4) | n (4) | n times
 /// [page number (4) | sealed image (page size)] | SHA-256 of everything before it (32). A journal
-/// that is empty, or whose checksum does not match, was not complete: no page of its batch had been
-/// overwritten yet, and it is ignored. It holds only sealed images, never a key or plaintext.
+/// whose magic is zeroed was cleared after its batch became durable; one whose checksum does not
+/// match was not complete (no page of its batch had been overwritten yet). Both are ignored. The
+/// file is overwritten batch after batch, never truncated, so bytes past the checksum are left
+/// over from a larger batch. It holds only sealed images, never a key or plaintext.
 /// </remarks>
 internal static class RekeyJournal
 {
@@ -25,19 +27,16 @@ internal static class RekeyJournal
 
     public static string PathFor(string database) => database + "-tderekey";
 
-    /// <summary>True when a journal with content lies beside the database (a re-encryption was interrupted, or is running).</summary>
+    /// <summary>True when a journal with a batch in it lies beside the database (a re-encryption was interrupted, or is running).</summary>
     public static bool IsPending(string database)
     {
         try
         {
-            var info = new FileInfo(PathFor(database));
-            return info.Exists && info.Length > 0;
+            using var handle = File.OpenHandle(PathFor(database), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            Span<byte> magic = stackalloc byte[8];
+            return RandomAccess.Read(handle, magic, 0) == 8 && magic.SequenceEqual(Magic);
         }
-        catch (IOException)
-        {
-            return false;
-        }
-        catch (UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return false;
         }
@@ -62,11 +61,12 @@ internal static class RekeyJournal
         }
 
         SHA256.HashData(bytes.AsSpan(0, at), bytes.AsSpan(at, 32));
-        using (var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite))
+        // Written over the previous batch, never truncated: the file keeps its blocks, so the fsync
+        // flushes data only (a truncate and a regrowth per batch cost a block allocation each time).
+        using (var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite))
         {
-            stream.SetLength(0);
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
+            RandomAccess.Write(handle, bytes, 0);
+            RandomAccess.FlushToDisk(handle);
         }
 
         if (created)
@@ -96,7 +96,7 @@ internal static class RekeyJournal
 
         var count = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(28));
         var length = HeaderSize + ((long)count * (4 + pageSize));
-        if (count < 0 || length + 32 != bytes.Length || BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(24)) != pageSize ||
+        if (count < 0 || length + 32 > bytes.Length || BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(24)) != pageSize ||
             !SHA256.HashData(bytes.AsSpan(0, (int)length)).AsSpan().SequenceEqual(bytes.AsSpan((int)length, 32)))
         {
             return [];
@@ -117,7 +117,11 @@ internal static class RekeyJournal
         return pages;
     }
 
-    /// <summary>Empties the journal once its batch is durable in the database (the file stays, for the next batch).</summary>
+    /// <summary>
+    /// Invalidates the journal once its batch is durable in the database: its magic is zeroed and
+    /// made durable (a stale batch must never be taken for a current one). The file stays, for the
+    /// next batch.
+    /// </summary>
     public static void Clear(string database)
     {
         var path = PathFor(database);
@@ -126,9 +130,12 @@ internal static class RekeyJournal
             return;
         }
 
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
-        stream.SetLength(0);
-        stream.Flush(flushToDisk: true);
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        if (RandomAccess.GetLength(handle) >= 8)
+        {
+            RandomAccess.Write(handle, new byte[8], 0);
+            RandomAccess.FlushToDisk(handle);
+        }
     }
 
     /// <summary>Removes the journal when the re-encryption is finished.</summary>
