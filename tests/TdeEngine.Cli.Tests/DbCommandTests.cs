@@ -191,6 +191,10 @@ public sealed class DbCommandTests : IDisposable
 
             // Whatever the moment, every row reads: pages under the old DEK and the new one side by side.
             Assert.Equal("20000", Ok("db", "sql", name, "SELECT count(*) FROM t WHERE v LIKE 'row %'").Stdout.Trim());
+            if (attempt > 0)
+            {
+                Assert.Contains("re-encryption:   running or interrupted", Ok("db", "status", name).Stdout, StringComparison.Ordinal);
+            }
 
             // Run again: it repairs and resumes (or starts, if the kill came first), and ends with one DEK.
             var again = Ok("db", "rekey", name);

@@ -255,12 +255,18 @@ internal static class DbCommand
         foreach (var dek in status.Deks)
         {
             var limit = dek.SealLimit == ulong.MaxValue ? "no limit" : $"limit {dek.SealLimit:N0}";
-            stdout.WriteLine($"  DEK {dek.Version}: {PageCipherSuites.Name(dek.Cipher)}, seals reserved {dek.SealsReserved:N0} ({limit}){(dek.NearLimit ? "  ROTATE SOON" : "")}");
+            stdout.WriteLine($"  DEK {dek.Version}: {PageCipherSuites.Name(dek.Cipher)}, seals reserved {dek.SealsReserved:N0} ({limit}){(dek.NearLimit ? "  ROTATE SOON: tde db rekey" : "")}");
         }
 
         foreach (var (version, count) in status.PagesPerDekVersion)
         {
             stdout.WriteLine($"  pages under DEK {version}: {count}");
+        }
+
+        if (status.Deks.Count > 1)
+        {
+            var done = status.PagesPerDekVersion.GetValueOrDefault(status.ActiveDekVersion);
+            stdout.WriteLine($"re-encryption:   running or interrupted, {done} of {status.PageCount} pages under DEK {status.ActiveDekVersion}; 'tde db rekey {status.Path}' finishes it");
         }
 
         return 0;
