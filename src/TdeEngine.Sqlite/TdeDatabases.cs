@@ -10,11 +10,15 @@ namespace TdeEngine.Sqlite;
 
 /// <summary>
 /// Whole-database operations: create, encrypt an existing plaintext database, decrypt (export) to
-/// plaintext, and read the status of a TDE file. Encrypt and decrypt write a new file beside the
-/// target and move it into place only when it is complete and checked, so a crash midway leaves
-/// the original untouched and never a half-encrypted file.
+/// plaintext, read the status of a TDE file, verify it, re-wrap its DEKs after a KMS key rotation,
+/// and re-encrypt it under a new DEK. Encrypt and decrypt write a new file beside the target and
+/// move it into place only when it is complete and checked, so a crash midway leaves the original
+/// untouched and never a half-encrypted file.
 /// </summary>
-/// <remarks>The database being converted must not be in use by other connections.</remarks>
+/// <remarks>
+/// A database being encrypted or decrypted must not be in use by other connections. Status,
+/// verify, re-wrap and re-encryption run beside open connections.
+/// </remarks>
 public static class TdeDatabases
 {
     /// <summary>Creates a new, empty TDE database. Fails if the file exists.</summary>

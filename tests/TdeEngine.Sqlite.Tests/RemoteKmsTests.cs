@@ -62,6 +62,29 @@ public sealed class RemoteKmsTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_database_is_re_encrypted_under_a_new_DEK_through_the_KMS_server()
+    {
+        var root = KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId);
+        var key = _server.Kms.CreateKey(root, new() { Description = "remote rekey" }).KeyId;
+        using var remote = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, _server.Secret);
+        TdeSqlite.Register(remote, NoCache);
+        using (var db = _dir.OpenTde("rk.db", $"kms_key={key}&cipher=aegis-256"))
+        {
+            db.Exec("CREATE TABLE t(x); INSERT INTO t SELECT randomblob(500) FROM (WITH x(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM x WHERE n < 2000) SELECT n FROM x); INSERT INTO t VALUES ('re-encrypted');");
+        }
+
+        var status = TdeDatabases.Rekey(_dir.File("rk.db"), batchPages: 16);
+
+        Assert.Equal(Storage.Pages.PageCipherSuite.Aegis256, status.Cipher);
+        Assert.Equal([2u], status.Deks.Select(d => d.Version));
+        Assert.Equal([2u], status.PagesPerDekVersion.Keys);
+        Assert.EndsWith($":key/{key}", status.KmsKeyArn, StringComparison.Ordinal);
+        using var again = _dir.OpenTde("rk.db");
+        Assert.Equal("re-encrypted", again.Scalar<string>("SELECT x FROM t WHERE typeof(x) = 'text'"));
+        Assert.Equal("ok", again.Scalar<string>("PRAGMA integrity_check"));
+    }
+
+    [Fact]
     public async Task A_database_keyed_by_a_KMS_server_opens_through_signed_audited_requests_and_fails_clearly_without_it()
     {
         var key = _server.Kms.CreateKey(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), new() { Description = "remote" }).KeyId;
