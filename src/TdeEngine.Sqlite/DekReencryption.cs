@@ -9,14 +9,6 @@ using TdeEngine.Storage.Vfs;
 
 namespace TdeEngine.Sqlite;
 
-/// <summary>How far a DEK re-encryption has come.</summary>
-/// <param name="PagesDone">Pages checked so far (rewritten, or already under the new DEK).</param>
-/// <param name="PagesTotal">Pages to check: those the file had when the new DEK became active (or when this run resumed); in the last report, all the file has then.</param>
-/// <param name="PagesRewritten">Pages this run rewrote so far.</param>
-/// <param name="DekVersion">The DEK version every page ends under.</param>
-/// <param name="Resumed">True when this run finishes one that was interrupted.</param>
-public sealed record TdeRekeyProgress(long PagesDone, long PagesTotal, long PagesRewritten, uint DekVersion, bool Resumed);
-
 /// <summary>
 /// A DEK re-encryption, online: a new DEK is added to the envelope and made active, every page is
 /// opened and sealed again under it in batches, and the old DEKs are then removed from the envelope.

@@ -47,3 +47,11 @@ public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadO
             ? $"All {PageCount} pages of '{Path}' authenticate, and PRAGMA integrity_check is ok."
             : $"All {PageCount} pages of '{Path}' authenticate, but PRAGMA integrity_check says: {IntegrityCheck}";
 }
+
+/// <summary>How far a DEK re-encryption has come.</summary>
+/// <param name="PagesDone">Pages checked so far (rewritten, or already under the new DEK).</param>
+/// <param name="PagesTotal">Pages to check: those the file had when the new DEK became active (or when this run resumed); in the last report, all the file has then.</param>
+/// <param name="PagesRewritten">Pages this run rewrote so far.</param>
+/// <param name="DekVersion">The DEK version every page ends under.</param>
+/// <param name="Resumed">True when this run finishes one that was interrupted.</param>
+public sealed record TdeRekeyProgress(long PagesDone, long PagesTotal, long PagesRewritten, uint DekVersion, bool Resumed);
