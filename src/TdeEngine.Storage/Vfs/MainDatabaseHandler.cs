@@ -41,6 +41,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     private readonly DekCache _keys;
     private byte[] _envelopeRegion;
+    private byte[] _envelopeScratch = new byte[E];
     private int _lockLevel;
 
     private MainDatabaseHandler(SqliteFile* underlying, string path, byte[] region, DatabaseEnvelope envelope, DatabaseCrypto crypto, DekCache keys)
@@ -404,7 +405,8 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// </summary>
     private bool RefreshKeys()
     {
-        var region = new byte[E];
+        // Every write transaction comes here: read into a scratch buffer, and keep it only when it differs.
+        var region = _envelopeScratch;
         if (ReadRaw(region, 0) != SqliteNative.SQLITE_OK)
         {
             throw new IOException($"Could not re-read the envelope of '{Path}'.");
@@ -416,7 +418,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         }
 
         var current = DatabaseEnvelope.Read(region, Path);
-        _envelopeRegion = region;
+        (_envelopeScratch, _envelopeRegion) = (_envelopeRegion, region);
         Envelope = current;
         var versions = current.Deks.Select(d => d.Version).ToList();
         if (current.ActiveDekVersion == Crypto.ActiveVersion && versions.Count == Crypto.Versions.Count && versions.All(Crypto.Versions.Contains))
