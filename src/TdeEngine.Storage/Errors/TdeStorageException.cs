@@ -21,7 +21,7 @@ public sealed class TdeStorageException : Exception
     /// <summary>The file involved.</summary>
     public string? File { get; }
 
-    /// <summary>The page number (1-based) for page failures.</summary>
+    /// <summary>The page number (1-based) for page failures; the chunk index (0-based) of a sealed object, or the sector index of a disk image.</summary>
     public long? PageNumber { get; }
 
     /// <summary>Stable error codes of the storage engine.</summary>
@@ -37,5 +37,17 @@ public sealed class TdeStorageException : Exception
         public const string UnsupportedOperation = "Tde.UnsupportedOperation";
         public const string NotRegistered = "Tde.NotRegistered";
         public const string InvalidParameter = "Tde.InvalidParameter";
+
+        // Sealed objects (TdeEngine.Objects). OSS's own codes where OSS has one.
+        public const string NotSealedObject = "Tde.NotSealedObject";
+        public const string ObjectAuthenticationFailed = "Tde.ObjectAuthenticationFailed";
+        public const string NoSuchKey = "NoSuchKey";
+        public const string NoSuchBucket = "NoSuchBucket";
+        public const string InvalidObjectName = "InvalidObjectName";
+        public const string InvalidEncryptionAlgorithm = "InvalidEncryptionAlgorithmError";
+
+        // Encrypted disk images (TdeEngine.Disks).
+        public const string NotTdeDisk = "Tde.NotTdeDisk";
+        public const string DiskInUse = "Tde.DiskInUse";
     }
 }

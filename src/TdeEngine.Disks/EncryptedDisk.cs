@@ -1,0 +1,571 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
+using TdeEngine.Disks.Files;
+using TdeEngine.Disks.Format;
+using TdeEngine.Disks.Xts;
+using TdeEngine.Kms.Envelope;
+using TdeEngine.Kms.Secrets;
+using TdeEngine.Kms.Store;
+using TdeEngine.Storage.Errors;
+using TdeEngine.Storage.Keys;
+
+namespace TdeEngine.Disks;
+
+/// <summary>
+/// An encrypted cloud disk, modelled on Alibaba ECS disk encryption: a fixed-size disk image file
+/// whose sectors are sealed with XTS-AES-256 under a per-disk data key (DEK) from the KMS. The DEK is
+/// wrapped by a KMS key (the service key <c>alias/acs/ecs</c> or a CMK) and bound to an
+/// EncryptionContext; when that key is disabled, the disk cannot be attached (opened) again.
+/// </summary>
+/// <remarks>
+/// <para>An instance is an attached disk: it holds an exclusive lock on the image (a second
+/// <see cref="Open"/>, in this or another process, fails with
+/// <see cref="TdeStorageException.Codes.DiskInUse"/>) and the XTS keys in memory, both released by
+/// <see cref="Dispose"/>. The plaintext DEK and the derived XTS key bytes are wiped as soon as the
+/// two <see cref="Aes"/> objects are keyed.</para>
+/// <para>Thread-safe: <see cref="Read"/>, <see cref="Write"/>, <see cref="Flush"/> and
+/// <see cref="CreateSnapshot"/> run one at a time under an internal lock, so each call sees and
+/// leaves whole sectors. Callers' buffers are only used for the duration of the call.</para>
+/// <para>XTS gives confidentiality only: a sector is not authenticated, so a changed or replayed
+/// sector decrypts to garbage or old data without an error. Use the SQLite VFS (TdeEngine.Storage)
+/// where tampering must be detected. See docs/disks.md.</para>
+/// </remarks>
+public sealed class EncryptedDisk : IDisposable
+{
+    // Sectors are read, decrypted, encrypted and written in chunks of at most this many bytes.
+    private const int MaxChunkBytes = 256 * 1024;
+    private const int SnapshotChunkBytes = 1024 * 1024;
+
+    private readonly Lock _gate = new();
+    private readonly SafeFileHandle _handle;
+    private readonly DiskHeader _header;
+    private readonly XtsAes256 _xts;
+    private bool _disposed;
+
+    private EncryptedDisk(string path, SafeFileHandle handle, DiskHeader header, XtsAes256 xts)
+    {
+        Path = path;
+        _handle = handle;
+        _header = header;
+        _xts = xts;
+    }
+
+    /// <summary>The full path of the image file.</summary>
+    public string Path { get; }
+
+    /// <summary>Usable bytes.</summary>
+    public long Size => _header.Size;
+
+    /// <summary>Bytes per sector: 512 or 4096.</summary>
+    public int SectorSize => _header.SectorSize;
+
+    /// <summary>The disk id: <c>d-</c> and 20 lowercase hex characters, random at <see cref="Create"/>.</summary>
+    public string DiskId => _header.DiskIdText;
+
+    /// <summary>The ARN of the KMS key that wraps the disk's DEK.</summary>
+    public string KmsKeyArn => _header.KmsKeyArn;
+
+    /// <summary>The EncryptionContext the DEK is bound to.</summary>
+    public EncryptionContext Context => _header.Context;
+
+    /// <summary>
+    /// Creates a new, zero-filled (sparse) disk image of <paramref name="sizeBytes"/> usable bytes with
+    /// a fresh DEK from <c>GenerateDataKey(<paramref name="kmsKeyId"/>, <paramref name="context"/>)</c>,
+    /// and attaches it.
+    /// </summary>
+    /// <param name="path">The image file; it must not exist.</param>
+    /// <param name="sizeBytes">Usable bytes: positive and a multiple of <paramref name="sectorSize"/>.</param>
+    /// <param name="keys">Where the DEK comes from.</param>
+    /// <param name="kmsKeyId">The KMS key (id, ARN or alias, for example <c>alias/acs/ecs</c>) that wraps the DEK.</param>
+    /// <param name="context">The EncryptionContext the DEK is bound to; stored in the header.</param>
+    /// <param name="sectorSize">512 or 4096.</param>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> for a bad size or sector size, an existing file, or a key ARN and context too long for the header.</exception>
+    /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused to generate the DEK (propagated unchanged).</exception>
+    public static EncryptedDisk Create(string path, long sizeBytes, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context, int sectorSize = 4096)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentException.ThrowIfNullOrEmpty(kmsKeyId);
+        ArgumentNullException.ThrowIfNull(context);
+        var fullPath = System.IO.Path.GetFullPath(path);
+        if (!DiskHeader.IsSupportedSectorSize(sectorSize))
+        {
+            throw Invalid(fullPath, $"The sector size {sectorSize} is not supported; use 512 or 4096.");
+        }
+
+        if (sizeBytes <= 0 || sizeBytes % sectorSize != 0 || sizeBytes > long.MaxValue - DiskHeader.RegionSize)
+        {
+            throw Invalid(fullPath, $"The disk size {sizeBytes} is not valid: it must be positive and a multiple of the sector size ({sectorSize} bytes).");
+        }
+
+        DiskFile.ThrowIfExists(fullPath);   // before the KMS call, so a refused path costs no DEK
+
+        var diskId = RandomNumberGenerator.GetBytes(DiskHeader.DiskIdSize);
+        using var dataKey = keys.GenerateDataKey(kmsKeyId, context);
+        CheckDek(dataKey.Plaintext, fullPath);
+        var header = new DiskHeader
+        {
+            Sequence = 1,
+            DiskId = diskId,
+            SectorSize = sectorSize,
+            Size = sizeBytes,
+            KmsKeyArn = dataKey.KmsKeyArn,
+            Context = context,
+            WrappedDek = dataKey.Wrapped,
+        };
+        CheckFits(header, fullPath);
+
+        var handle = DiskFile.CreateExclusive(fullPath);
+        XtsAes256? xts = null;
+        try
+        {
+            RandomAccess.SetLength(handle, DiskHeader.RegionSize + sizeBytes);
+            // Both slots hold the header from the start, so either can be torn later.
+            var region = new byte[DiskHeader.RegionSize];
+            WriteSlots(header, region);
+            RandomAccess.Write(handle, region, 0);
+            RandomAccess.FlushToDisk(handle);
+            DirectoryFlush.Flush(DirectoryOf(fullPath));
+            xts = DiskKeyDerivation.CreateCipher(dataKey.Plaintext.Span, diskId);
+            return new EncryptedDisk(fullPath, handle, header, xts);
+        }
+        catch
+        {
+            xts?.Dispose();
+            handle.Dispose();
+            TryDelete(fullPath);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Attaches an existing image: reads its header, unwraps the DEK through <paramref name="keys"/>
+    /// and takes an exclusive lock on the file.
+    /// </summary>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.DiskInUse"/> when it is attached elsewhere;
+    /// <see cref="TdeStorageException.Codes.NotTdeDisk"/> for a file that is not a disk image;
+    /// <see cref="TdeStorageException.Codes.EnvelopeDamaged"/> when both header copies are damaged or the file is truncated.</exception>
+    /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused to unwrap the DEK, for example <c>Rejected.Disabled</c> (propagated unchanged).</exception>
+    public static EncryptedDisk Open(string path, IDataKeyProvider keys)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(keys);
+        var fullPath = System.IO.Path.GetFullPath(path);
+        var handle = DiskFile.OpenExclusive(fullPath);
+        try
+        {
+            var header = ReadHeader(handle, fullPath);
+            if (RandomAccess.GetLength(handle) < DiskHeader.RegionSize + header.Size)
+            {
+                throw new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                    $"The disk image '{fullPath}' is shorter than its header says ({header.Size} usable bytes after an 8192-byte header): it was truncated. Restore it from a backup or a snapshot.",
+                    fullPath);
+            }
+
+            using var dek = keys.Decrypt(header.WrappedDek, header.Context);
+            CheckDek(dek, fullPath);
+            var xts = DiskKeyDerivation.CreateCipher(dek.Span, header.DiskId);
+            return new EncryptedDisk(fullPath, handle, header, xts);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads the header only: no KMS call and no lock, so it works while the disk is attached or its key is disabled.</summary>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.NotTdeDisk"/> or <see cref="TdeStorageException.Codes.EnvelopeDamaged"/>.</exception>
+    public static EncryptedDiskInfo Inspect(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var fullPath = System.IO.Path.GetFullPath(path);
+        using var handle = DiskFile.OpenForInspect(fullPath);
+        return ReadHeader(handle, fullPath).ToInfo();
+    }
+
+    /// <summary>
+    /// Re-wraps the disk's DEK under the current version of <paramref name="destinationKeyId"/>
+    /// (KMS ReEncrypt; the plaintext DEK never leaves the KMS) and writes it to the older header slot.
+    /// Only the header changes; the sectors stay as they are.
+    /// </summary>
+    /// <remarks>
+    /// Crash-safe: the new header goes to the slot that does not hold the current one and is fsynced
+    /// (until then the current slot wins), then to the other slot as well, so the previous wrapping
+    /// does not stay in the file.
+    /// </remarks>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.DiskInUse"/> while the disk is attached.</exception>
+    /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused (propagated unchanged).</exception>
+    public static EncryptedDiskInfo Rewrap(string path, IDataKeyProvider keys, string destinationKeyId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentException.ThrowIfNullOrEmpty(destinationKeyId);
+        var fullPath = System.IO.Path.GetFullPath(path);
+        using var handle = DiskFile.OpenExclusive(fullPath);
+        var current = ReadHeader(handle, fullPath);
+        var rewrapped = keys.ReEncrypt(current.WrappedDek, current.Context, destinationKeyId);
+        var next = current with { Sequence = current.Sequence + 1, KmsKeyArn = rewrapped.KmsKeyArn, WrappedDek = rewrapped.Wrapped };
+        CheckFits(next, fullPath);
+        var slot = new byte[DiskHeader.SlotSize];
+
+        // First the slot that does not hold the current header: a crash here leaves the current one.
+        // Then, once that is durable, the other slot too, so no copy of the old wrapping stays in
+        // the file (a retired or compromised key must open nothing here); a crash during this
+        // second write leaves the first new slot, which is valid and newer.
+        foreach (var header in new[] { next, next with { Sequence = next.Sequence + 1 } })
+        {
+            header.WriteSlot(slot);
+            RandomAccess.Write(handle, slot, DiskHeader.SlotOffset(header.Sequence));
+            RandomAccess.FlushToDisk(handle);
+        }
+
+        return next.ToInfo();
+    }
+
+    /// <summary>Reads <paramref name="destination"/>.Length bytes at <paramref name="offset"/> (any offset and length within <see cref="Size"/>).</summary>
+    /// <remarks>A sector that was never written reads as zeros.</remarks>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> when the range is not within the disk.</exception>
+    public void Read(long offset, Span<byte> destination)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            CheckRange(offset, destination.Length);
+            if (destination.IsEmpty)
+            {
+                return;
+            }
+
+            var end = offset + destination.Length;
+            var sector = offset / SectorSize;
+            var lastSector = (end - 1) / SectorSize;
+            var buffer = RentChunk(lastSector - sector + 1);
+            try
+            {
+                while (sector <= lastSector)
+                {
+                    var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
+                    var chunk = buffer.AsSpan(0, count * SectorSize);
+                    var chunkStart = sector * SectorSize;
+                    ReadSectors(sector, chunk);
+                    var from = Math.Max(offset, chunkStart);
+                    var to = Math.Min(end, chunkStart + chunk.Length);
+                    chunk.Slice((int)(from - chunkStart), (int)(to - from)).CopyTo(destination[(int)(from - offset)..]);
+                    sector += count;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+            }
+        }
+    }
+
+    /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/>; partial sectors are read, merged and re-encrypted.</summary>
+    /// <remarks>Durable only after <see cref="Flush"/>. A crash mid-write can leave a sector old or new (or, on storage without atomic sector writes, torn).</remarks>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> when the range is not within the disk; nothing is written then.</exception>
+    public void Write(long offset, ReadOnlySpan<byte> source)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            CheckRange(offset, source.Length);
+            if (source.IsEmpty)
+            {
+                return;
+            }
+
+            var end = offset + source.Length;
+            var sector = offset / SectorSize;
+            var lastSector = (end - 1) / SectorSize;
+            var buffer = RentChunk(lastSector - sector + 1);
+            try
+            {
+                while (sector <= lastSector)
+                {
+                    var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
+                    var chunk = buffer.AsSpan(0, count * SectorSize);
+                    var chunkStart = sector * SectorSize;
+                    var from = Math.Max(offset, chunkStart);
+                    var to = Math.Min(end, chunkStart + chunk.Length);
+                    if (from > chunkStart)
+                    {
+                        ReadSectors(sector, chunk[..SectorSize]);   // keep the head of a partial first sector
+                    }
+
+                    if (to < chunkStart + chunk.Length && (count > 1 || from == chunkStart))
+                    {
+                        ReadSectors(sector + count - 1, chunk[((count - 1) * SectorSize)..]);   // and the tail of a partial last one
+                    }
+
+                    source.Slice((int)(from - offset), (int)(to - from)).CopyTo(chunk[(int)(from - chunkStart)..]);
+                    for (var i = 0; i < count; i++)
+                    {
+                        var one = chunk.Slice(i * SectorSize, SectorSize);
+                        _xts.EncryptSector((ulong)(sector + i), one, one);
+                    }
+
+                    RandomAccess.Write(_handle, chunk, DataOffset(sector));
+                    sector += count;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+            }
+        }
+    }
+
+    /// <summary>fsync of the image: everything written so far survives a power cut.</summary>
+    public void Flush()
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            RandomAccess.FlushToDisk(_handle);
+        }
+    }
+
+    /// <summary>
+    /// A seekable read/write <see cref="Stream"/> of fixed <see cref="Stream.Length"/> = <see cref="Size"/>
+    /// over this disk. It does not own the disk: disposing it leaves the disk attached, and it stops
+    /// working when the disk is disposed. Writes past the end throw
+    /// <see cref="TdeStorageException"/> (<see cref="TdeStorageException.Codes.InvalidParameter"/>); <c>SetLength</c> is not supported.
+    /// </summary>
+    /// <remarks>The stream keeps its own position and is not thread-safe; the disk underneath is.</remarks>
+    public Stream AsStream()
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return new EncryptedDiskStream(this);
+        }
+    }
+
+    /// <summary>
+    /// Writes a consistent copy of the disk to <paramref name="snapshotPath"/>: a disk image under the
+    /// same KMS key, DEK, disk id and context, which <see cref="Open"/> attaches like any other.
+    /// </summary>
+    /// <remarks>
+    /// Taken under the disk's lock after a flush, so no write is half in it. The copy keeps the
+    /// ciphertext as is (nothing is decrypted) and stays sparse where the disk was never written. It
+    /// is written to a temporary file in the same folder, fsynced, renamed into place (never over an
+    /// existing file) and the folder is fsynced.
+    /// </remarks>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> when <paramref name="snapshotPath"/> exists.</exception>
+    public void CreateSnapshot(string snapshotPath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(snapshotPath);
+        var target = System.IO.Path.GetFullPath(snapshotPath);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            DiskFile.ThrowIfExists(target);
+            RandomAccess.FlushToDisk(_handle);
+            var directory = DirectoryOf(target);
+            var temp = System.IO.Path.Combine(directory,
+                "." + System.IO.Path.GetFileName(target) + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
+            try
+            {
+                using (var copy = DiskFile.CreateExclusive(temp))
+                {
+                    RandomAccess.SetLength(copy, DiskHeader.RegionSize + Size);
+                    // A fresh pair of slots with the current header: the copy carries no older wrapping.
+                    var region = new byte[DiskHeader.RegionSize];
+                    WriteSlots(_header, region);
+                    RandomAccess.Write(copy, region, 0);
+                    CopyData(copy);
+                    RandomAccess.FlushToDisk(copy);
+                }
+
+                try
+                {
+                    File.Move(temp, target, overwrite: false);
+                }
+                catch (IOException e) when (File.Exists(target))
+                {
+                    DiskFile.ThrowIfExists(target);
+                    throw new IOException($"Could not move the snapshot into place at '{target}'.", e);
+                }
+
+                DirectoryFlush.Flush(directory);
+            }
+            catch
+            {
+                TryDelete(temp);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Detaches the disk: disposes the keys and releases the file and its lock. Idempotent.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _xts.Dispose();
+            _handle.Dispose();
+        }
+    }
+
+    private long DataOffset(long sector) => DiskHeader.RegionSize + (sector * SectorSize);
+
+    private void CopyData(SafeFileHandle copy)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(SnapshotChunkBytes);
+        try
+        {
+            for (long at = 0; at < Size; at += SnapshotChunkBytes)
+            {
+                var chunk = buffer.AsSpan(0, (int)Math.Min(SnapshotChunkBytes, Size - at));
+                ReadFully(_handle, chunk, DiskHeader.RegionSize + at, Path);
+                // Copy runs of written sectors; never-written (all-zero) sectors stay holes in the copy.
+                var sectors = chunk.Length / SectorSize;
+                for (var first = 0; first < sectors;)
+                {
+                    if (!IsWritten(chunk, first))
+                    {
+                        first++;
+                        continue;
+                    }
+
+                    var next = first + 1;
+                    while (next < sectors && IsWritten(chunk, next))
+                    {
+                        next++;
+                    }
+
+                    RandomAccess.Write(copy, chunk[(first * SectorSize)..(next * SectorSize)], DiskHeader.RegionSize + at + ((long)first * SectorSize));
+                    first = next;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
+
+    private bool IsWritten(ReadOnlySpan<byte> sectors, int index) =>
+        sectors.Slice(index * SectorSize, SectorSize).ContainsAnyExcept((byte)0);
+
+    // Reads whole sectors and decrypts them in place. An all-zero sector was never written (the image
+    // is sparse), and reads as zeros: decrypting it would give noise.
+    private void ReadSectors(long firstSector, Span<byte> sectors)
+    {
+        ReadFully(_handle, sectors, DataOffset(firstSector), Path);
+        for (var i = 0; i < sectors.Length / SectorSize; i++)
+        {
+            var one = sectors.Slice(i * SectorSize, SectorSize);
+            if (one.ContainsAnyExcept((byte)0))
+            {
+                _xts.DecryptSector((ulong)(firstSector + i), one, one);
+            }
+        }
+    }
+
+    private byte[] RentChunk(long sectors) =>
+        ArrayPool<byte>.Shared.Rent((int)Math.Min(sectors * SectorSize, MaxChunkBytes));
+
+    private void CheckRange(long offset, int length)
+    {
+        if (offset < 0 || offset > Size || length > Size - offset)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"The range of {length} bytes at offset {offset} is not within the disk '{Path}' ({Size} bytes). Stay within [0, {Size}).",
+                Path, pageNumber: offset >= 0 ? offset / SectorSize : null);
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private static DiskHeader ReadHeader(SafeFileHandle handle, string path)
+    {
+        var region = new byte[DiskHeader.RegionSize];
+        var read = ReadAvailable(handle, region, 0);
+        return DiskHeader.Read(region.AsSpan(0, read), path);
+    }
+
+    // Both slots: the header itself, and the same content one sequence lower in the other slot.
+    private static void WriteSlots(DiskHeader header, byte[] region)
+    {
+        header.WriteSlot(region.AsSpan(DiskHeader.SlotOffset(header.Sequence), DiskHeader.SlotSize));
+        var older = header with { Sequence = header.Sequence - 1 };
+        older.WriteSlot(region.AsSpan(DiskHeader.SlotOffset(older.Sequence), DiskHeader.SlotSize));
+    }
+
+    private static int ReadAvailable(SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
+        var total = 0;
+        while (total < buffer.Length)
+        {
+            var n = RandomAccess.Read(handle, buffer[total..], offset + total);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        return total;
+    }
+
+    private static void ReadFully(SafeFileHandle handle, Span<byte> buffer, long offset, string path)
+    {
+        if (ReadAvailable(handle, buffer, offset) != buffer.Length)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                $"The disk image '{path}' ended before offset {offset + buffer.Length}: it was truncated while attached. Restore it from a backup or a snapshot.",
+                path);
+        }
+    }
+
+    private static void CheckDek(SecretBuffer dek, string path)
+    {
+        if (dek.Length != DiskKeyDerivation.DekSize)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.KeyUnavailable,
+                $"The key provider returned a data key of {dek.Length} bytes for the disk '{path}'; a disk needs {DiskKeyDerivation.DekSize}. Check the provider.",
+                path);
+        }
+    }
+
+    private static void CheckFits(DiskHeader header, string path)
+    {
+        if (header.EncodedLength > DiskHeader.SlotSize)
+        {
+            throw Invalid(path,
+                $"The KMS key ARN, encryption context and wrapped data key need {header.EncodedLength} bytes in the disk header, but a header slot holds {DiskHeader.SlotSize}. Use a shorter encryption context.");
+        }
+    }
+
+    private static TdeStorageException Invalid(string path, string message) =>
+        new(TdeStorageException.Codes.InvalidParameter, message, path);
+
+    private static string DirectoryOf(string fullPath) =>
+        System.IO.Path.GetDirectoryName(fullPath) ?? System.IO.Path.GetPathRoot(fullPath) ?? ".";
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+            // best effort: the original error matters more
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

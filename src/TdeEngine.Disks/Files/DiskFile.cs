@@ -1,0 +1,105 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+using TdeEngine.Storage.Errors;
+
+namespace TdeEngine.Disks.Files;
+
+/// <summary>
+/// How disk images are opened: attached (exclusive lock), created (exclusive, must not exist), or
+/// read for <c>Inspect</c> (no lock at all).
+/// </summary>
+/// <remarks>
+/// On Linux and macOS .NET turns <see cref="FileShare.None"/> into <c>flock(LOCK_EX | LOCK_NB)</c>,
+/// which holds across processes and across separate opens in one process; any other share mode
+/// takes <c>LOCK_SH</c>, which fails while a disk is attached. So <see cref="OpenForInspect"/> calls
+/// <c>open(2)</c> itself and takes no lock.
+/// </remarks>
+internal static partial class DiskFile
+{
+    // The errno (Unix, EWOULDBLOCK) or HRESULT (Windows, ERROR_SHARING_VIOLATION) .NET reports when
+    // the lock is held elsewhere.
+    private const int EwouldblockLinux = 11;
+    private const int EwouldblockMacOS = 35;
+    private const int SharingViolationWindows = unchecked((int)0x80070020);
+
+    /// <summary>Opens an existing image read/write under an exclusive lock; <see cref="TdeStorageException.Codes.DiskInUse"/> when it is held.</summary>
+    public static SafeFileHandle OpenExclusive(string path)
+    {
+        try
+        {
+            return File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when (IsLockConflict(e))
+        {
+            throw InUse(path, e);
+        }
+    }
+
+    /// <summary>Creates a new image read/write under an exclusive lock; refuses an existing path.</summary>
+    public static SafeFileHandle CreateExclusive(string path)
+    {
+        ThrowIfExists(path);
+
+        try
+        {
+            return File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when (File.Exists(path) && e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw Exists(path, e);   // created by someone else between the check and the open
+        }
+    }
+
+    /// <summary>Refuses a path that is already taken (a new image is never written over a file).</summary>
+    public static void ThrowIfExists(string path)
+    {
+        if (File.Exists(path) || Directory.Exists(path))
+        {
+            throw Exists(path);
+        }
+    }
+
+    /// <summary>Opens an image read-only without taking any lock, so it works while the disk is attached.</summary>
+    public static SafeFileHandle OpenForInspect(string path)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+
+        var full = System.IO.Path.GetFullPath(path);
+        var flags = OperatingSystem.IsLinux() ? 0x80000 /* O_RDONLY | O_CLOEXEC */ : 0x1000000;
+        var fd = Open(full, flags);
+        if (fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 2 /* ENOENT */)
+            {
+                throw new FileNotFoundException($"The disk image '{path}' does not exist.", path);
+            }
+
+            throw new IOException($"Could not open the disk image '{path}' to read its header (errno {errno}).");
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>The error for an image that is attached elsewhere.</summary>
+    public static TdeStorageException InUse(string path, Exception? inner = null) =>
+        new(TdeStorageException.Codes.DiskInUse,
+            $"The disk image '{path}' is attached (opened) by another EncryptedDisk, in this or another process. Detach it (Dispose) first.",
+            path, inner: inner);
+
+    private static TdeStorageException Exists(string path, Exception? inner = null) =>
+        new(TdeStorageException.Codes.InvalidParameter,
+            $"The file '{path}' already exists; a new disk image is never written over a file. Choose another path or delete the file.",
+            path, inner: inner);
+
+    private static bool IsLockConflict(IOException e) =>
+        e is not FileNotFoundException and not DirectoryNotFoundException and not PathTooLongException &&
+        (OperatingSystem.IsWindows() ? e.HResult == SharingViolationWindows
+            : e.HResult == (OperatingSystem.IsMacOS() ? EwouldblockMacOS : EwouldblockLinux));
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+}
