@@ -141,6 +141,22 @@ public sealed class KmsCommandTests : IDisposable
         Assert.Contains("4 events by the role; The trail is intact", result.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"(\d+) of \1 pages rewritten; the envelope now holds only DEK version 2", result.Stdout);
         Assert.Contains("the connection opened before it still reads and writes: 276 artists", result.Stdout, StringComparison.Ordinal);
+
+        // The ECS-style disk and the OSS-style bucket: ciphertext on disk, bound contexts, revocation, each as its service role.
+        Assert.Contains("plaintext artist names found in the disk image: 0", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("attach the disk a second time: refused, Tde.DiskInUse", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("the file reads back identical; plaintext artist names in the snapshot: 0", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("attach the disk made from the snapshot: refused, Rejected.Disabled", result.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"PutObject README\.txt: 50 bytes, x-oss-server-side-encryption: AES256, key acs:kms:", result.Stdout);
+        Assert.Matches(@"PutObject invoices/2026/11/inv-0042\.json: 148 bytes, x-oss-server-side-encryption: KMS, key acs:kms:", result.Stdout);
+        Assert.Contains("plaintext artist names found in the object's file: 0", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("GetObject Range: bytes=0-39 -> {\"invoice\":\"INV-0042\",\"customer\":\"Led Ze", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("(a copied file): refused, Tde.InvalidParameter", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("GetObject invoices/2026/11/inv-0042.json: refused, Rejected.Disabled", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("EnableKey: GetObject reads 148 characters again", result.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"AliyunECSDiskEncryptDefaultRole +6 events, +2 refused", result.Stdout);
+        Assert.Matches(@"AliyunServiceRoleForOSS +5 events, +1 refused", result.Stdout);
+
         var again = CliProcess.Run(_home, "demo");
         Assert.True(again.ExitCode == 0, again.Stdout + again.Stderr);
         // The first run's DEK rotation went through the role too: its GenerateDataKey and Decrypts are in the trail.

@@ -93,9 +93,21 @@ internal static class DemoCommand
         var instanceKey = kms.CreateKey(me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Description = "demo: instance key" });
         o.WriteLine($"   instance {instance.KmsInstanceId} (KeyNum {instance.KeyNum}, Spec {instance.Spec} QPS) holds key {instanceKey.KeyId}");
 
-        RdsDatabase(o, services, me);
+        var chinook = FindChinook();
+        RdsDatabase(o, services, me, chinook);
+        DemoEcsDisk.Run(o, services, me, firstStep: 14, chinook);
+        DemoOssBucket.Run(o, services, me, firstStep: 17);
 
-        Step(o, 14, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
+        Step(o, 20, "Every DEK request of the three services' roles is audited; the trail verifies");
+        foreach (var role in new[] { RdsRoleName, DemoEcsDisk.RoleName, DemoOssBucket.RoleName })
+        {
+            var events = services.Audit.ReadAll().Where(e => e.UserIdentity.UserName?.StartsWith(role + "/", StringComparison.Ordinal) == true).ToList();
+            o.WriteLine($"   {role,-40} {events.Count,4} events, {events.Count(e => e.ErrorCode is not null),3} refused");
+        }
+
+        o.WriteLine($"   {services.Audit.Verify().Message}");
+
+        Step(o, 21, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
         var when = kms.ScheduleKeyDeletion(me, cmk.KeyId, 7);
         o.WriteLine($"   {cmk.KeyId} is PendingDeletion until {when:yyyy-MM-dd HH:mm}Z");
 
@@ -107,7 +119,7 @@ internal static class DemoCommand
     private static string DemoDatabase(KeyManagementService kms) => Path.Combine(kms.Options.Home, "demo", "chinook.db");
 
     // The RDS-style scenario: a real SQLite database under TDE, used through Microsoft.Data.Sqlite.
-    private static void RdsDatabase(TextWriter o, CliServices services, KmsCallContext me)
+    private static void RdsDatabase(TextWriter o, CliServices services, KmsCallContext me, string? script)
     {
         var kms = services.Kms;
         var path = DemoDatabase(kms);
@@ -120,12 +132,11 @@ internal static class DemoCommand
         // A dedicated key for the database, and no DEK caching, so that revocation shows at once.
         var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: Chinook database (RDS-style TDE)" });
         // RDS uses the key as its service role: RAM authorizes every DEK request and the audit trail records it.
-        var role = RdsServiceRole(services, me);
+        var role = ServiceRole(services, me, RdsRoleName, "rds-demo-instance", "rds-tde");
         TdeSqlite.Register(services.Gateway, () => role with { RequestId = KmsCallContext.NewRequestId() },
             new TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
 
         Step(o, 9, "RDS-style TDE: load the Chinook database through the TDE VFS (connection string: Vfs=tde)");
-        var script = FindChinook();
         using (var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&kms_key={key.KeyId};Pooling=False"))
         {
             db.Open();
@@ -149,9 +160,7 @@ internal static class DemoCommand
         o.WriteLine($"   {path}: {status.PageCount} pages of {status.PageSize} bytes, {PageCipherSuites.Name(status.Cipher)}, DEK wrapped by {status.KmsKeyArn}");
 
         Step(o, 10, "On disk it is ciphertext: no artist name in the file, and plain SQLite refuses it");
-        var bytes = File.ReadAllBytes(path);
-        var leaks = new[] { "AC/DC", "Aerosmith", "Led Zeppelin" }.Count(n => bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(n)) >= 0);
-        o.WriteLine($"   plaintext artist names found in the file: {leaks}");
+        o.WriteLine($"   plaintext artist names found in the file: {CountPlaintext(path)}");
         try
         {
             using var plain = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
@@ -217,13 +226,15 @@ internal static class DemoCommand
         }
     }
 
-    // The RDS TDE service role of the account (created once), allowed to use keys for cryptography only.
-    private static KmsCallContext RdsServiceRole(CliServices services, KmsCallContext me)
+    private const string RdsRoleName = "AliyunRDSInstanceEncryptionDefaultRole";
+
+    // A cloud product's service role in the account (created once), allowed to use keys for
+    // cryptography only; the product calls the KMS as a session of it.
+    internal static KmsCallContext ServiceRole(CliServices services, KmsCallContext me, string roleName, string sessionName, string userAgent)
     {
-        const string roleName = "AliyunRDSInstanceEncryptionDefaultRole";
         try
         {
-            services.Ram.CreateRole(me, roleName, description: "RDS TDE service role (demo)");
+            services.Ram.CreateRole(me, roleName, description: "service role of the demo's cloud product");
             services.Ram.AttachPolicy(me, "Role", roleName, "System", "AliyunKMSCryptoUserAccess");
         }
         catch (KmsException e) when (e.Code.StartsWith("EntityAlreadyExists", StringComparison.Ordinal))
@@ -231,7 +242,43 @@ internal static class DemoCommand
             // Made by an earlier run.
         }
 
-        return new KmsCallContext(services.Ram.RolePrincipal(me.AccountId, roleName, "rds-demo-instance"), "127.0.0.1", "", "rds-tde");
+        return new KmsCallContext(services.Ram.RolePrincipal(me.AccountId, roleName, sessionName), "127.0.0.1", "", userAgent);
+    }
+
+    // How many of a few artist names from the demo data appear in plaintext in a file.
+    internal static int CountPlaintext(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        return new[] { "AC/DC", "Aerosmith", "Led Zeppelin" }.Count(n => bytes.AsSpan().IndexOf(Encoding.UTF8.GetBytes(n)) >= 0);
+    }
+
+    // The demo's own files from an earlier run are removed, so every run starts the same.
+    internal static void ResetFolder(string folder)
+    {
+        if (Directory.Exists(folder))
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+
+        Directory.CreateDirectory(folder);
+    }
+
+    // Runs what the demo expects to be refused and prints the refusal's stable code.
+    internal static void Refused(TextWriter o, string what, Action action)
+    {
+        try
+        {
+            action();
+            throw new InvalidOperationException($"The demo expected this to be refused: {what}.");
+        }
+        catch (KmsException e)
+        {
+            o.WriteLine($"   {what}: refused, {e.Code}: {e.Message}");
+        }
+        catch (TdeStorageException e)
+        {
+            o.WriteLine($"   {what}: refused, {e.Code}: {e.Message}");
+        }
     }
 
     private static string? FindChinook()
@@ -249,7 +296,7 @@ internal static class DemoCommand
         return null;
     }
 
-    private static void Step(TextWriter o, int n, string title) => o.WriteLine($"[{n}] {title}");
+    internal static void Step(TextWriter o, int n, string title) => o.WriteLine($"[{n}] {title}");
 
     private static void Expect(TextWriter o, Action action)
     {
