@@ -6,7 +6,8 @@ namespace TdeEngine.Benchmarks;
 /// Micro-benchmarks: <c>dotnet run -c Release --project bench/TdeEngine.Benchmarks -- --filter '*'</c>.
 /// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>;
 /// the same workloads on SQLCipher (its own process, bound to Debian's libsqlcipher): <c>... -- side-by-side-sqlcipher</c>;
-/// an online DEK re-encryption against copying and verifying the same file: <c>... -- rekey [--mb N]</c>.
+/// an online DEK re-encryption against copying and verifying the same file: <c>... -- rekey [--mb N]</c>;
+/// the ECS-style disk and OSS-style objects against the same I/O on a plain file: <c>... -- cloud-io [--mb N]</c>.
 /// Every table has a baseline measured in the same run, so the ratio is the number to read.
 /// </summary>
 internal static class Program
@@ -31,6 +32,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "rekey")
         {
             return RekeyThroughput.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "cloud-io")
+        {
+            return CloudIoThroughput.Run(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "server-load")

@@ -301,11 +301,7 @@ public sealed class EncryptedDisk : IDisposable
                     }
 
                     source.Slice((int)(from - offset), (int)(to - from)).CopyTo(chunk[(int)(from - chunkStart)..]);
-                    for (var i = 0; i < count; i++)
-                    {
-                        var one = chunk.Slice(i * SectorSize, SectorSize);
-                        _xts.EncryptSector((ulong)(sector + i), one, one);
-                    }
+                    _xts.EncryptSectors((ulong)sector, SectorSize, chunk);
 
                     RandomAccess.Write(_handle, chunk, DataOffset(sector));
                     sector += count;
@@ -462,13 +458,25 @@ public sealed class EncryptedDisk : IDisposable
     private void ReadSectors(long firstSector, Span<byte> sectors)
     {
         ReadFully(_handle, sectors, DataOffset(firstSector), Path);
-        for (var i = 0; i < sectors.Length / SectorSize; i++)
+
+        // Decrypt each run of written sectors at once (two ECB calls per run, not per sector).
+        var count = sectors.Length / SectorSize;
+        for (var i = 0; i < count;)
         {
-            var one = sectors.Slice(i * SectorSize, SectorSize);
-            if (one.ContainsAnyExcept((byte)0))
+            if (!IsWritten(sectors, i))
             {
-                _xts.DecryptSector((ulong)(firstSector + i), one, one);
+                i++;
+                continue;
             }
+
+            var run = 1;
+            while (i + run < count && IsWritten(sectors, i + run))
+            {
+                run++;
+            }
+
+            _xts.DecryptSectors((ulong)(firstSector + i), SectorSize, sectors.Slice(i * SectorSize, run * SectorSize));
+            i += run;
         }
     }
 

@@ -116,6 +116,29 @@ public sealed class XtsAes256Tests
         Assert.False(a.AsSpan(0, 16).SequenceEqual(a.AsSpan(16, 16)));   // and two blocks of one sector too
     }
 
+    [Theory]
+    [InlineData(512, 0UL, 1)]
+    [InlineData(512, 1000UL, 37)]
+    [InlineData(4096, 5UL, 64)]
+    [InlineData(4096, ulong.MaxValue - 2, 5)]   // the unit numbers wrap past 2^64 - 1, as per-sector calls would
+    public void A_run_of_sectors_at_once_gives_the_same_bytes_as_one_sector_at_a_time(int sectorSize, ulong first, int count)
+    {
+        using var xts = new XtsAes256(RandomNumberGenerator.GetBytes(64));
+        var plaintext = RandomNumberGenerator.GetBytes(sectorSize * count);
+        var expected = new byte[plaintext.Length];
+        for (var i = 0; i < count; i++)
+        {
+            xts.EncryptSector(unchecked(first + (ulong)i), plaintext.AsSpan(i * sectorSize, sectorSize), expected.AsSpan(i * sectorSize, sectorSize));
+        }
+
+        var run = plaintext.ToArray();
+        xts.EncryptSectors(first, sectorSize, run);
+        Assert.Equal(expected, run);
+
+        xts.DecryptSectors(first, sectorSize, run);
+        Assert.Equal(plaintext, run);
+    }
+
     [Fact]
     public void Sectors_match_Python_cryptography_for_random_keys_and_sector_numbers()
     {
