@@ -249,7 +249,7 @@ public sealed class EncryptedDisk : IDisposable
                     var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
                     var chunk = buffer.AsSpan(0, count * SectorSize);
                     var chunkStart = sector * SectorSize;
-                    ReadSectors(sector, chunk);
+                    ReadSectors(sector, new ArraySegment<byte>(buffer, 0, chunk.Length));
                     var from = Math.Max(offset, chunkStart);
                     var to = Math.Min(end, chunkStart + chunk.Length);
                     chunk.Slice((int)(from - chunkStart), (int)(to - from)).CopyTo(destination[(int)(from - offset)..]);
@@ -292,16 +292,16 @@ public sealed class EncryptedDisk : IDisposable
                     var to = Math.Min(end, chunkStart + chunk.Length);
                     if (from > chunkStart)
                     {
-                        ReadSectors(sector, chunk[..SectorSize]);   // keep the head of a partial first sector
+                        ReadSectors(sector, new ArraySegment<byte>(buffer, 0, SectorSize));   // keep the head of a partial first sector
                     }
 
                     if (to < chunkStart + chunk.Length && (count > 1 || from == chunkStart))
                     {
-                        ReadSectors(sector + count - 1, chunk[((count - 1) * SectorSize)..]);   // and the tail of a partial last one
+                        ReadSectors(sector + count - 1, new ArraySegment<byte>(buffer, (count - 1) * SectorSize, SectorSize));   // and the tail of a partial last one
                     }
 
                     source.Slice((int)(from - offset), (int)(to - from)).CopyTo(chunk[(int)(from - chunkStart)..]);
-                    _xts.EncryptSectors((ulong)sector, SectorSize, chunk);
+                    _xts.EncryptSectors((ulong)sector, SectorSize, new ArraySegment<byte>(buffer, 0, chunk.Length));
 
                     RandomAccess.Write(_handle, chunk, DataOffset(sector));
                     sector += count;
@@ -455,12 +455,12 @@ public sealed class EncryptedDisk : IDisposable
 
     // Reads whole sectors and decrypts them in place. An all-zero sector was never written (the image
     // is sparse), and reads as zeros: decrypting it would give noise.
-    private void ReadSectors(long firstSector, Span<byte> sectors)
+    private void ReadSectors(long firstSector, ArraySegment<byte> sectors)
     {
         ReadFully(_handle, sectors, DataOffset(firstSector), Path);
 
         // Decrypt each run of written sectors at once (two ECB calls per run, not per sector).
-        var count = sectors.Length / SectorSize;
+        var count = sectors.Count / SectorSize;
         for (var i = 0; i < count;)
         {
             if (!IsWritten(sectors, i))
