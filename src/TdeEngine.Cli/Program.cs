@@ -19,6 +19,8 @@ internal static class Program
             {
                 "kms" => KmsCommand.Run(args[1..], Console.Out, Console.Error),
                 "db" => DbCommand.Run(args[1..], Console.Out, Console.Error),
+                "disk" => DiskCommand.Run(args[1..], Console.Out, Console.Error),
+                "oss" => OssCommand.Run(args[1..], Console.Out, Console.Error),
                 "ram" => RamCommand.Run(args[1..], Console.Out),
                 "audit" => AuditCommand.Run(args[1..], Console.Out, Console.Error),
                 "demo" => DemoCommand.Run(args[1..], Console.Out),
@@ -67,6 +69,8 @@ internal static class Program
           tde db decrypt FILE --out PLAIN_FILE
           tde db status FILE [--json]      Envelope, page size, reserve, pages per DEK version (no key needed)
           tde db sql FILE [SQL]            Run SQL through the TDE VFS (statements from stdin when no SQL)
+          tde disk create|inspect|write|read|snapshot|rewrap IMAGE ...   ECS-style encrypted disk images (tde disk --help)
+          tde oss mb|encryption|put|get|head|ls|rm|rewrap DIR ...        OSS-style buckets with server-side encryption (tde oss --help)
           tde version                      Print the version
 
         State lives under $TDE_HOME (default ./.tde).

@@ -236,6 +236,31 @@ public sealed class LocalBucket
         return found.ConvertAll(static f => f.Metadata);
     }
 
+    /// <summary>
+    /// Re-wraps the object's data key under the current version of <paramref name="destinationKeyId"/>
+    /// (KMS ReEncrypt), crash-safe (<see cref="SealedObject.RewrapFile"/>); the content is not
+    /// re-encrypted and the ETag stays. OSS has no such call: it is the bucket-side form of a KMS
+    /// key rotation or of moving a <c>KMS</c> object to another CMK.
+    /// </summary>
+    /// <remarks>
+    /// An <c>AES256</c> object is under the OSS-managed key by definition (its label is
+    /// authenticated in the header): it can only be re-wrapped under <c>alias/acs/oss</c>. To move it
+    /// to a CMK, PutObject it again with <c>KMS</c>. <c>NoSuchKey</c> if absent.
+    /// </remarks>
+    public ObjectMetadata RewrapObject(string objectKey, string destinationKeyId)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(destinationKeyId);
+        var current = HeadObject(objectKey);
+        if (current.ServerSideEncryption == Aes256 && destinationKeyId != ServiceKeyAlias)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"Object '{objectKey}' is encrypted with AES256, the OSS-managed key {ServiceKeyAlias}, and can only be re-wrapped under {ServiceKeyAlias}. To put it under '{destinationKeyId}', upload it again with x-oss-server-side-encryption KMS.");
+        }
+
+        SealedObject.RewrapFile(PathOf(objectKey), _keys, destinationKeyId);
+        return HeadObject(objectKey);
+    }
+
     /// <summary>OSS DeleteObject. Deleting a missing object is not an error.</summary>
     public void DeleteObject(string objectKey)
     {

@@ -92,6 +92,52 @@ public sealed class LocalBucketTests : IDisposable
     }
 
     [Fact]
+    public void RewrapObject_moves_a_KMS_object_to_another_CMK_and_keeps_its_ETag_and_content()
+    {
+        var bucket = CreateBucket();
+        var oldKey = TestKms.CreateKey("bucket rewrap old");
+        var newKey = TestKms.CreateKey("bucket rewrap new");
+        var content = Bytes.Random(70_000, 21);
+        var put = bucket.PutObject("k.bin", new MemoryStream(content), "KMS", oldKey);
+
+        var after = bucket.RewrapObject("k.bin", newKey);
+
+        Assert.Equal(newKey, after.KmsKeyId);
+        Assert.Equal("KMS", after.ServerSideEncryption);
+        Assert.Equal(put.ETag, after.ETag);
+        TestKms.Disable(oldKey);
+        try
+        {
+            using var read = bucket.GetObject("k.bin");
+            var back = new MemoryStream();
+            read.CopyTo(back);
+            Assert.Equal(content, back.ToArray());
+        }
+        finally
+        {
+            TestKms.Enable(oldKey);
+        }
+    }
+
+    [Fact]
+    public void RewrapObject_keeps_an_AES256_object_under_the_OSS_key_and_refuses_a_missing_one()
+    {
+        var bucket = CreateBucket();
+        bucket.PutObject("managed.txt", Text("under the OSS-managed key"));
+        var before = File.ReadAllBytes(bucket.PathOf("managed.txt"));
+
+        var e = Assert.Throws<TdeStorageException>(() => bucket.RewrapObject("managed.txt", TestKms.CreateKey("not for AES256")));
+        var again = bucket.RewrapObject("managed.txt", "alias/acs/oss");
+        var missing = Assert.Throws<TdeStorageException>(() => bucket.RewrapObject("absent.txt", "alias/acs/oss"));
+
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, e.Code);
+        Assert.Contains("upload it again with x-oss-server-side-encryption KMS", e.Message, StringComparison.Ordinal);
+        Assert.Equal("AES256", again.ServerSideEncryption);
+        Assert.Equal(TdeStorageException.Codes.NoSuchKey, missing.Code);
+        Assert.Equal(before.AsSpan(1024).ToArray(), File.ReadAllBytes(bucket.PathOf("managed.txt")).AsSpan(1024).ToArray());   // chunks untouched
+    }
+
+    [Fact]
     public void HeadObject_ListObjects_and_DeleteObject_behave_like_OSS()
     {
         var bucket = CreateBucket();
