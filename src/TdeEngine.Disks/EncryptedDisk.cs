@@ -238,22 +238,14 @@ public sealed class EncryptedDisk : IDisposable
                 return;
             }
 
-            var end = offset + destination.Length;
-            var sector = offset / SectorSize;
-            var lastSector = (end - 1) / SectorSize;
-            var buffer = RentChunk(lastSector - sector + 1);
+            var buffer = RentChunk(offset, destination.Length);
             try
             {
-                while (sector <= lastSector)
+                foreach (var run in Runs(offset, destination.Length))
                 {
-                    var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
-                    var chunk = buffer.AsSpan(0, count * SectorSize);
-                    var chunkStart = sector * SectorSize;
-                    ReadSectors(sector, new ArraySegment<byte>(buffer, 0, chunk.Length));
-                    var from = Math.Max(offset, chunkStart);
-                    var to = Math.Min(end, chunkStart + chunk.Length);
-                    chunk.Slice((int)(from - chunkStart), (int)(to - from)).CopyTo(destination[(int)(from - offset)..]);
-                    sector += count;
+                    var chunk = new ArraySegment<byte>(buffer, 0, run.Count * SectorSize);
+                    ReadSectors(run.Sector, chunk);
+                    chunk.AsSpan(run.SkipHead, run.Bytes).CopyTo(destination[(int)(run.From - offset)..]);
                 }
             }
             finally
@@ -277,34 +269,25 @@ public sealed class EncryptedDisk : IDisposable
                 return;
             }
 
-            var end = offset + source.Length;
-            var sector = offset / SectorSize;
-            var lastSector = (end - 1) / SectorSize;
-            var buffer = RentChunk(lastSector - sector + 1);
+            var buffer = RentChunk(offset, source.Length);
             try
             {
-                while (sector <= lastSector)
+                foreach (var run in Runs(offset, source.Length))
                 {
-                    var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
-                    var chunk = buffer.AsSpan(0, count * SectorSize);
-                    var chunkStart = sector * SectorSize;
-                    var from = Math.Max(offset, chunkStart);
-                    var to = Math.Min(end, chunkStart + chunk.Length);
-                    if (from > chunkStart)
+                    var chunk = new ArraySegment<byte>(buffer, 0, run.Count * SectorSize);
+                    if (run.SkipHead > 0)
                     {
-                        ReadSectors(sector, new ArraySegment<byte>(buffer, 0, SectorSize));   // keep the head of a partial first sector
+                        ReadSectors(run.Sector, chunk[..SectorSize]);   // keep the head of a partial first sector
                     }
 
-                    if (to < chunkStart + chunk.Length && (count > 1 || from == chunkStart))
+                    if (run.SkipHead + run.Bytes < chunk.Count && (run.Count > 1 || run.SkipHead == 0))
                     {
-                        ReadSectors(sector + count - 1, new ArraySegment<byte>(buffer, (count - 1) * SectorSize, SectorSize));   // and the tail of a partial last one
+                        ReadSectors(run.Sector + run.Count - 1, chunk[((run.Count - 1) * SectorSize)..]);   // and the tail of a partial last one
                     }
 
-                    source.Slice((int)(from - offset), (int)(to - from)).CopyTo(chunk[(int)(from - chunkStart)..]);
-                    _xts.EncryptSectors((ulong)sector, SectorSize, new ArraySegment<byte>(buffer, 0, chunk.Length));
-
-                    RandomAccess.Write(_handle, chunk, DataOffset(sector));
-                    sector += count;
+                    source.Slice((int)(run.From - offset), run.Bytes).CopyTo(chunk.AsSpan(run.SkipHead));
+                    _xts.EncryptSectors((ulong)run.Sector, SectorSize, chunk);
+                    RandomAccess.Write(_handle, chunk, DataOffset(run.Sector));
                 }
             }
             finally
@@ -480,8 +463,30 @@ public sealed class EncryptedDisk : IDisposable
         }
     }
 
-    private byte[] RentChunk(long sectors) =>
-        ArrayPool<byte>.Shared.Rent((int)Math.Min(sectors * SectorSize, MaxChunkBytes));
+    private byte[] RentChunk(long offset, int length) =>
+        ArrayPool<byte>.Shared.Rent((int)Math.Min((((offset + length - 1) / SectorSize) - (offset / SectorSize) + 1) * SectorSize, MaxChunkBytes));
+
+    // The byte range [offset, offset + length) as runs of whole sectors of at most MaxChunkBytes:
+    // each run's first sector, sector count, the absolute offset of the first byte of the range in
+    // it, how many bytes of the run's first sector come before that byte, and how many bytes of the
+    // range the run holds.
+    private IEnumerable<SectorRun> Runs(long offset, int length)
+    {
+        var end = offset + length;
+        var sector = offset / SectorSize;
+        var lastSector = (end - 1) / SectorSize;
+        while (sector <= lastSector)
+        {
+            var count = (int)Math.Min(lastSector - sector + 1, MaxChunkBytes / SectorSize);
+            var start = sector * SectorSize;
+            var from = Math.Max(offset, start);
+            var to = Math.Min(end, start + ((long)count * SectorSize));
+            yield return new SectorRun(sector, count, from, (int)(from - start), (int)(to - from));
+            sector += count;
+        }
+    }
+
+    private readonly record struct SectorRun(long Sector, int Count, long From, int SkipHead, int Bytes);
 
     private void CheckRange(long offset, int length)
     {

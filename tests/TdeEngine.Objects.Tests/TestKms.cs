@@ -37,21 +37,5 @@ public static class TestKms
         return dataKey.KmsKeyArn;
     }
 
-    private static KeyManagementService Create()
-    {
-        var home = Path.Combine(Path.GetTempPath(), "tde-objects-kms-" + Guid.NewGuid().ToString("N"));
-        var kms = KeyManagementService.Open(new KmsOptions { Home = home });
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            kms.Dispose();
-            try
-            {
-                Directory.Delete(home, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        };
-        return kms;
-    }
+    private static KeyManagementService Create() => TdeEngine.Tests.Shared.ProcessKms.Open("tde-objects-kms-");
 }

@@ -24,21 +24,5 @@ internal static class TestKms
 
     public static string Arn(string keyId) => Kms.DescribeKey(Caller, keyId).Arn;
 
-    private static KeyManagementService Create()
-    {
-        var home = Path.Combine(Path.GetTempPath(), "tde-disk-kms-" + Guid.NewGuid().ToString("N"));
-        var kms = KeyManagementService.Open(new KmsOptions { Home = home });
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            kms.Dispose();
-            try
-            {
-                Directory.Delete(home, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        };
-        return kms;
-    }
+    private static KeyManagementService Create() => TdeEngine.Tests.Shared.ProcessKms.Open("tde-disk-kms-");
 }
