@@ -28,21 +28,25 @@ internal static class DemoCommand
         var kms = services.Kms;
         var options = kms.Options;
         var me = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-demo");
+        // Key administration goes through the gateway as the account's root, so it is authorized and audited too.
+        var admin = new DemoAdmin(services.Gateway, me);
         o.WriteLine($"TdeEngine demo: embedded KMS in {Path.GetFullPath(options.Home)} (region {options.RegionId}, account {options.DefaultAccountId})");
         o.WriteLine();
 
-        // 1. A cloud product asks for a data key under its service key, created on first use.
+        // 1. A cloud product, as its service role, asks for a data key under its service key, created on first use.
+        var rdsRole = ServiceRole(services, me, RdsRoleName, "rds-demo-instance", "rds-tde");
+        var rds = new GatewayDataKeyProvider(services.Gateway, () => rdsRole with { RequestId = KmsCallContext.NewRequestId() });
         var dbContext = EncryptionContext.From([new("product", "rds"), new("db", "orders")]);
-        Step(o, 1, "RDS asks for a data key under its service key alias/acs/rds (GenerateDataKey)");
+        Step(o, 1, "RDS, as its service role, asks for a data key under its service key alias/acs/rds (GenerateDataKey)");
         byte[] wrappedDek;
         byte[] sealedPage;
         var page = Encoding.UTF8.GetBytes("INSERT INTO orders VALUES (42, 'Ada Lovelace', 1815.12)");
-        using (var dek = kms.GenerateDataKey(me, "alias/acs/rds", 32, dbContext))
+        using (var dek = rds.GenerateDataKey("alias/acs/rds", dbContext))
         {
-            var service = kms.DescribeKey(me, "alias/acs/rds");
-            o.WriteLine($"   service key {service.KeyId}: creator {service.Creator}, usage '{service.KeyUsage}', state {service.KeyState}");
-            o.WriteLine($"   plaintext DEK: {dek.Plaintext.Length} bytes in wiped native memory; wrapped DEK: {dek.CiphertextBlob!.Length} bytes");
-            wrappedDek = dek.CiphertextBlob;
+            var service = admin.Call("DescribeKey", ("KeyId", "alias/acs/rds")).GetProperty("KeyMetadata");
+            o.WriteLine($"   service key {service.GetProperty("KeyId").GetString()}: creator {service.GetProperty("Creator").GetString()}, usage '{service.GetProperty("KeyUsage").GetString()}', state {service.GetProperty("KeyState").GetString()}");
+            o.WriteLine($"   plaintext DEK: {dek.Plaintext.Length} bytes in wiped native memory; wrapped DEK: {dek.Wrapped.Length} bytes");
+            wrappedDek = dek.Wrapped;
 
             // 2. The product seals its data with the plaintext DEK, in memory only.
             sealedPage = SealPage(dek.Plaintext.Span, page);
@@ -53,63 +57,71 @@ internal static class DemoCommand
 
         // 3. Later (a restart), the DEK is unwrapped through the KMS and the data opens.
         Step(o, 2, "After a restart: Decrypt the wrapped DEK and open the record");
-        using (var dek = kms.Decrypt(me, wrappedDek, dbContext))
+        using (var dek = rds.Decrypt(wrappedDek, dbContext))
         {
-            o.WriteLine($"   record: {Encoding.UTF8.GetString(OpenPage(dek.Plaintext.Span, sealedPage))}");
+            o.WriteLine($"   record: {Encoding.UTF8.GetString(OpenPage(dek.Span, sealedPage))}");
         }
 
         Step(o, 3, "The EncryptionContext is bound: the DEK of db=orders does not open as db=payroll");
-        Expect(o, () => kms.Decrypt(me, wrappedDek, EncryptionContext.From([new("product", "rds"), new("db", "payroll")])).Dispose());
+        Expect(o, () => rds.Decrypt(wrappedDek, EncryptionContext.From([new("product", "rds"), new("db", "payroll")])).Dispose());
 
         // 4. A customer master key with an alias, rotation, and its lifecycle.
         Step(o, 4, "A customer master key (CreateKey, CreateAlias) protects a secret (Encrypt)");
-        var cmk = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: orders database" });
-        var alias = "alias/demo-orders-" + cmk.KeyId[..8];
-        kms.CreateAlias(me, alias, cmk.KeyId);
-        var secret = kms.Encrypt(me, alias, "s3cr3t-api-token"u8, dbContext);
-        o.WriteLine($"   key {cmk.KeyId} as {alias}; ciphertext names version {secret.KeyVersionId}");
+        var cmk = admin.CreateKey("demo: orders database");
+        var alias = "alias/demo-orders-" + cmk[..8];
+        admin.Call("CreateAlias", ("AliasName", alias), ("KeyId", cmk));
+        var secret = admin.Call("Encrypt", ("KeyId", alias), ("Plaintext", Convert.ToBase64String("s3cr3t-api-token"u8)), ("EncryptionContext", dbContext.ToString()));
+        var secretBlob = secret.GetProperty("CiphertextBlob").GetString()!;
+        o.WriteLine($"   key {cmk} as {alias}; ciphertext names version {secret.GetProperty("KeyVersionId").GetString()}");
 
         Step(o, 5, "Rotate (CreateKeyVersion): old ciphertexts still decrypt, new ones use the new version");
-        var v2 = kms.CreateKeyVersion(me, alias);
-        using (var old = kms.Decrypt(me, secret.CiphertextBlob, dbContext))
-        {
-            o.WriteLine($"   old ciphertext (version {old.KeyVersionId}) -> '{Encoding.UTF8.GetString(old.Plaintext.Span)}'");
-        }
-
-        var fresh = kms.GenerateDataKeyWithoutPlaintext(me, alias, 32, dbContext);
-        o.WriteLine($"   new data key sealed under version {fresh.KeyVersionId} (primary is {v2.KeyVersionId})");
+        var v2 = admin.Call("CreateKeyVersion", ("KeyId", alias)).GetProperty("KeyVersion").GetProperty("KeyVersionId").GetString();
+        var old = admin.Call("Decrypt", ("CiphertextBlob", secretBlob), ("EncryptionContext", dbContext.ToString()));
+        o.WriteLine($"   old ciphertext (version {old.GetProperty("KeyVersionId").GetString()}) -> '{Encoding.UTF8.GetString(old.GetProperty("Plaintext").GetBytesFromBase64())}'");
+        var fresh = admin.Call("GenerateDataKeyWithoutPlaintext", ("KeyId", alias), ("EncryptionContext", dbContext.ToString()));
+        o.WriteLine($"   new data key sealed under version {fresh.GetProperty("KeyVersionId").GetString()} (primary is {v2})");
 
         Step(o, 6, "Disable the key: every cryptographic call is refused until it is enabled again");
-        kms.DisableKey(me, alias);
-        Expect(o, () => kms.Decrypt(me, secret.CiphertextBlob, dbContext).Dispose());
-        kms.EnableKey(me, alias);
+        admin.Call("DisableKey", ("KeyId", alias));
+        Expect(o, () => admin.Call("Decrypt", ("CiphertextBlob", secretBlob), ("EncryptionContext", dbContext.ToString())));
+        admin.Call("EnableKey", ("KeyId", alias));
         o.WriteLine("   EnableKey: decrypts again.");
 
         Step(o, 7, "Service keys are read-only for users");
-        Expect(o, () => kms.DisableKey(me, "alias/acs/rds"));
+        Expect(o, () => admin.Call("DisableKey", ("KeyId", "alias/acs/rds")));
 
         Step(o, 8, "A software KMS instance enforces its key quota and QPS spec");
-        var instance = kms.CreateKmsInstance(me, "software", keyNum: 100, spec: 200);
-        var instanceKey = kms.CreateKey(me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Description = "demo: instance key" });
-        o.WriteLine($"   instance {instance.KmsInstanceId} (KeyNum {instance.KeyNum}, Spec {instance.Spec} QPS) holds key {instanceKey.KeyId}");
+        var instance = admin.Call("CreateKmsInstance", ("ProductType", "software"), ("KeyNum", "100"), ("Spec", "200")).GetProperty("KmsInstanceId").GetString()!;
+        var instanceKey = admin.CreateKey("demo: instance key", instance);
+        o.WriteLine($"   instance {instance} (KeyNum 100, Spec 200 QPS) holds key {instanceKey}");
 
         var chinook = FindChinook();
-        RdsDatabase(o, services, me, chinook);
-        DemoEcsDisk.Run(o, services, me, firstStep: 14, chinook);
-        DemoOssBucket.Run(o, services, me, firstStep: 17);
+        RdsDatabase(o, services, admin, rdsRole, chinook);
+        DemoEcsDisk.Run(o, services, admin, firstStep: 14, chinook);
+        DemoOssBucket.Run(o, services, admin, firstStep: 17);
 
         Step(o, 20, "Every DEK request of the three services' roles is audited; the trail verifies");
+        var trail = services.Audit.ReadAll();
         foreach (var role in new[] { RdsRoleName, DemoEcsDisk.RoleName, DemoOssBucket.RoleName })
         {
-            var events = services.Audit.ReadAll().Where(e => e.UserIdentity.UserName?.StartsWith(role + "/", StringComparison.Ordinal) == true).ToList();
+            var events = trail.Where(e => e.UserIdentity.UserName?.StartsWith(role + "/", StringComparison.Ordinal) == true).ToList();
             o.WriteLine($"   {role,-40} {events.Count,4} events, {events.Count(e => e.ErrorCode is not null),3} refused");
+        }
+
+        var byRoot = trail.Where(e => e.UserIdentity.Type == "root-account").ToList();
+        o.WriteLine($"   {"the account's root (key administration)",-40} {byRoot.Count,4} events, {byRoot.Count(e => e.ErrorCode is not null),3} refused");
+        o.WriteLine("   who disabled a key, and when (tde audit LookupEvents --EventName DisableKey):");
+        foreach (var e in byRoot.Where(e => e.EventName == "DisableKey").TakeLast(5))
+        {
+            o.WriteLine($"     #{e.EventSequence} {e.EventTime:HH:mm:ss} {e.UserIdentity.Type} {e.UserIdentity.PrincipalId}  key {e.AdditionalEventData.GetValueOrDefault("keyId")}  {e.ErrorCode ?? "OK"}");
         }
 
         o.WriteLine($"   {services.Audit.Verify().Message}");
 
         Step(o, 21, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
-        var when = kms.ScheduleKeyDeletion(me, cmk.KeyId, 7);
-        o.WriteLine($"   {cmk.KeyId} is PendingDeletion until {when:yyyy-MM-dd HH:mm}Z");
+        admin.Call("ScheduleKeyDeletion", ("KeyId", cmk), ("PendingWindowInDays", "7"));
+        var deletion = admin.Call("DescribeKey", ("KeyId", cmk)).GetProperty("KeyMetadata");
+        o.WriteLine($"   {cmk} is {deletion.GetProperty("KeyState").GetString()} until {deletion.GetProperty("DeleteDate").GetString()}");
 
         o.WriteLine();
         o.WriteLine("Try the CLI on the same state:  ./tde kms ListKeys   ./tde db status " + DemoDatabase(kms) + "   ./tde db sql " + DemoDatabase(kms) + " \"SELECT count(*) FROM Track\"");
@@ -119,7 +131,7 @@ internal static class DemoCommand
     private static string DemoDatabase(KeyManagementService kms) => Path.Combine(kms.Options.Home, "demo", "chinook.db");
 
     // The RDS-style scenario: a real SQLite database under TDE, used through Microsoft.Data.Sqlite.
-    private static void RdsDatabase(TextWriter o, CliServices services, KmsCallContext me, string? script)
+    private static void RdsDatabase(TextWriter o, CliServices services, DemoAdmin admin, KmsCallContext role, string? script)
     {
         var kms = services.Kms;
         var path = DemoDatabase(kms);
@@ -130,14 +142,13 @@ internal static class DemoCommand
         }
 
         // A dedicated key for the database, and no DEK caching, so that revocation shows at once.
-        var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: Chinook database (RDS-style TDE)" });
+        var keyId = admin.CreateKey("demo: Chinook database (RDS-style TDE)");
         // RDS uses the key as its service role: RAM authorizes every DEK request and the audit trail records it.
-        var role = ServiceRole(services, me, RdsRoleName, "rds-demo-instance", "rds-tde");
         TdeSqlite.Register(services.Gateway, () => role with { RequestId = KmsCallContext.NewRequestId() },
             new TdeStorageOptions { DekCacheTtl = TimeSpan.Zero });
 
         Step(o, 9, "RDS-style TDE: load the Chinook database through the TDE VFS (connection string: Vfs=tde)");
-        using (var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&kms_key={key.KeyId};Pooling=False"))
+        using (var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&kms_key={keyId};Pooling=False"))
         {
             db.Open();
             using var load = db.CreateCommand();
@@ -176,7 +187,7 @@ internal static class DemoCommand
         }
 
         Step(o, 11, "Revoke the key (DisableKey): the database no longer opens; EnableKey and it does");
-        kms.DisableKey(me, key.KeyId);
+        admin.Call("DisableKey", ("KeyId", keyId));
         try
         {
             TdeSqlite.Explain(() =>
@@ -192,7 +203,7 @@ internal static class DemoCommand
             o.WriteLine($"   refused: {e.Code}: {e.Message}");
         }
 
-        kms.EnableKey(me, key.KeyId);
+        admin.Call("EnableKey", ("KeyId", keyId));
         using (var db = new SqliteConnection(TdeSqlite.ConnectionString(path)))
         {
             db.Open();

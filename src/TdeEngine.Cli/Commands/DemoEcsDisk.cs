@@ -18,7 +18,7 @@ internal static class DemoEcsDisk
 
     private const long DiskBytes = 64L << 20;
 
-    public static void Run(TextWriter o, CliServices services, KmsCallContext me, int firstStep, string? chinookScript)
+    public static void Run(TextWriter o, CliServices services, DemoAdmin admin, int firstStep, string? chinookScript)
     {
         var kms = services.Kms;
         var folder = Path.Combine(kms.Options.Home, "demo", "ecs");
@@ -27,9 +27,9 @@ internal static class DemoEcsDisk
         var snapshotPath = Path.Combine(folder, "s-data-snapshot.img");
         var fromSnapshotPath = Path.Combine(folder, "d-from-snapshot.img");
 
-        var role = DemoCommand.ServiceRole(services, me, RoleName, "ecs-demo-instance", "ecs-disk-encryption");
+        var role = DemoCommand.ServiceRole(services, admin.Root, RoleName, "ecs-demo-instance", "ecs-disk-encryption");
         var keys = new GatewayDataKeyProvider(services.Gateway, () => role with { RequestId = KmsCallContext.NewRequestId() });
-        var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: ECS data disk (customer key; ECS's default is alias/acs/ecs)" });
+        var key = admin.CreateKey("demo: ECS data disk (customer key; ECS's default is alias/acs/ecs)");
         var context = EncryptionContext.From([new("acs:ecs:instanceId", "i-demo"), new("acs:ecs:disk", "data-1")]);
 
         // What a guest file system would write: the Chinook script as a file 1 MiB into the disk.
@@ -37,7 +37,7 @@ internal static class DemoEcsDisk
         const long fileOffset = 1L << 20;
 
         DemoCommand.Step(o, firstStep, "ECS-style cloud disk: create a 64 MiB encrypted data disk under a CMK, as the ECS service role, and write a file");
-        using (var disk = EncryptedDisk.Create(diskPath, DiskBytes, keys, key.KeyId, context))
+        using (var disk = EncryptedDisk.Create(diskPath, DiskBytes, keys, key, context))
         {
             using (var stream = disk.AsStream())
             {
@@ -69,11 +69,11 @@ internal static class DemoEcsDisk
         }
 
         DemoCommand.Step(o, firstStep + 2, "Revoke the disk's key (DisableKey): the disk and its snapshot no longer attach; EnableKey and they do");
-        kms.DisableKey(me, key.KeyId);
+        admin.Call("DisableKey", ("KeyId", key));
         DemoCommand.Refused(o, "attach the disk", () => EncryptedDisk.Open(diskPath, keys).Dispose());
         DemoCommand.Refused(o, "attach the disk made from the snapshot", () => EncryptedDisk.Open(fromSnapshotPath, keys).Dispose());
         o.WriteLine($"   its header still says who holds the key, without a KMS call: {EncryptedDisk.Inspect(diskPath).KmsKeyArn}");
-        kms.EnableKey(me, key.KeyId);
+        admin.Call("EnableKey", ("KeyId", key));
         using (var disk = EncryptedDisk.Open(diskPath, keys))
         {
             o.WriteLine($"   EnableKey: disk {disk.DiskId} attaches again.");

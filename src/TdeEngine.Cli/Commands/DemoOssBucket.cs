@@ -16,22 +16,22 @@ internal static class DemoOssBucket
 {
     public const string RoleName = "AliyunServiceRoleForOSS";
 
-    public static void Run(TextWriter o, CliServices services, KmsCallContext me, int firstStep)
+    public static void Run(TextWriter o, CliServices services, DemoAdmin admin, int firstStep)
     {
         var kms = services.Kms;
         var folder = Path.Combine(kms.Options.Home, "demo", "oss", "demo-invoices");
         DemoCommand.ResetFolder(folder);
-        var role = DemoCommand.ServiceRole(services, me, RoleName, "oss-demo", "oss-sse");
+        var role = DemoCommand.ServiceRole(services, admin.Root, RoleName, "oss-demo", "oss-sse");
         var keys = new GatewayDataKeyProvider(services.Gateway, () => role with { RequestId = KmsCallContext.NewRequestId() });
 
         DemoCommand.Step(o, firstStep, "OSS-style server-side encryption: a bucket encrypts by default (AES256, the OSS-managed key alias/acs/oss)");
-        var bucket = LocalBucket.Create(folder, "demo-invoices", keys, kms.Options.RegionId, me.AccountId);
+        var bucket = LocalBucket.Create(folder, "demo-invoices", keys, kms.Options.RegionId, admin.Root.AccountId);
         var readme = bucket.PutObject("README.txt", new MemoryStream("Invoices of the demo company. Aerosmith tour 2026."u8.ToArray()));
         Print(o, readme);
 
-        var key = kms.CreateKey(me, new CreateKeyRequest { Description = "demo: OSS bucket demo-invoices (customer key)" });
-        bucket.PutBucketEncryption("KMS", key.KeyId);
-        o.WriteLine($"   PutBucketEncryption: SSEAlgorithm KMS, KMSMasterKeyID {key.KeyId}");
+        var key = admin.CreateKey("demo: OSS bucket demo-invoices (customer key)");
+        bucket.PutBucketEncryption("KMS", key);
+        o.WriteLine($"   PutBucketEncryption: SSEAlgorithm KMS, KMSMasterKeyID {key}");
         var invoice = Encoding.UTF8.GetBytes(Invoice());
         const string invoiceKey = "invoices/2026/11/inv-0042.json";
         Print(o, bucket.PutObject(invoiceKey, new MemoryStream(invoice)));
@@ -48,10 +48,10 @@ internal static class DemoOssBucket
         DemoCommand.Refused(o, "GetObject invoices/2026/11/inv-0043.json (a copied file)", () => bucket.GetObject("invoices/2026/11/inv-0043.json").Dispose());
 
         DemoCommand.Step(o, firstStep + 2, "Revoke the bucket's key (DisableKey): GetObject is refused, HeadObject still answers; EnableKey and it reads");
-        kms.DisableKey(me, key.KeyId);
+        admin.Call("DisableKey", ("KeyId", key));
         DemoCommand.Refused(o, "GetObject " + invoiceKey, () => bucket.GetObject(invoiceKey).Dispose());
         o.WriteLine($"   HeadObject: {bucket.HeadObject(invoiceKey).Size} bytes, still listed ({bucket.ListObjects("invoices/").Count} objects under invoices/)");
-        kms.EnableKey(me, key.KeyId);
+        admin.Call("EnableKey", ("KeyId", key));
         using (var reader = new StreamReader(bucket.GetObject(invoiceKey)))
         {
             o.WriteLine($"   EnableKey: GetObject reads {reader.ReadToEnd().Length} characters again; README.txt under alias/acs/oss was never affected.");
