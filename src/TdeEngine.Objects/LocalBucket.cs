@@ -138,31 +138,74 @@ public sealed class LocalBucket
     /// <param name="kmsKeyId"><c>x-oss-server-side-encryption-key-id</c>: the CMK for <c>KMS</c> (null: <c>alias/acs/oss</c>).</param>
     public ObjectMetadata PutObject(string objectKey, Stream content, string? serverSideEncryption = null, string? kmsKeyId = null)
     {
+        var put = PreparePut(objectKey, content, serverSideEncryption, kmsKeyId);
+        try
+        {
+            SealedObjectInfo info;
+            using (var file = new FileStream(put.Temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
+            {
+                info = SealedObject.SealCore(content, file, _keys, put.KeyId, put.Context, SealedObject.DefaultChunkSize, put.Attributes);
+                file.Flush(flushToDisk: true);
+            }
+
+            return CommitPut(objectKey, put, info);
+        }
+        catch
+        {
+            File.Delete(put.Temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="PutObject"/> with asynchronous reads of <paramref name="content"/> and writes of the
+    /// object file: for sources that refuse synchronous I/O, such as an ASP.NET Core request body.
+    /// Cancelled or failed, it leaves no object and no temporary file.
+    /// </summary>
+    public async Task<ObjectMetadata> PutObjectAsync(string objectKey, Stream content, string? serverSideEncryption = null, string? kmsKeyId = null,
+        CancellationToken cancellationToken = default)
+    {
+        var put = PreparePut(objectKey, content, serverSideEncryption, kmsKeyId);
+        try
+        {
+            SealedObjectInfo info;
+            var file = new FileStream(put.Temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0, useAsync: true);
+            await using (file.ConfigureAwait(false))
+            {
+                info = await SealedObject.SealCoreAsync(content, file, _keys, put.KeyId, put.Context, SealedObject.DefaultChunkSize, put.Attributes, cancellationToken)
+                    .ConfigureAwait(false);
+                file.Flush(flushToDisk: true);
+            }
+
+            return CommitPut(objectKey, put, info);
+        }
+        catch
+        {
+            File.Delete(put.Temp);
+            throw;
+        }
+    }
+
+    // Checks the name and the encryption settings before anything is written; the object is sealed
+    // into a temporary file in the bucket and renamed over its name once durable.
+    private PendingPut PreparePut(string objectKey, Stream content, string? serverSideEncryption, string? kmsKeyId)
+    {
         var path = PathOf(objectKey);
         ArgumentNullException.ThrowIfNull(content);
         var (algorithm, keyId) = ResolveEncryption(serverSideEncryption, kmsKeyId);
         var attributes = EncryptionContext.From([new(SseAttribute, algorithm)]);
         var temp = Path.Combine(_directory, BucketConfig.TempPrefix + Guid.NewGuid().ToString("N"));
-        SealedObjectInfo info;
-        try
-        {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
-            {
-                info = SealedObject.SealCore(content, file, _keys, keyId, ContextOf(objectKey), SealedObject.DefaultChunkSize, attributes);
-                file.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, path, overwrite: true);
-            DirectoryFlush.Flush(_directory);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
-
-        return ToMetadata(objectKey, info, path);
+        return new PendingPut(path, temp, keyId, ContextOf(objectKey), attributes);
     }
+
+    private ObjectMetadata CommitPut(string objectKey, PendingPut put, SealedObjectInfo info)
+    {
+        File.Move(put.Temp, put.Path, overwrite: true);
+        DirectoryFlush.Flush(_directory);
+        return ToMetadata(objectKey, info, put.Path);
+    }
+
+    private sealed record PendingPut(string Path, string Temp, string KeyId, EncryptionContext Context, EncryptionContext Attributes);
 
     /// <summary>OSS HeadObject: the object's metadata from its header, with no KMS call. <c>NoSuchKey</c> if absent.</summary>
     public ObjectMetadata HeadObject(string objectKey)

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Security.Cryptography;
 using TdeEngine.Kms.Envelope;
 using TdeEngine.Kms.Store;
@@ -44,77 +43,65 @@ public static class SealedObject
         EncryptionContext context, int chunkSize = DefaultChunkSize) =>
         SealCore(plaintext, destination, keys, kmsKeyId, context, chunkSize, EncryptionContext.Empty);
 
+    /// <summary>
+    /// <see cref="Seal"/> with asynchronous reads and writes: for sources that refuse synchronous I/O,
+    /// such as an ASP.NET Core request body. The same bytes as <see cref="Seal"/>.
+    /// </summary>
+    /// <remarks>
+    /// The data key comes from <see cref="IDataKeyProvider.GenerateDataKey"/>, which is synchronous (a
+    /// remote provider blocks for one request, once per object).
+    /// </remarks>
+    public static Task<SealedObjectInfo> SealAsync(Stream plaintext, Stream destination, IDataKeyProvider keys, string kmsKeyId,
+        EncryptionContext context, int chunkSize = DefaultChunkSize, CancellationToken cancellationToken = default) =>
+        SealCoreAsync(plaintext, destination, keys, kmsKeyId, context, chunkSize, EncryptionContext.Empty, cancellationToken);
+
     /// <summary>Seal, recording non-secret <paramref name="attributes"/> in the header (authenticated, not encrypted).</summary>
     internal static SealedObjectInfo SealCore(Stream plaintext, Stream destination, IDataKeyProvider keys, string kmsKeyId,
         EncryptionContext context, int chunkSize, EncryptionContext attributes)
     {
-        ArgumentNullException.ThrowIfNull(plaintext);
-        ArgumentNullException.ThrowIfNull(destination);
-        ArgumentNullException.ThrowIfNull(keys);
-        ArgumentException.ThrowIfNullOrWhiteSpace(kmsKeyId);
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(attributes);
-        if (!plaintext.CanRead || !destination.CanWrite)
+        using var sealer = ChunkSealer.Start(plaintext, destination, keys, kmsKeyId, context, chunkSize, attributes);
+        destination.Write(sealer.HeaderBytes);
+        var length = plaintext.ReadAtLeast(sealer.Current.Span, chunkSize, throwOnEndOfStream: false);
+        while (true)
         {
-            throw new ArgumentException("Seal reads the plaintext stream and writes the destination stream.");
-        }
-
-        if (chunkSize is < SealedObjectHeader.MinChunkSize or > SealedObjectHeader.MaxChunkSize)
-        {
-            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
-                $"The chunk size {chunkSize} is out of range: use {SealedObjectHeader.MinChunkSize} bytes to {SealedObjectHeader.MaxChunkSize / 1024 / 1024} MiB (default {DefaultChunkSize}).");
-        }
-
-        SealedObjectHeader header;
-        AesGcm aes;
-        using (var dataKey = keys.GenerateDataKey(kmsKeyId, context))
-        {
-            header = SealedObjectHeader.Create(chunkSize, SealedObjectHeader.NewObjectId(), context, attributes, dataKey.KmsKeyArn, dataKey.Wrapped);
-            // AesGcm keeps its own copy of the key; ours is wiped when dataKey is disposed.
-            aes = new AesGcm(dataKey.Plaintext.Span, SealedObjectHeader.TagSize);
-        }
-
-        var current = ArrayPool<byte>.Shared.Rent(chunkSize);
-        var next = ArrayPool<byte>.Shared.Rent(chunkSize);
-        var output = ArrayPool<byte>.Shared.Rent(chunkSize + SealedObjectHeader.TagSize);
-        try
-        {
-            destination.Write(header.ToBytes());
-            Span<byte> nonce = stackalloc byte[SealedObjectHeader.NonceSize];
-            var aad = header.Immutable;
-            long index = 0;
-            long total = 0;
-            var currentLength = SealedObjectHeader.ReadFull(plaintext, current.AsSpan(0, chunkSize));
-            while (true)
+            // A full chunk is the last one only if nothing follows it, so read one chunk ahead.
+            var nextLength = length < chunkSize ? 0 : plaintext.ReadAtLeast(sealer.Next.Span, chunkSize, throwOnEndOfStream: false);
+            var (sealedChunk, final) = sealer.Seal(length, nextLength);
+            destination.Write(sealedChunk.Span);
+            if (final)
             {
-                // A full chunk is the last one only if nothing follows it, so read one chunk ahead.
-                var nextLength = currentLength < chunkSize ? 0 : SealedObjectHeader.ReadFull(plaintext, next.AsSpan(0, chunkSize));
-                var final = currentLength < chunkSize || nextLength == 0;
-                SealedObjectHeader.WriteNonce(nonce, index, final);
-                var sealedChunk = output.AsSpan(0, currentLength + SealedObjectHeader.TagSize);
-                aes.Encrypt(nonce, current.AsSpan(0, currentLength), sealedChunk[..currentLength], sealedChunk[currentLength..], aad);
-                destination.Write(sealedChunk);
-                total += currentLength;
-                if (final)
-                {
-                    break;
-                }
-
-                (current, next) = (next, current);
-                currentLength = nextLength;
-                index++;
+                break;
             }
 
-            destination.Flush();
-            return SealedObjectInfo.From(header, total);
+            length = nextLength;
         }
-        finally
+
+        destination.Flush();
+        return sealer.Info;
+    }
+
+    /// <summary><see cref="SealCore"/> with asynchronous I/O.</summary>
+    internal static async Task<SealedObjectInfo> SealCoreAsync(Stream plaintext, Stream destination, IDataKeyProvider keys, string kmsKeyId,
+        EncryptionContext context, int chunkSize, EncryptionContext attributes, CancellationToken cancellationToken)
+    {
+        using var sealer = ChunkSealer.Start(plaintext, destination, keys, kmsKeyId, context, chunkSize, attributes);
+        await destination.WriteAsync(sealer.HeaderBytes, cancellationToken).ConfigureAwait(false);
+        var length = await plaintext.ReadAtLeastAsync(sealer.Current, chunkSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        while (true)
         {
-            aes.Dispose();
-            ArrayPool<byte>.Shared.Return(current, clearArray: true);
-            ArrayPool<byte>.Shared.Return(next, clearArray: true);
-            ArrayPool<byte>.Shared.Return(output, clearArray: true);
+            var nextLength = length < chunkSize ? 0 : await plaintext.ReadAtLeastAsync(sealer.Next, chunkSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            var (sealedChunk, final) = sealer.Seal(length, nextLength);
+            await destination.WriteAsync(sealedChunk, cancellationToken).ConfigureAwait(false);
+            if (final)
+            {
+                break;
+            }
+
+            length = nextLength;
         }
+
+        await destination.FlushAsync(cancellationToken).ConfigureAwait(false);
+        return sealer.Info;
     }
 
     /// <summary>

@@ -372,6 +372,36 @@ public sealed class LocalBucketTests : IDisposable
     }
 
     [Fact]
+    public async Task PutObjectAsync_takes_a_source_that_refuses_synchronous_IO()
+    {
+        var bucket = CreateBucket();
+        var content = Bytes.Random(200_000, 22);
+
+        var put = await bucket.PutObjectAsync("upload.bin", new AsyncOnlyStream(content), "KMS");
+
+        Assert.Equal(content.Length, put.Size);
+        using var read = bucket.GetObject("upload.bin");
+        var back = new MemoryStream();
+        await read.CopyToAsync(back);
+        Assert.Equal(content, back.ToArray());
+    }
+
+    [Fact]
+    public async Task A_cancelled_PutObjectAsync_leaves_no_object_and_no_temp_file()
+    {
+        var bucket = CreateBucket();
+        bucket.PutObject("kept.txt", Text("version 1"));
+        var filesBefore = Directory.GetFiles(_bucketDirectory).Order(StringComparer.Ordinal).ToArray();
+        using var cancel = new CancellationTokenSource();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            bucket.PutObjectAsync("kept.txt", new AsyncOnlyStream(Bytes.Random(300_000, 23), cancel, cancelAfterReads: 20), cancellationToken: cancel.Token));
+
+        Assert.Equal(filesBefore, Directory.GetFiles(_bucketDirectory).Order(StringComparer.Ordinal));
+        Assert.Equal("version 1", ReadText(bucket.GetObject("kept.txt")));
+    }
+
+    [Fact]
     public void Object_files_hold_no_plaintext_and_ETags_are_not_the_content_MD5()
     {
         var bucket = CreateBucket();

@@ -322,6 +322,28 @@ public sealed class SealedObjectTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(Chunk)]
+    [InlineData((3 * Chunk) + 5)]
+    public async Task SealAsync_reads_a_source_that_refuses_synchronous_IO_and_seals_what_Open_reads(int size)
+    {
+        var plaintext = Bytes.Random(size, 18);
+        var path = _folder.File($"async-{size}.tdeo");
+
+        SealedObjectInfo info;
+        await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
+        {
+            info = await SealedObject.SealAsync(new AsyncOnlyStream(plaintext), file, TestKms.Provider, SharedKey.Value, Context);
+        }
+
+        Assert.Equal(size, info.PlaintextLength);
+        var chunks = size == 0 ? 1 : (size + Chunk - 1) / Chunk;   // a full last chunk is the final one: no empty chunk after it
+        Assert.Equal(info.HeaderSize + size + (chunks * 16L), new FileInfo(path).Length);
+        Assert.Equal(plaintext, OpenAndReadAll(path));
+        Assert.Throws<InvalidOperationException>(() => SealedObject.Seal(new AsyncOnlyStream(plaintext), new MemoryStream(), TestKms.Provider, SharedKey.Value, Context));
+    }
+
     [Fact]
     public void RewrapFile_replaces_the_object_whole_and_leaves_no_temporary_file()
     {

@@ -141,3 +141,54 @@ public static class Bytes
 
     public static bool Contains(byte[] haystack, ReadOnlySpan<byte> needle) => haystack.AsSpan().IndexOf(needle) >= 0;
 }
+
+/// <summary>
+/// A source that refuses synchronous reads, as an ASP.NET Core request body does by default
+/// (AllowSynchronousIO = false), and hands out small pieces; it can cancel a token after a number of reads.
+/// </summary>
+public sealed class AsyncOnlyStream(byte[] content, CancellationTokenSource? cancelAfter = null, int cancelAfterReads = int.MaxValue) : Stream
+{
+    private int _position;
+    private int _reads;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Flush()
+    {
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) =>
+        throw new InvalidOperationException("Synchronous operations are disallowed. Call ReadAsync or set AllowSynchronousIO to true instead.");
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        await Task.Yield();
+        if (++_reads > cancelAfterReads)
+        {
+            await cancelAfter!.CancelAsync();
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        var n = Math.Min(Math.Min(buffer.Length, 5003), content.Length - _position);
+        content.AsSpan(_position, n).CopyTo(buffer.Span);
+        _position += n;
+        return n;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
