@@ -187,6 +187,38 @@ public sealed class OssCommandTests : IDisposable
         Assert.False(System.IO.File.Exists(File("partial.bin")));
     }
 
+    [Fact]
+    public void A_get_that_fails_midway_leaves_an_existing_out_file_as_it_was_and_out_inside_the_bucket_is_refused()
+    {
+        Ok("oss", "mb", Bucket, "--bucket", "outfile");
+        Ok("oss", "put", Bucket, "a.txt", Invoice("a.txt"));
+        System.IO.File.WriteAllText(File("precious.txt"), "precious data");
+
+        // A get that fails midway (a tampered middle chunk) must leave an existing --out file alone.
+        System.IO.File.WriteAllBytes(File("big.bin"), new byte[200_000]);
+        Ok("oss", "put", Bucket, "big.bin", File("big.bin"));
+        using (var stream = new FileStream(Path.Combine(Bucket, "big.bin"), FileMode.Open))
+        {
+            stream.Position = 100_000;
+            var b = stream.ReadByte();
+            stream.Position -= 1;
+            stream.WriteByte((byte)(b ^ 0x01));
+        }
+
+        var tampered = CliProcess.Run(_home, "oss", "get", Bucket, "big.bin", "--out", File("precious.txt"));
+        Assert.Equal(1, tampered.ExitCode);
+        Assert.Contains("Tde.ObjectAuthenticationFailed", tampered.Stderr, StringComparison.Ordinal);
+
+        var inside = CliProcess.Run(_home, "oss", "get", Bucket, "a.txt", "--out", Path.Combine(Bucket, "a.txt"));
+
+        Assert.Equal("precious data", System.IO.File.ReadAllText(File("precious.txt")));
+        Assert.Equal(2, inside.ExitCode);
+        Assert.Contains("--out must be outside the bucket's folder", inside.Stderr, StringComparison.Ordinal);
+        Ok("oss", "get", Bucket, "a.txt", "--out", File("a.back"));   // the object is still there and still sealed
+        Assert.Equal(System.IO.File.ReadAllBytes(File("a.txt")), System.IO.File.ReadAllBytes(File("a.back")));
+        Assert.Empty(Directory.EnumerateFiles(_home, ".*tde-out-*"));
+    }
+
     [Theory]
     [InlineData("mb", "dir")]
     [InlineData("get", "dir")]

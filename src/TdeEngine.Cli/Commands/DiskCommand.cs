@@ -166,32 +166,49 @@ internal static class DiskCommand
         var offset = line.NonNegative("offset", line.Required("offset"));
         var length = line.NonNegative("length", line.Required("length"));
         var output = line.Get("out");
+        if (output is not null && Path.GetFullPath(output) == Path.GetFullPath(image))
+        {
+            throw line.Usage("--out must not be the disk image itself: the plaintext would replace it.");
+        }
+
         return CliErrors.Run(stderr, () =>
         {
             using var services = CliServices.Open();
             using var disk = EncryptedDisk.Open(image, CliDataKeys.AsRoot(services));
             CheckRange(disk.Path, disk.Size, offset, length);   // before --out is created
             stdout.Flush();
-            using var destination = output is null ? Console.OpenStandardOutput() : new FileStream(output, FileMode.Create, FileAccess.Write, FileShare.None);
-            var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
-            try
+            if (output is null)
             {
-                for (long done = 0; done < length;)
-                {
-                    var chunk = buffer.AsSpan(0, (int)Math.Min(ChunkBytes, length - done));
-                    disk.Read(offset + done, chunk);
-                    destination.Write(chunk);
-                    done += chunk.Length;
-                }
+                using var standardOutput = Console.OpenStandardOutput();
+                CopyOut(disk, offset, length, standardOutput);
             }
-            finally
+            else
             {
-                // It held plaintext.
-                ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+                OutputFile.Write(output, destination => CopyOut(disk, offset, length, destination));
             }
 
             return 0;
         });
+    }
+
+    private static void CopyOut(EncryptedDisk disk, long offset, long length, Stream destination)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
+        try
+        {
+            for (long done = 0; done < length;)
+            {
+                var chunk = buffer.AsSpan(0, (int)Math.Min(ChunkBytes, length - done));
+                disk.Read(offset + done, chunk);
+                destination.Write(chunk);
+                done += chunk.Length;
+            }
+        }
+        finally
+        {
+            // It held plaintext.
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
     }
 
     private static int Snapshot(CommandLine line, TextWriter stdout, TextWriter stderr)

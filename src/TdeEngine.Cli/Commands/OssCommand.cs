@@ -105,6 +105,11 @@ internal static class OssCommand
         var objectKey = ObjectKey(line);
         var range = line.Get("range") is { } text ? ParseRange(line, text) : ((long Start, long End)?)null;
         var output = line.Get("out");
+        if (output is not null && Path.GetFullPath(output).StartsWith(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw line.Usage("--out must be outside the bucket's folder: plaintext written there would replace sealed objects.");
+        }
+
         return WithBucket(directory, stderr, (bucket, _) =>
         {
             // The object opens (one KMS Decrypt) before --out is created, so a refusal leaves no file behind.
@@ -117,18 +122,7 @@ internal static class OssCommand
                 return 0;
             }
 
-            try
-            {
-                using var destination = new FileStream(output, FileMode.Create, FileAccess.Write, FileShare.None);
-                Copy(content, destination);
-            }
-            catch
-            {
-                // A chunk that fails authentication midway: keep no partial plaintext.
-                File.Delete(output);
-                throw;
-            }
-
+            OutputFile.Write(output, destination => Copy(content, destination));
             return 0;
         });
     }
