@@ -18,8 +18,9 @@ namespace TdeEngine.Objects;
 /// <para>Each object's data key and chunks are bound to the EncryptionContext
 /// <c>{"acs:oss:arn":"acs:oss:&lt;region&gt;:&lt;account&gt;:&lt;bucket&gt;/&lt;key&gt;"}</c>, so an object file copied
 /// under another name or into another bucket does not open.</para>
-/// <para>Thread-safe: concurrent calls are fine; two PutObjects of one name race, and the last
-/// rename wins, as in OSS. Streams returned by GetObject are not thread-safe and are owned by the caller.</para>
+/// <para>Thread-safe and multi-process-safe: concurrent calls are fine; two PutObjects of one name
+/// race, and the last rename wins, as in OSS. Renames, deletes and re-wraps take the bucket's
+/// write lock (<c>.tde-bucket.lock</c>), so a re-wrap never undoes a PutObject or DeleteObject. Streams returned by GetObject are not thread-safe and are owned by the caller.</para>
 /// </remarks>
 public sealed class LocalBucket
 {
@@ -200,8 +201,12 @@ public sealed class LocalBucket
 
     private ObjectMetadata CommitPut(string objectKey, PendingPut put, SealedObjectInfo info)
     {
-        File.Move(put.Temp, put.Path, overwrite: true);
-        DirectoryFlush.Flush(_directory);
+        using (BucketWriteLock.Take(_directory))
+        {
+            File.Move(put.Temp, put.Path, overwrite: true);
+            DirectoryFlush.Flush(_directory);
+        }
+
         return ToMetadata(objectKey, info, put.Path);
     }
 
@@ -273,6 +278,11 @@ public sealed class LocalBucket
             {
                 // Deleted while we listed.
             }
+            catch (TdeStorageException e) when (e.Code is TdeStorageException.Codes.NotSealedObject or TdeStorageException.Codes.EnvelopeDamaged)
+            {
+                // A stray file dropped into the folder, or an object whose header is damaged: not
+                // listed, so one bad file does not hide the others; HeadObject on its name says which.
+            }
         }
 
         found.Sort(static (a, b) => a.Order.AsSpan().SequenceCompareTo(b.Order));
@@ -293,6 +303,10 @@ public sealed class LocalBucket
     public ObjectMetadata RewrapObject(string objectKey, string destinationKeyId)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(destinationKeyId);
+
+        // Under the write lock from the check to the rename: no PutObject or DeleteObject of this
+        // name can land in between and be undone by the rename of the re-wrapped copy.
+        using var writeLock = BucketWriteLock.Take(_directory);
         var current = HeadObject(objectKey);
         if (current.ServerSideEncryption == Aes256 && destinationKeyId != ServiceKeyAlias)
         {
@@ -308,6 +322,7 @@ public sealed class LocalBucket
     public void DeleteObject(string objectKey)
     {
         var path = PathOf(objectKey);
+        using var writeLock = BucketWriteLock.Take(_directory);
         if (File.Exists(path))
         {
             File.Delete(path);

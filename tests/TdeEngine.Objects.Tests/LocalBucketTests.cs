@@ -119,6 +119,66 @@ public sealed class LocalBucketTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("put")]
+    [InlineData("delete")]
+    public async Task A_PutObject_or_DeleteObject_during_a_RewrapObject_is_not_undone_by_it(string concurrent)
+    {
+        var newKey = TestKms.CreateKey("rewrap race");
+        Task? other = null;
+        LocalBucket? bucket = null;
+        var provider = new ReEncryptHook(TestKms.Provider, () =>
+        {
+            // While the re-wrap holds its copy of version 1, another writer changes the name.
+            other = Task.Run(() =>
+            {
+                if (concurrent == "put")
+                {
+                    bucket!.PutObject("k.txt", Text("version 2"), "KMS");
+                }
+                else
+                {
+                    bucket!.DeleteObject("k.txt");
+                }
+            });
+            Thread.Sleep(300);   // long enough for it to reach the rename (or the delete) before the re-wrap's rename
+        });
+        bucket = LocalBucket.Create(_bucketDirectory, "photos", provider, TestKms.RegionId, TestKms.AccountId);
+        bucket.PutObject("k.txt", Text("version 1"), "KMS");
+
+        bucket.RewrapObject("k.txt", newKey);
+        await other!;
+
+        if (concurrent == "put")
+        {
+            Assert.Equal("version 2", ReadText(bucket.GetObject("k.txt")));
+        }
+        else
+        {
+            Assert.Equal("NoSuchKey", Assert.Throws<TdeStorageException>(() => bucket.HeadObject("k.txt")).Code);
+        }
+    }
+
+    [Fact]
+    public void ListObjects_skips_a_stray_file_and_a_damaged_object_and_HeadObject_names_them()
+    {
+        var bucket = CreateBucket();
+        bucket.PutObject("good.txt", Text("good"));
+        bucket.PutObject("damaged.txt", Text("damaged"));
+        File.WriteAllText(Path.Combine(_bucketDirectory, "README"), "dropped here by hand");
+        using (var file = new FileStream(bucket.PathOf("damaged.txt"), FileMode.Open))
+        {
+            file.Position = 20;   // inside the header, after the magic
+            file.Write(new byte[64]);
+        }
+
+        var listed = bucket.ListObjects();
+
+        Assert.Equal(["good.txt"], listed.Select(o => o.Key));
+        Assert.Equal(TdeStorageException.Codes.NotSealedObject, Assert.Throws<TdeStorageException>(() => bucket.HeadObject("README")).Code);
+        Assert.Equal(TdeStorageException.Codes.EnvelopeDamaged, Assert.Throws<TdeStorageException>(() => bucket.HeadObject("damaged.txt")).Code);
+    }
+
     [Fact]
     public void RewrapObject_keeps_an_AES256_object_under_the_OSS_key_and_refuses_a_missing_one()
     {
@@ -238,7 +298,7 @@ public sealed class LocalBucketTests : IDisposable
 
         Assert.Equal(outsideBefore, Directory.GetFileSystemEntries(_root.Path));   // nothing new next to the bucket
         Assert.Equal(_bucketDirectory, Path.GetDirectoryName(bucket.PathOf(key)));
-        Assert.Equal(2, Directory.GetFiles(_bucketDirectory).Length);
+        Assert.Single(Directory.GetFiles(_bucketDirectory), f => !Path.GetFileName(f).StartsWith('.'));   // one object file; the rest are the bucket's own dot files
         Assert.Equal("inside", ReadText(bucket.GetObject(key)));
         Assert.Equal([key], LocalBucket.Open(_bucketDirectory, TestKms.Provider).ListObjects().Select(o => o.Key));
     }

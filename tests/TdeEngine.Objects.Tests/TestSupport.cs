@@ -192,3 +192,17 @@ public sealed class AsyncOnlyStream(byte[] content, CancellationTokenSource? can
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
+
+/// <summary>Runs <paramref name="onReEncrypt"/> inside each ReEncrypt call, before the inner provider's, to open a race window.</summary>
+public sealed class ReEncryptHook(IDataKeyProvider inner, Action onReEncrypt) : IDataKeyProvider
+{
+    public NewDataKey GenerateDataKey(string kmsKeyId, EncryptionContext context) => inner.GenerateDataKey(kmsKeyId, context);
+
+    public SecretBuffer Decrypt(byte[] wrapped, EncryptionContext context) => inner.Decrypt(wrapped, context);
+
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
+    {
+        onReEncrypt();
+        return inner.ReEncrypt(wrapped, context, destinationKeyId);
+    }
+}
