@@ -100,6 +100,7 @@ public sealed class EncryptedDisk : IDisposable
         }
 
         DiskFile.ThrowIfExists(fullPath);   // before the KMS call, so a refused path costs no DEK
+        DiskFile.ThrowIfFolderMissing(fullPath);
 
         var diskId = RandomNumberGenerator.GetBytes(DiskHeader.DiskIdSize);
         using var dataKey = keys.GenerateDataKey(kmsKeyId, context);
@@ -120,7 +121,15 @@ public sealed class EncryptedDisk : IDisposable
         XtsAes256? xts = null;
         try
         {
-            RandomAccess.SetLength(handle, DiskHeader.RegionSize + sizeBytes);
+            try
+            {
+                RandomAccess.SetLength(handle, DiskHeader.RegionSize + sizeBytes);
+            }
+            catch (Exception e) when (e is ArgumentOutOfRangeException or IOException)
+            {
+                throw Invalid(fullPath, $"A disk of {sizeBytes} bytes does not fit this file system ({e.Message}). Choose a smaller size.");
+            }
+
             // Both slots hold the header from the start, so either can be torn later.
             var region = new byte[DiskHeader.RegionSize];
             WriteSlots(header, region);
@@ -342,6 +351,7 @@ public sealed class EncryptedDisk : IDisposable
         {
             ThrowIfDisposed();
             DiskFile.ThrowIfExists(target);
+            DiskFile.ThrowIfFolderMissing(target);
             RandomAccess.FlushToDisk(_handle);
             var directory = DirectoryOf(target);
             var temp = System.IO.Path.Combine(directory,
@@ -366,6 +376,7 @@ public sealed class EncryptedDisk : IDisposable
                 catch (IOException e) when (File.Exists(target))
                 {
                     DiskFile.ThrowIfExists(target);
+            DiskFile.ThrowIfFolderMissing(target);
                     throw new IOException($"Could not move the snapshot into place at '{target}'.", e);
                 }
 
@@ -500,10 +511,23 @@ public sealed class EncryptedDisk : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
+    /// <summary>True once <see cref="Dispose"/> has run (the stream reports it as CanRead = false).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
+
     private static DiskHeader ReadHeader(SafeFileHandle handle, string path)
     {
         var region = new byte[DiskHeader.RegionSize];
-        var read = ReadAvailable(handle, region, 0);
+        int read;
+        try
+        {
+            read = ReadAvailable(handle, region, 0);
+        }
+        catch (Exception e) when (e is IOException or NotSupportedException)
+        {
+            // A pipe or a device: no positioned reads (NotSupportedException), or a read error.
+            throw DiskFile.NotAFile(path, e);
+        }
+
         return DiskHeader.Read(region.AsSpan(0, read), path);
     }
 

@@ -2,30 +2,47 @@ namespace TdeEngine.Disks;
 
 /// <summary>
 /// A <see cref="Stream"/> over an <see cref="EncryptedDisk"/>: seekable, readable, writable, with a
-/// fixed length. It does not own the disk.
+/// fixed length. It does not own the disk. Once it, or the disk, is disposed, CanRead, CanSeek and
+/// CanWrite are false and every call throws <see cref="ObjectDisposedException"/>.
 /// </summary>
 /// <remarks>Not thread-safe (it has one position); the disk underneath is.</remarks>
 internal sealed class EncryptedDiskStream(EncryptedDisk disk) : Stream
 {
     private long _position;
+    private bool _disposed;
 
-    public override bool CanRead => true;
+    public override bool CanRead => IsOpen;
 
-    public override bool CanSeek => true;
+    public override bool CanSeek => IsOpen;
 
-    public override bool CanWrite => true;
+    public override bool CanWrite => IsOpen;
 
-    public override long Length => disk.Size;
+    public override long Length
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return disk.Size;
+        }
+    }
 
     public override long Position
     {
-        get => _position;
+        get
+        {
+            ThrowIfDisposed();
+            return _position;
+        }
+
         set
         {
+            ThrowIfDisposed();
             ArgumentOutOfRangeException.ThrowIfNegative(value);
             _position = value;
         }
     }
+
+    private bool IsOpen => !_disposed && !disk.IsDisposed;
 
     public override void Flush() => disk.Flush();
 
@@ -37,6 +54,7 @@ internal sealed class EncryptedDiskStream(EncryptedDisk disk) : Stream
 
     public override int Read(Span<byte> buffer)
     {
+        ThrowIfDisposed();
         if (_position >= disk.Size)
         {
             return 0;
@@ -69,6 +87,7 @@ internal sealed class EncryptedDiskStream(EncryptedDisk disk) : Stream
     // The disk checks the range: a write that does not fit throws before anything is written.
     public override void Write(ReadOnlySpan<byte> buffer)
     {
+        ThrowIfDisposed();
         disk.Write(_position, buffer);
         _position += buffer.Length;
     }
@@ -88,6 +107,7 @@ internal sealed class EncryptedDiskStream(EncryptedDisk disk) : Stream
 
     public override long Seek(long offset, SeekOrigin origin)
     {
+        ThrowIfDisposed();
         var target = origin switch
         {
             SeekOrigin.Begin => offset,
@@ -106,4 +126,12 @@ internal sealed class EncryptedDiskStream(EncryptedDisk disk) : Stream
 
     public override void SetLength(long value) =>
         throw new NotSupportedException("A disk has a fixed size; its stream cannot change length.");
+
+    protected override void Dispose(bool disposing)
+    {
+        _disposed = true;
+        base.Dispose(disposing);
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(!IsOpen, this);
 }

@@ -77,7 +77,12 @@ public sealed class SealedObjectReader : Stream
             ThrowIfDisposed();
             return _position;
         }
-        set => Seek(value, SeekOrigin.Begin);
+        set
+        {
+            // As FileStream: a negative Position is an argument error; Seek before the start is an IOException.
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            Seek(value, SeekOrigin.Begin);
+        }
     }
 
     /// <inheritdoc/>

@@ -74,8 +74,13 @@ public sealed class EncryptedDiskStreamTests : IDisposable
 
         disk.Write(0, "still attached"u8);
         var other = disk.AsStream();
+        Assert.True(other.CanRead);
         disk.Dispose();
 
+        // A disposed stream, or one over a detached disk, says so and refuses every call.
+        Assert.False(stream.CanRead || stream.CanWrite || stream.CanSeek);
+        Assert.Throws<ObjectDisposedException>(() => stream.ReadByte());
+        Assert.False(other.CanRead || other.CanWrite || other.CanSeek);
         Assert.Throws<ObjectDisposedException>(() => other.ReadByte());
     }
 }

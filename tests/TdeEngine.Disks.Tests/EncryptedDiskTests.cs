@@ -282,6 +282,46 @@ public sealed partial class EncryptedDiskTests : IDisposable
     }
 
     [Fact]
+    public void A_missing_image_is_DiskNotFound_and_a_folder_is_NotTdeDisk_for_Open_Inspect_and_Rewrap()
+    {
+        Directory.CreateDirectory(_dir.File("folder.img"));
+        foreach (var (path, code) in new[] { (_dir.File("absent.img"), TdeStorageException.Codes.DiskNotFound), (_dir.File("folder.img"), TdeStorageException.Codes.NotTdeDisk) })
+        {
+            Assert.Equal(code, Assert.Throws<TdeStorageException>(() => EncryptedDisk.Open(path, TestKms.Keys)).Code);
+            Assert.Equal(code, Assert.Throws<TdeStorageException>(() => EncryptedDisk.Inspect(path)).Code);
+            Assert.Equal(code, Assert.Throws<TdeStorageException>(() => EncryptedDisk.Rewrap(path, TestKms.Keys, TestKms.NewKey())).Code);
+        }
+    }
+
+    [Fact]
+    public async Task A_named_pipe_is_NotTdeDisk_without_waiting_for_a_writer()
+    {
+        var fifo = _dir.File("pipe.img");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        var inspect = await Task.Run(() => Assert.Throws<TdeStorageException>(() => EncryptedDisk.Inspect(fifo))).WaitAsync(TimeSpan.FromSeconds(20));
+        var open = await Task.Run(() => Assert.Throws<TdeStorageException>(() => EncryptedDisk.Open(fifo, TestKms.Keys))).WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(TdeStorageException.Codes.NotTdeDisk, inspect.Code);
+        Assert.Equal(TdeStorageException.Codes.NotTdeDisk, open.Code);
+    }
+
+    [Fact]
+    public void Create_in_a_missing_folder_or_too_large_for_the_file_system_is_InvalidParameter_and_leaves_no_file()
+    {
+        var inMissing = Assert.Throws<TdeStorageException>(() => EncryptedDisk.Create(_dir.File("no/such/folder.img"), 4096, TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("m")));
+        var huge = Assert.Throws<TdeStorageException>(() => EncryptedDisk.Create(_dir.File("huge.img"), 1L << 60, TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("h")));
+
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, inMissing.Code);
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, huge.Code);
+        Assert.False(File.Exists(_dir.File("huge.img")));
+    }
+
+    [Fact]
     public void A_truncated_image_is_EnvelopeDamaged()
     {
         using (_dir.Create("t.img", 8 * 4096))

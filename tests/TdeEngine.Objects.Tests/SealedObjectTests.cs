@@ -425,6 +425,16 @@ public sealed class SealedObjectTests : IDisposable
     }
 
     [Fact]
+    public void A_negative_Position_is_an_argument_error_and_Seek_before_the_start_an_IOException_as_for_FileStream()
+    {
+        using var reader = SealedObject.Open(File.OpenRead(SealFile(Bytes.Random(100, 19))), TestKms.Provider, Context);
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => reader.Position = -1);
+        Assert.Throws<IOException>(() => reader.Seek(-1, SeekOrigin.Begin));
+        Assert.Equal(0, reader.Position);
+    }
+
+    [Fact]
     public void Open_disposes_the_source_unless_leaveOpen()
     {
         var bytes = File.ReadAllBytes(SealFile(Bytes.Random(10, 16)));

@@ -25,6 +25,7 @@ internal static partial class DiskFile
     /// <summary>Opens an existing image read/write under an exclusive lock; <see cref="TdeStorageException.Codes.DiskInUse"/> when it is held.</summary>
     public static SafeFileHandle OpenExclusive(string path)
     {
+        ThrowIfNotAFile(path);
         try
         {
             return File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
@@ -32,6 +33,42 @@ internal static partial class DiskFile
         catch (IOException e) when (IsLockConflict(e))
         {
             throw InUse(path, e);
+        }
+        catch (IOException e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw NotFound(path, e);
+        }
+    }
+
+    /// <summary>A missing path is <c>Tde.DiskNotFound</c>; a folder is <c>Tde.NotTdeDisk</c>.</summary>
+    public static void ThrowIfNotAFile(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDisk, $"'{path}' is a folder, not a disk image.", path);
+        }
+
+        if (!File.Exists(path))
+        {
+            throw NotFound(path);
+        }
+    }
+
+    /// <summary>
+    /// What reading a header from something that is not a regular file gives (a pipe or a device:
+    /// <c>pread</c> fails with ESPIPE or the like): <c>Tde.NotTdeDisk</c>.
+    /// </summary>
+    public static TdeStorageException NotAFile(string path, Exception inner) =>
+        new(TdeStorageException.Codes.NotTdeDisk, $"'{path}' is not a disk image: its header cannot be read as a file's ({inner.Message}).", path, inner: inner);
+
+    /// <summary>Refuses a folder for a new image (or a snapshot) that does not exist, before any KMS call.</summary>
+    public static void ThrowIfFolderMissing(string fullPath)
+    {
+        var folder = System.IO.Path.GetDirectoryName(fullPath);
+        if (folder is not null && !Directory.Exists(folder))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"The folder '{folder}' does not exist; create it first.", fullPath);
         }
     }
 
@@ -68,14 +105,16 @@ internal static partial class DiskFile
         }
 
         var full = System.IO.Path.GetFullPath(path);
-        var flags = OperatingSystem.IsLinux() ? 0x80000 /* O_RDONLY | O_CLOEXEC */ : 0x1000000;
+        ThrowIfNotAFile(full);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (its header read then fails: NotAFile).
+        var flags = OperatingSystem.IsLinux() ? 0x80000 | 0x800 /* O_RDONLY | O_CLOEXEC | O_NONBLOCK */ : 0x1000000 | 0x4;
         var fd = Open(full, flags);
         if (fd < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             if (errno == 2 /* ENOENT */)
             {
-                throw new FileNotFoundException($"The disk image '{path}' does not exist.", path);
+                throw NotFound(path);
             }
 
             throw new IOException($"Could not open the disk image '{path}' to read its header (errno {errno}).");
@@ -89,6 +128,9 @@ internal static partial class DiskFile
         new(TdeStorageException.Codes.DiskInUse,
             $"The disk image '{path}' is attached (opened) by another EncryptedDisk, in this or another process. Detach it (Dispose) first.",
             path, inner: inner);
+
+    private static TdeStorageException NotFound(string path, Exception? inner = null) =>
+        new(TdeStorageException.Codes.DiskNotFound, $"The disk image '{path}' does not exist. Check the path.", path, inner: inner);
 
     private static TdeStorageException Exists(string path, Exception? inner = null) =>
         new(TdeStorageException.Codes.InvalidParameter,

@@ -48,6 +48,7 @@ public sealed class TdeStorageException : Exception
 
         // Encrypted disk images (TdeEngine.Disks).
         public const string NotTdeDisk = "Tde.NotTdeDisk";
+        public const string DiskNotFound = "Tde.DiskNotFound";
         public const string DiskInUse = "Tde.DiskInUse";
     }
 }
