@@ -369,16 +369,8 @@ public sealed class EncryptedDisk : IDisposable
                     RandomAccess.FlushToDisk(copy);
                 }
 
-                try
-                {
-                    File.Move(temp, target, overwrite: false);
-                }
-                catch (IOException e) when (File.Exists(target))
-                {
-                    DiskFile.ThrowIfExists(target);
-            DiskFile.ThrowIfFolderMissing(target);
-                    throw new IOException($"Could not move the snapshot into place at '{target}'.", e);
-                }
+                // Never over a file that appeared at the target meanwhile: an atomic no-replace move.
+                DiskFile.MoveNoReplace(temp, target);
 
                 DirectoryFlush.Flush(directory);
             }

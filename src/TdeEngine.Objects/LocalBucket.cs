@@ -93,6 +93,11 @@ public sealed class LocalBucket
 
         var config = new BucketConfig(bucketName, regionId, accountId, new BucketEncryption(Aes256, null));
         config.Save(full);
+        if (Path.GetDirectoryName(full) is { } parent)
+        {
+            DirectoryFlush.Flush(parent);   // the new bucket folder itself survives a crash
+        }
+
         return new LocalBucket(full, keys, config);
     }
 
@@ -102,7 +107,39 @@ public sealed class LocalBucket
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         ArgumentNullException.ThrowIfNull(keys);
         var full = Path.GetFullPath(directory);
-        return new LocalBucket(full, keys, BucketConfig.Load(full));
+        var bucket = new LocalBucket(full, keys, BucketConfig.Load(full));
+        bucket.RemoveStaleTemporaryFiles();
+        return bucket;
+    }
+
+    /// <summary>How old a temporary file must be before Open treats it as left by a crash.</summary>
+    internal static readonly TimeSpan StaleTemporaryAge = TimeSpan.FromHours(24);
+
+    // A crash during a PutObject, a config write or a re-wrap leaves a '.tde-tmp-*' file (never
+    // under an object's name). Ones a day old cannot belong to a write still running.
+    private void RemoveStaleTemporaryFiles()
+    {
+        foreach (var path in Directory.EnumerateFiles(_directory, BucketConfig.TempPrefix + "*"))
+        {
+            if (DateTime.UtcNow - File.GetLastWriteTimeUtc(path) > StaleTemporaryAge)
+            {
+                TryDelete(path);
+            }
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
     }
 
     /// <summary>
@@ -153,7 +190,7 @@ public sealed class LocalBucket
         }
         catch
         {
-            File.Delete(put.Temp);
+            TryDelete(put.Temp);   // never hides the error that got us here
             throw;
         }
     }
@@ -182,7 +219,7 @@ public sealed class LocalBucket
         }
         catch
         {
-            File.Delete(put.Temp);
+            TryDelete(put.Temp);   // never hides the error that got us here
             throw;
         }
     }

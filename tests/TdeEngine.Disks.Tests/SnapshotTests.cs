@@ -65,4 +65,19 @@ public sealed class SnapshotTests : IDisposable
         Assert.Equal("keep me", File.ReadAllText(_dir.File("snap.img")));
         Assert.Equal(2, Directory.GetFiles(_dir.Path).Length);
     }
+
+    [Fact]
+    public void MoveNoReplace_moves_into_a_free_name_and_refuses_a_taken_one_leaving_both_files()
+    {
+        File.WriteAllText(_dir.File("a.tmp"), "new");
+        File.WriteAllText(_dir.File("taken.img"), "keep me");
+
+        var e = Assert.Throws<TdeStorageException>(() => TdeEngine.Disks.Files.DiskFile.MoveNoReplace(_dir.File("a.tmp"), _dir.File("taken.img")));
+        TdeEngine.Disks.Files.DiskFile.MoveNoReplace(_dir.File("a.tmp"), _dir.File("free.img"));
+
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, e.Code);
+        Assert.Equal("keep me", File.ReadAllText(_dir.File("taken.img")));
+        Assert.Equal("new", File.ReadAllText(_dir.File("free.img")));
+        Assert.False(File.Exists(_dir.File("a.tmp")));
+    }
 }

@@ -399,6 +399,23 @@ public sealed class LocalBucketTests : IDisposable
     }
 
     [Fact]
+    public void Open_removes_temporary_files_a_crash_left_a_day_ago_and_keeps_recent_ones()
+    {
+        CreateBucket().PutObject("a.txt", Text("a"));
+        var stale = Path.Combine(_bucketDirectory, ".tde-tmp-0123456789abcdef0123456789abcdef");
+        var recent = Path.Combine(_bucketDirectory, ".tde-tmp-rewrap-00aa11bb22cc33dd");
+        File.WriteAllText(stale, "half an object");
+        File.WriteAllText(recent, "a write in flight");
+        File.SetLastWriteTimeUtc(stale, DateTime.UtcNow - TimeSpan.FromHours(25));
+
+        var reopened = LocalBucket.Open(_bucketDirectory, TestKms.Provider);
+
+        Assert.False(File.Exists(stale));
+        Assert.True(File.Exists(recent));
+        Assert.Equal(["a.txt"], reopened.ListObjects().Select(o => o.Key));
+    }
+
+    [Fact]
     public void Open_of_a_directory_without_a_bucket_fails_with_NoSuchBucket()
     {
         Assert.Equal("NoSuchBucket", Assert.Throws<TdeStorageException>(() => LocalBucket.Open(_root.File("missing"), TestKms.Provider)).Code);

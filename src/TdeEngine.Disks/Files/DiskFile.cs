@@ -142,6 +142,45 @@ internal static partial class DiskFile
         (OperatingSystem.IsWindows() ? e.HResult == SharingViolationWindows
             : e.HResult == (OperatingSystem.IsMacOS() ? EwouldblockMacOS : EwouldblockLinux));
 
+    /// <summary>
+    /// Moves <paramref name="source"/> to <paramref name="target"/> only if nothing is there, atomically:
+    /// on Unix a hard link (which fails with EEXIST) then an unlink of the source, since .NET's
+    /// <c>File.Move(overwrite: false)</c> checks first and then renames, which can replace a file
+    /// created in between. <c>Tde.InvalidParameter</c> when the target exists.
+    /// </summary>
+    public static void MoveNoReplace(string source, string target)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            try
+            {
+                File.Move(source, target, overwrite: false);   // MoveFileEx without REPLACE_EXISTING: atomic there
+            }
+            catch (IOException e) when (File.Exists(target))
+            {
+                throw Exists(target, e);
+            }
+
+            return;
+        }
+
+        if (Link(source, target) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 17 /* EEXIST */)
+            {
+                throw Exists(target);
+            }
+
+            throw new IOException($"Could not move '{source}' to '{target}' (link failed, errno {errno}).");
+        }
+
+        File.Delete(source);
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Link(string oldPath, string newPath);
+
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
 }
