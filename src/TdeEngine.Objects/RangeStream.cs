@@ -65,20 +65,8 @@ internal sealed class RangeStream : Stream
     public override long Seek(long offset, SeekOrigin origin)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var target = origin switch
-        {
-            SeekOrigin.Begin => offset,
-            SeekOrigin.Current => _position + offset,
-            SeekOrigin.End => _length + offset,
-            _ => throw new ArgumentOutOfRangeException(nameof(origin)),
-        };
-        if (target < 0)
-        {
-            throw new IOException("Cannot seek before the start of the range.");
-        }
-
-        _position = target;
-        return target;
+        _position = SeekTarget.Of(offset, origin, _position, _length, "range");
+        return _position;
     }
 
     public override void Flush()

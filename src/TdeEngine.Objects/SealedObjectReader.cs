@@ -123,20 +123,8 @@ public sealed class SealedObjectReader : Stream
     public override long Seek(long offset, SeekOrigin origin)
     {
         ThrowIfDisposed();
-        var target = origin switch
-        {
-            SeekOrigin.Begin => offset,
-            SeekOrigin.Current => _position + offset,
-            SeekOrigin.End => _length + offset,
-            _ => throw new ArgumentOutOfRangeException(nameof(origin)),
-        };
-        if (target < 0)
-        {
-            throw new IOException("Cannot seek before the start of the object.");
-        }
-
-        _position = target;
-        return target;
+        _position = SeekTarget.Of(offset, origin, _position, _length, "object");
+        return _position;
     }
 
     /// <summary>Does nothing: the stream is read-only.</summary>

@@ -24,6 +24,21 @@ internal sealed class CommandLine
     public IReadOnlyList<string> Operands { get; }
 
     /// <summary>
+    /// For no arguments (the usage on stderr, exit 2) or a request for help (on stdout, exit 0): the
+    /// exit code. Null when there is a command to run.
+    /// </summary>
+    public static int? Help(string[] args, string usage, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length > 0 && args[0] is not ("-h" or "--help" or "help"))
+        {
+            return null;
+        }
+
+        (args.Length == 0 ? stderr : stdout).Write(usage);
+        return args.Length == 0 ? 2 : 0;
+    }
+
+    /// <summary>
     /// Reads <paramref name="args"/>. <paramref name="flags"/> are the options this command takes
     /// without a value and <paramref name="options"/> those that take one; any other <c>--name</c> is
     /// refused, so a typo does not silently fall back to a default.

@@ -29,10 +29,9 @@ internal static class DiskCommand
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        if (CommandLine.Help(args, Usage, stdout, stderr) is { } exit)
         {
-            (args.Length == 0 ? stderr : stdout).Write(Usage);
-            return args.Length == 0 ? 2 : 0;
+            return exit;
         }
 
         var verb = args[0];
