@@ -249,12 +249,26 @@ public sealed class LocalBucket
 
     private sealed record PendingPut(string Path, string Temp, string KeyId, EncryptionContext Context, EncryptionContext Attributes);
 
-    /// <summary>OSS HeadObject: the object's metadata from its header, with no KMS call. <c>NoSuchKey</c> if absent.</summary>
+    /// <summary>
+    /// OSS HeadObject: the object's metadata from its header, with no KMS call. <c>NoSuchKey</c> if
+    /// absent; <c>Tde.InvalidParameter</c> if the file under this name was sealed for another name
+    /// (copied or renamed there), as GetObject would say, so its size and ETag are not reported as
+    /// this object's.
+    /// </summary>
     public ObjectMetadata HeadObject(string objectKey)
     {
         var path = PathOf(objectKey);
         using var file = OpenObjectFile(objectKey, path);
-        return ToMetadata(objectKey, SealedObject.InspectHeader(file).Info, path);
+        var info = SealedObject.InspectHeader(file).Info;
+        var expected = ContextOf(objectKey);
+        if (!info.Context.CanonicalBytes.SequenceEqual(expected.CanonicalBytes))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"The file of object '{objectKey}' holds sealed object {info.ObjectId}, bound to {info.Context}, not to {expected}: it was copied or renamed here. Upload the object under this name instead.",
+                path);
+        }
+
+        return ToMetadata(objectKey, info, path);
     }
 
     /// <summary>
@@ -315,10 +329,12 @@ public sealed class LocalBucket
             {
                 // Deleted while we listed.
             }
-            catch (TdeStorageException e) when (e.Code is TdeStorageException.Codes.NotSealedObject or TdeStorageException.Codes.EnvelopeDamaged)
+            catch (TdeStorageException e) when (e.Code is TdeStorageException.Codes.NotSealedObject or TdeStorageException.Codes.EnvelopeDamaged
+                                                          or TdeStorageException.Codes.InvalidParameter)
             {
-                // A stray file dropped into the folder, or an object whose header is damaged: not
-                // listed, so one bad file does not hide the others; HeadObject on its name says which.
+                // A stray file dropped into the folder, an object whose header is damaged, or one
+                // copied here from another name: not listed, so one bad file does not hide the
+                // others; HeadObject on its name says which.
             }
         }
 

@@ -152,6 +152,8 @@ public sealed class KmsCommandTests : IDisposable
         Assert.Contains("plaintext artist names found in the object's file: 0", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("GetObject Range: bytes=0-39 -> {\"invoice\":\"INV-0042\",\"customer\":\"Led Ze", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("(a copied file): refused, Tde.InvalidParameter", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("HeadObject of it (no KMS call: the header names another object): refused, Tde.InvalidParameter", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("HeadObject: 148 bytes; ListObjects invoices/: invoices/2026/11/inv-0042.json\n", result.Stdout.ReplaceLineEndings("\n"), StringComparison.Ordinal);
         Assert.Contains("GetObject invoices/2026/11/inv-0042.json: refused, Rejected.Disabled", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("EnableKey: GetObject reads 148 characters again", result.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"AliyunECSDiskEncryptDefaultRole +6 events, +2 refused", result.Stdout);

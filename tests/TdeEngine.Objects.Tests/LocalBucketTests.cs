@@ -311,9 +311,12 @@ public sealed class LocalBucketTests : IDisposable
         File.Copy(bucket.PathOf("a.txt"), bucket.PathOf("b.txt"));
 
         var error = Assert.Throws<TdeStorageException>(() => bucket.GetObject("b.txt"));
+        var head = Assert.Throws<TdeStorageException>(() => bucket.HeadObject("b.txt"));
 
         Assert.Equal(TdeStorageException.Codes.InvalidParameter, error.Code);
         Assert.Contains("photos/a.txt", error.Message, StringComparison.Ordinal);
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, head.Code);   // its size and ETag are not b.txt's
+        Assert.Equal(["a.txt"], bucket.ListObjects().Select(o => o.Key));
     }
 
     [Fact]

@@ -124,7 +124,11 @@ internal static class DemoCommand
         o.WriteLine($"   {cmk} is {deletion.GetProperty("KeyState").GetString()} until {deletion.GetProperty("DeleteDate").GetString()}");
 
         o.WriteLine();
-        o.WriteLine("Try the CLI on the same state:  ./tde kms ListKeys   ./tde db status " + DemoDatabase(kms) + "   ./tde db sql " + DemoDatabase(kms) + " \"SELECT count(*) FROM Track\"");
+        var demo = Path.Combine(kms.Options.Home, "demo");
+        o.WriteLine("Try the CLI on the same state:");
+        o.WriteLine($"   ./tde kms ListKeys                ./tde audit LookupEvents --EventName DisableKey      ./tde audit verify");
+        o.WriteLine($"   ./tde db status {DemoDatabase(kms)}   ./tde db sql {DemoDatabase(kms)} \"SELECT count(*) FROM Track\"");
+        o.WriteLine($"   ./tde disk inspect {Path.Combine(demo, "ecs", "d-data.img")}   ./tde oss ls {Path.Combine(demo, "oss", "demo-invoices")}");
         return 0;
     }
 

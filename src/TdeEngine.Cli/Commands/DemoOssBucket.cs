@@ -46,11 +46,12 @@ internal static class DemoOssBucket
         DemoCommand.Step(o, firstStep + 1, "Each object's data key is bound to its name: a copy of its file under another name does not open");
         File.Copy(bucket.PathOf(invoiceKey), bucket.PathOf("invoices/2026/11/inv-0043.json"));
         DemoCommand.Refused(o, "GetObject invoices/2026/11/inv-0043.json (a copied file)", () => bucket.GetObject("invoices/2026/11/inv-0043.json").Dispose());
+        DemoCommand.Refused(o, "HeadObject of it (no KMS call: the header names another object)", () => bucket.HeadObject("invoices/2026/11/inv-0043.json"));
 
         DemoCommand.Step(o, firstStep + 2, "Revoke the bucket's key (DisableKey): GetObject is refused, HeadObject still answers; EnableKey and it reads");
         admin.Call("DisableKey", ("KeyId", key));
         DemoCommand.Refused(o, "GetObject " + invoiceKey, () => bucket.GetObject(invoiceKey).Dispose());
-        o.WriteLine($"   HeadObject: {bucket.HeadObject(invoiceKey).Size} bytes, still listed ({bucket.ListObjects("invoices/").Count} objects under invoices/)");
+        o.WriteLine($"   HeadObject: {bucket.HeadObject(invoiceKey).Size} bytes; ListObjects invoices/: {string.Join(", ", bucket.ListObjects("invoices/").Select(m => m.Key))}");
         admin.Call("EnableKey", ("KeyId", key));
         using (var reader = new StreamReader(bucket.GetObject(invoiceKey)))
         {
