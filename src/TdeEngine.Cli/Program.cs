@@ -69,7 +69,7 @@ internal static class Program
           tde db decrypt FILE --out PLAIN_FILE
           tde db status FILE [--json]      Envelope, page size, reserve, pages per DEK version (no key needed)
           tde db sql FILE [SQL]            Run SQL through the TDE VFS (statements from stdin when no SQL)
-          tde disk create|inspect|write|read|snapshot|rewrap IMAGE ...   ECS-style encrypted disk images (tde disk --help)
+          tde disk create|inspect|write|read|snapshot|copy|rewrap IMAGE ...   ECS-style encrypted disk images (tde disk --help)
           tde oss mb|encryption|put|get|head|ls|rm|rewrap DIR ...        OSS-style buckets with server-side encryption (tde oss --help)
           tde version                      Print the version
 

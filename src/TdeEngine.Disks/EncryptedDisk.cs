@@ -365,7 +365,7 @@ public sealed class EncryptedDisk : IDisposable
                     var region = new byte[DiskHeader.RegionSize];
                     WriteSlots(_header, region);
                     RandomAccess.Write(copy, region, 0);
-                    CopyData(copy);
+                    ForEachWrittenRun((sector, run) => RandomAccess.Write(copy, run, DataOffset(sector)));
                     RandomAccess.FlushToDisk(copy);
                 }
 
@@ -373,6 +373,63 @@ public sealed class EncryptedDisk : IDisposable
                 DiskFile.MoveNoReplace(temp, target);
 
                 DirectoryFlush.Flush(directory);
+            }
+            catch
+            {
+                TryDelete(temp);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes a consistent copy of the disk to <paramref name="targetPath"/> under a <b>new DEK</b>
+    /// from <paramref name="kmsKeyId"/> (a new disk id too): every written sector is decrypted and
+    /// sealed again, as ECS re-encrypts a snapshot copied under another key. For a DEK that must be
+    /// retired (suspected leaked, or too old): copy, check, then delete the original and its snapshots.
+    /// </summary>
+    /// <remarks>
+    /// Taken under the disk's lock after a flush. Never-written sectors stay holes. The copy is built
+    /// in a temporary file beside the target (an attached disk of its own, fsynced), then moved into
+    /// place without replacing anything, and the folder is fsynced; a failure or a KMS refusal leaves
+    /// no file. Plaintext exists only in a pooled buffer, wiped when returned.
+    /// </remarks>
+    /// <returns>The new image's header.</returns>
+    /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> when <paramref name="targetPath"/> exists or its folder does not.</exception>
+    /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused the new DEK (propagated unchanged).</exception>
+    public EncryptedDiskInfo CreateReencryptedCopy(string targetPath, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(targetPath);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentException.ThrowIfNullOrEmpty(kmsKeyId);
+        ArgumentNullException.ThrowIfNull(context);
+        var target = System.IO.Path.GetFullPath(targetPath);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            DiskFile.ThrowIfExists(target);
+            DiskFile.ThrowIfFolderMissing(target);
+            RandomAccess.FlushToDisk(_handle);
+            var directory = DirectoryOf(target);
+            var temp = System.IO.Path.Combine(directory,
+                "." + System.IO.Path.GetFileName(target) + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
+            try
+            {
+                EncryptedDiskInfo info;
+                using (var copy = Create(temp, Size, keys, kmsKeyId, context, SectorSize))
+                {
+                    ForEachWrittenRun((sector, run) =>
+                    {
+                        _xts.DecryptSectors((ulong)sector, SectorSize, run);
+                        copy.Write(sector * SectorSize, run);
+                    });
+                    copy.Flush();
+                    info = copy._header.ToInfo();
+                }
+
+                DiskFile.MoveNoReplace(temp, target);
+                DirectoryFlush.Flush(directory);
+                return info;
             }
             catch
             {
@@ -400,33 +457,21 @@ public sealed class EncryptedDisk : IDisposable
 
     private long DataOffset(long sector) => DiskHeader.RegionSize + (sector * SectorSize);
 
-    private void CopyData(SafeFileHandle copy)
+    // Hands each run of written sectors of the disk, as ciphertext, to 'each' (its first sector and
+    // the bytes, which it may change in place); never-written (all-zero) sectors are skipped, so a
+    // copy stays sparse. The buffer is wiped when returned.
+    private void ForEachWrittenRun(Action<long, ArraySegment<byte>> each)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(SnapshotChunkBytes);
         try
         {
             for (long at = 0; at < Size; at += SnapshotChunkBytes)
             {
-                var chunk = buffer.AsSpan(0, (int)Math.Min(SnapshotChunkBytes, Size - at));
+                var chunk = new ArraySegment<byte>(buffer, 0, (int)Math.Min(SnapshotChunkBytes, Size - at));
                 ReadFully(_handle, chunk, DiskHeader.RegionSize + at, Path);
-                // Copy runs of written sectors; never-written (all-zero) sectors stay holes in the copy.
-                var sectors = chunk.Length / SectorSize;
-                for (var first = 0; first < sectors;)
+                foreach (var (first, count) in WrittenRuns(chunk))
                 {
-                    if (!IsWritten(chunk, first))
-                    {
-                        first++;
-                        continue;
-                    }
-
-                    var next = first + 1;
-                    while (next < sectors && IsWritten(chunk, next))
-                    {
-                        next++;
-                    }
-
-                    RandomAccess.Write(copy, chunk[(first * SectorSize)..(next * SectorSize)], DiskHeader.RegionSize + at + ((long)first * SectorSize));
-                    first = next;
+                    each((at / SectorSize) + first, chunk.Slice(first * SectorSize, count * SectorSize));
                 }
             }
         }
@@ -436,16 +481,9 @@ public sealed class EncryptedDisk : IDisposable
         }
     }
 
-    private bool IsWritten(ReadOnlySpan<byte> sectors, int index) =>
-        sectors.Slice(index * SectorSize, SectorSize).ContainsAnyExcept((byte)0);
-
-    // Reads whole sectors and decrypts them in place. An all-zero sector was never written (the image
-    // is sparse), and reads as zeros: decrypting it would give noise.
-    private void ReadSectors(long firstSector, ArraySegment<byte> sectors)
+    // The runs of written (not all-zero) sectors in 'sectors': the index of the first and how many.
+    private IEnumerable<(int First, int Count)> WrittenRuns(ArraySegment<byte> sectors)
     {
-        ReadFully(_handle, sectors, DataOffset(firstSector), Path);
-
-        // Decrypt each run of written sectors at once (two ECB calls per run, not per sector).
         var count = sectors.Count / SectorSize;
         for (var i = 0; i < count;)
         {
@@ -461,8 +499,24 @@ public sealed class EncryptedDisk : IDisposable
                 run++;
             }
 
-            _xts.DecryptSectors((ulong)(firstSector + i), SectorSize, sectors.Slice(i * SectorSize, run * SectorSize));
+            yield return (i, run);
             i += run;
+        }
+    }
+
+    private bool IsWritten(ReadOnlySpan<byte> sectors, int index) =>
+        sectors.Slice(index * SectorSize, SectorSize).ContainsAnyExcept((byte)0);
+
+    // Reads whole sectors and decrypts them in place. An all-zero sector was never written (the image
+    // is sparse), and reads as zeros: decrypting it would give noise.
+    private void ReadSectors(long firstSector, ArraySegment<byte> sectors)
+    {
+        ReadFully(_handle, sectors, DataOffset(firstSector), Path);
+
+        // Decrypt each run of written sectors at once (two ECB calls per run, not per sector).
+        foreach (var (first, count) in WrittenRuns(sectors))
+        {
+            _xts.DecryptSectors((ulong)(firstSector + first), SectorSize, sectors.Slice(first * SectorSize, count * SectorSize));
         }
     }
 

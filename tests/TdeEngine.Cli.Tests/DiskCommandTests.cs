@@ -120,6 +120,26 @@ public sealed class DiskCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_copy_under_a_new_DEK_reads_back_and_no_longer_needs_the_old_key()
+    {
+        var payload = Payload("copy.txt");
+        Ok("disk", "create", File("src.img"), "--size", "1M");
+        Ok("disk", "write", File("src.img"), "--offset", "4096", "--from", payload);
+        var target = JsonDocument.Parse(Ok("kms", "CreateKey", "--Description", "disk copy").Stdout).RootElement.GetProperty("KeyMetadata");
+
+        var copied = Ok("disk", "copy", File("src.img"), File("dst.img"), "--key", target.GetProperty("KeyId").GetString()!).Stdout;
+        Ok("disk", "read", File("dst.img"), "--offset", "4096", "--length", new FileInfo(payload).Length.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", File("from-copy.txt"));
+
+        Assert.Contains("under a new DEK", copied, StringComparison.Ordinal);
+        Assert.Contains(target.GetProperty("Arn").GetString()!, copied, StringComparison.Ordinal);
+        Assert.Equal(System.IO.File.ReadAllBytes(payload), System.IO.File.ReadAllBytes(File("from-copy.txt")));
+        Assert.False(Contains(File("dst.img"), "Aerosmith"), "the copy holds the plaintext");
+        var again = CliProcess.Run(_home, "disk", "copy", File("src.img"), File("dst.img"));
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("Tde.InvalidParameter", again.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Rewrap_to_another_key_lets_the_old_key_be_disabled()
     {
         var oldKey = NewKey();

@@ -80,4 +80,68 @@ public sealed class SnapshotTests : IDisposable
         Assert.Equal("new", File.ReadAllText(_dir.File("free.img")));
         Assert.False(File.Exists(_dir.File("a.tmp")));
     }
+
+    [Fact]
+    public void A_reencrypted_copy_reads_the_same_under_a_new_DEK_and_key_with_every_sector_sealed_anew()
+    {
+        var oldKey = TestKms.NewKey();
+        var newKey = TestKms.NewKey();
+        var data = DiskFolder.Pattern((3 * 4096) + 100, 4);
+        string sourceId;
+        using (var disk = _dir.Create("disk.img", 64 * 4096, keyId: oldKey))
+        {
+            disk.Write(5000, data);
+            disk.Write(40 * 4096, DiskFolder.Pattern(4096, 5));
+            sourceId = disk.DiskId;
+            var info = disk.CreateReencryptedCopy(_dir.File("copy.img"), TestKms.Keys, newKey, DiskFolder.Context("copy"));
+
+            Assert.NotEqual(sourceId, info.DiskId);
+            Assert.Equal(TestKms.Arn(newKey), info.KmsKeyArn);
+        }
+
+        var source = _dir.Raw("disk.img");
+        var copy = _dir.Raw("copy.img");
+        for (var sector = 0; sector < 64; sector++)
+        {
+            var at = DiskFolder.HeaderRegion + (sector * 4096);
+            var written = source.AsSpan(at, 4096).ContainsAnyExcept((byte)0);
+            Assert.Equal(written, copy.AsSpan(at, 4096).ContainsAnyExcept((byte)0));   // the same sectors written, the rest holes
+            if (written)
+            {
+                Assert.False(source.AsSpan(at, 4096).SequenceEqual(copy.AsSpan(at, 4096)));   // sealed anew under the new DEK
+            }
+        }
+
+        TestKms.Kms.DisableKey(TestKms.Caller, oldKey);
+        try
+        {
+            using var reopened = EncryptedDisk.Open(_dir.File("copy.img"), TestKms.Keys);
+            var back = new byte[data.Length];
+            reopened.Read(5000, back);
+            Assert.Equal(data, back);
+            Assert.Equal(DiskFolder.Context("copy").ToString(), reopened.Context.ToString());
+        }
+        finally
+        {
+            TestKms.Kms.EnableKey(TestKms.Caller, oldKey);
+        }
+    }
+
+    [Fact]
+    public void A_reencrypted_copy_refused_by_the_KMS_or_onto_an_existing_file_leaves_no_new_file()
+    {
+        var disabled = TestKms.NewKey();
+        TestKms.Kms.DisableKey(TestKms.Caller, disabled);
+        File.WriteAllText(_dir.File("taken.img"), "keep me");
+        using var disk = _dir.Create("disk.img");
+        disk.Write(0, "data"u8);
+
+        var refused = Assert.Throws<TdeEngine.Kms.Errors.KmsException>(() => disk.CreateReencryptedCopy(_dir.File("copy.img"), TestKms.Keys, disabled, DiskFolder.Context("c")));
+        var taken = Assert.Throws<TdeStorageException>(() => disk.CreateReencryptedCopy(_dir.File("taken.img"), TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("c")));
+
+        Assert.Equal("Rejected.Disabled", refused.Code);
+        Assert.Equal(TdeStorageException.Codes.InvalidParameter, taken.Code);
+        Assert.Equal("keep me", File.ReadAllText(_dir.File("taken.img")));
+        Assert.Equal(["disk.img", "taken.img"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
 }

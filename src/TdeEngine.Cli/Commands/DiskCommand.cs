@@ -16,6 +16,7 @@ internal static class DiskCommand
           tde disk write IMAGE --offset N [--from FILE]            (the bytes of FILE, or of stdin, at byte offset N)
           tde disk read IMAGE --offset N --length L [--out FILE]   (raw bytes to stdout or FILE)
           tde disk snapshot IMAGE SNAPSHOT                         (a new image with the same key, DEK and data)
+          tde disk copy IMAGE TARGET [--key KEY] [--context JSON]  (a copy under a new DEK: every written sector re-encrypted; default: the same key and context)
           tde disk rewrap IMAGE [--key KEY]                        (the DEK under KEY's current version; only the header changes)
         SIZE is bytes or a number with K, M, G or T (powers of 1024): 64M, 1G.
         KEY is a KMS key id, ARN or alias (default alias/acs/ecs; for rewrap, the key that wraps the DEK now).
@@ -43,6 +44,7 @@ internal static class DiskCommand
             "write" => Write(CommandLine.Parse(rest, Usage, ["offset", "from"]), stdout, stderr),
             "read" => Read(CommandLine.Parse(rest, Usage, ["offset", "length", "out"]), stdout, stderr),
             "snapshot" => Snapshot(CommandLine.Parse(rest, Usage, []), stdout, stderr),
+            "copy" => Copy(CommandLine.Parse(rest, Usage, ["key", "context"]), stdout, stderr),
             "rewrap" => Rewrap(CommandLine.Parse(rest, Usage, ["key"]), stdout, stderr),
             _ => throw new CliUsageException($"unknown 'tde disk' command '{verb}'.\n{Usage}"),
         };
@@ -220,6 +222,22 @@ internal static class DiskCommand
             using var disk = EncryptedDisk.Open(image, CliDataKeys.AsRoot(services));
             disk.CreateSnapshot(snapshot);
             stdout.WriteLine($"snapshot of disk {disk.DiskId} written to {Path.GetFullPath(snapshot)} (same DEK, wrapped by {disk.KmsKeyArn})");
+            return 0;
+        });
+    }
+
+    private static int Copy(CommandLine line, TextWriter stdout, TextWriter stderr)
+    {
+        var image = Image(line, 2);
+        var target = line.Operand(1, "TARGET (the re-encrypted image to write)");
+        return CliErrors.Run(stderr, () =>
+        {
+            using var services = CliServices.Open();
+            using var disk = EncryptedDisk.Open(image, CliDataKeys.AsRoot(services));
+            var context = line.Get("context") is { } json ? EncryptionContext.Parse(json, "--context") : disk.Context;
+            var info = disk.CreateReencryptedCopy(target, CliDataKeys.AsRoot(services), line.Get("key") ?? disk.KmsKeyArn, context);
+            stdout.WriteLine($"re-encrypted copy of disk {disk.DiskId} written to {Path.GetFullPath(target)} under a new DEK");
+            PrintInfo(stdout, info);
             return 0;
         });
     }
