@@ -104,6 +104,47 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
     }
 
     [Fact]
+    public void A_disk_image_and_a_sealed_object_are_sealed_under_an_HSM_key_and_rewrap_after_its_rotation()
+    {
+        var keyId = NewHsmKey();
+        var keys = new Storage.Keys.KmsDataKeyProvider(hsm.Kms);
+        var image = Path.Combine(hsm.Root, "hsm-disk.img");
+        var objectPath = Path.Combine(hsm.Root, "hsm-object.tdeo");
+        var context = EncryptionContext.From([new("scenario", "hsm")]);
+        using (var disk = Disks.EncryptedDisk.Create(image, 64 * 1024, keys, keyId, context))
+        {
+            disk.Write(100, "a disk sector under an HSM key"u8);
+        }
+
+        using (var file = File.Create(objectPath))
+        {
+            Objects.SealedObject.Seal(new MemoryStream("an object under an HSM key"u8.ToArray()), file, keys, keyId, context);
+        }
+
+        var v2 = hsm.Kms.CreateKeyVersion(_me, keyId);
+        Disks.EncryptedDisk.Rewrap(image, keys, keyId);
+        Objects.SealedObject.RewrapFile(objectPath, keys, keyId);
+
+        using (var disk = Disks.EncryptedDisk.Open(image, keys))
+        {
+            var back = new byte[30];
+            disk.Read(100, back);
+            Assert.Equal("a disk sector under an HSM key", Encoding.UTF8.GetString(back));
+        }
+
+        using (var reader = new StreamReader(Objects.SealedObject.Open(File.OpenRead(objectPath), keys, context)))
+        {
+            Assert.Equal("an object under an HSM key", reader.ReadToEnd());
+        }
+
+        // Re-wrapped under the key's primary version (v2, generated in the token), and still named by the key.
+        Assert.EndsWith(keyId, Disks.EncryptedDisk.Inspect(image).KmsKeyArn, StringComparison.Ordinal);
+        Assert.Equal(v2.KeyVersionId, hsm.Kms.DescribeKey(_me, keyId).PrimaryKeyVersion);
+        Assert.DoesNotContain("under an HSM key", Encoding.UTF8.GetString(File.ReadAllBytes(image)), StringComparison.Ordinal);
+        Assert.DoesNotContain("under an HSM key", Encoding.UTF8.GetString(File.ReadAllBytes(objectPath)), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void OAEP_with_SHA_256_is_refused_clearly_by_a_token_that_only_does_SHA_1()
     {
         var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
