@@ -1,12 +1,16 @@
+using Microsoft.Data.Sqlite;
 using TdeEngine.Kms.Errors;
+using TdeEngine.Sqlite;
 using TdeEngine.Storage.Errors;
 
 namespace TdeEngine.Cli.Commands;
 
 /// <summary>
-/// How <c>tde disk</c> and <c>tde oss</c> report a refusal: <c>Error: CODE: message</c> on stderr and
-/// exit code 1, as <c>tde db</c> does. The code is the KMS's (<c>Rejected.Disabled</c>, ...) or the
-/// storage library's (<c>Tde.DiskInUse</c>, <c>NoSuchKey</c>, ...), unchanged.
+/// How <c>tde db</c>, <c>tde disk</c> and <c>tde oss</c> report a refusal: <c>Error: CODE: message</c>
+/// on stderr and exit code 1. The code is the KMS's (<c>Rejected.Disabled</c>, ...), the storage
+/// library's (<c>Tde.DiskInUse</c>, <c>NoSuchKey</c>, ...) unchanged, the TDE cause behind an SQLite
+/// error, <c>SQLite.N</c> for SQLite's own, or <c>Tde.Failed</c> for an operating-system error (a file
+/// that cannot be read or written) or a timeout.
 /// </summary>
 internal static class CliErrors
 {
@@ -26,7 +30,11 @@ internal static class CliErrors
         {
             return Print(stderr, e.Code, e.Message);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException)
+        catch (SqliteException e)
+        {
+            return TdeSqlite.LastError is { } cause ? Print(stderr, cause.Code, cause.Message) : Print(stderr, $"SQLite.{e.SqliteErrorCode}", e.Message);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException or FormatException or TimeoutException)
         {
             return Print(stderr, "Tde.Failed", e.Message);
         }

@@ -48,7 +48,7 @@ internal static class DbCommand
         using var services = CliServices.Open();
         var kms = services.Kms;
         TdeSqlite.Register(services.Gateway, () => services.RootContext with { RequestId = KmsCallContext.NewRequestId() });
-        try
+        return CliErrors.Run(stderr, () =>
         {
             switch (verb)
             {
@@ -89,30 +89,14 @@ internal static class DbCommand
                 default:
                     throw new CliUsageException($"unknown 'tde db' command '{verb}'.\n{Usage}");
             }
-        }
-        catch (TdeStorageException e)
-        {
-            return Error(stderr, e.Code, e.Message);
-        }
-        catch (KmsException e)
-        {
-            return Error(stderr, e.Code, e.Message);
-        }
-        catch (SqliteException e)
-        {
-            return TdeSqlite.LastError is { } cause ? Error(stderr, cause.Code, cause.Message) : Error(stderr, $"SQLite.{e.SqliteErrorCode}", e.Message);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException or FormatException or TimeoutException)
-        {
-            return Error(stderr, "Tde.Failed", e.Message);
-        }
+        });
     }
 
     private static int Sql(string file, string sql, TextWriter stdout, TextWriter stderr)
     {
         if (!File.Exists(file))
         {
-            return Error(stderr, TdeStorageException.Codes.NotTdeDatabase, $"'{file}' does not exist. Create it with 'tde db create {file}'.");
+            return CliErrors.Print(stderr, TdeStorageException.Codes.NotTdeDatabase, $"'{file}' does not exist. Create it with 'tde db create {file}'.");
         }
 
         using var connection = new SqliteConnection(TdeSqlite.ConnectionString(file, SqliteOpenMode.ReadWrite));
@@ -196,11 +180,11 @@ internal static class DbCommand
         }
         catch (TdeStorageException e)
         {
-            return Error(stderr, e.Code, e.Message);
+            return CliErrors.Print(stderr, e.Code, e.Message);
         }
         catch (IOException e)
         {
-            return Error(stderr, "Tde.Failed", e.Message);
+            return CliErrors.Print(stderr, "Tde.Failed", e.Message);
         }
 
         if (json)
@@ -270,12 +254,6 @@ internal static class DbCommand
         }
 
         return 0;
-    }
-
-    private static int Error(TextWriter stderr, string code, string message)
-    {
-        stderr.WriteLine($"Error: {code}: {message}");
-        return 1;
     }
 
     private static PageCipherSuite? Cipher(Dictionary<string, string> options) =>
