@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
@@ -190,6 +191,24 @@ internal sealed class XtsAes256 : IDisposable
             var lo = BinaryPrimitives.ReadUInt64LittleEndian(tweaks[(u * BlockSize)..]);
             var hi = BinaryPrimitives.ReadUInt64LittleEndian(tweaks[((u * BlockSize) + 8)..]);
             var unit = mask.Slice(u * sectorSize, sectorSize);
+            if (BitConverter.IsLittleEndian)
+            {
+                // The same little-endian words, stored as machine words (no per-block slicing).
+                var words = MemoryMarshal.Cast<byte, ulong>(unit);
+                words[0] = lo;
+                words[1] = hi;
+                for (var w = 2; w + 1 < words.Length; w += 2)
+                {
+                    var carry = hi >> 63;
+                    hi = (hi << 1) | (lo >> 63);
+                    lo = (lo << 1) ^ (carry * 0x87);
+                    words[w] = lo;
+                    words[w + 1] = hi;
+                }
+
+                continue;
+            }
+
             BinaryPrimitives.WriteUInt64LittleEndian(unit, lo);
             BinaryPrimitives.WriteUInt64LittleEndian(unit[8..], hi);
             for (var at = BlockSize; at < unit.Length; at += BlockSize)
@@ -205,10 +224,20 @@ internal sealed class XtsAes256 : IDisposable
 
     private static void Xor(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, Span<byte> destination)
     {
-        // XOR is byte-order independent, so the bytes can be processed as machine words.
-        var a64 = MemoryMarshal.Cast<byte, ulong>(a);
-        var b64 = MemoryMarshal.Cast<byte, ulong>(b);
-        var d64 = MemoryMarshal.Cast<byte, ulong>(destination);
+        // XOR is byte-order independent, so the bytes can be processed as SIMD vectors, then words
+        // (sector sizes are multiples of 16 bytes; a vector may be 16, 32 or 64 bytes).
+        var va = MemoryMarshal.Cast<byte, Vector<byte>>(a);
+        var vb = MemoryMarshal.Cast<byte, Vector<byte>>(b);
+        var vd = MemoryMarshal.Cast<byte, Vector<byte>>(destination);
+        for (var i = 0; i < vd.Length; i++)
+        {
+            vd[i] = va[i] ^ vb[i];
+        }
+
+        var done = vd.Length * Vector<byte>.Count;
+        var a64 = MemoryMarshal.Cast<byte, ulong>(a[done..]);
+        var b64 = MemoryMarshal.Cast<byte, ulong>(b[done..]);
+        var d64 = MemoryMarshal.Cast<byte, ulong>(destination[done..]);
         for (var i = 0; i < d64.Length; i++)
         {
             d64[i] = a64[i] ^ b64[i];
