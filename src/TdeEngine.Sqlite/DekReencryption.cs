@@ -42,6 +42,10 @@ internal sealed class DekReencryption : IDisposable
     private readonly DekCache _keys;
     private readonly bool _wal;
     private readonly TimeSpan _lockTimeout;
+
+    // How long the job's connections wait inside SQLite for a lock before Microsoft.Data.Sqlite's own retry.
+    private const int JobBusyTimeoutMs = 20;
+
     private readonly byte[] _plain;
     private ulong? _walAtSwitch;
 
@@ -65,6 +69,15 @@ internal sealed class DekReencryption : IDisposable
             _wal = string.Equals(command.ExecuteScalar() as string, "wal", StringComparison.OrdinalIgnoreCase);
             _checkpointer = new SqliteConnection(TdeSqlite.ConnectionString(path, SqliteOpenMode.ReadWrite));
             _checkpointer.Open();
+
+            // The job waits inside SQLite for its lock, but briefly (the app's TDE connections wait up
+            // to TdeStorageOptions.BusyTimeout). Waiting holds SQLite's PENDING lock, which stops new
+            // readers, so the job gets its turn even under readers that never pause; not waiting at
+            // all starved it (a rollback-mode rekey beside a busy reader took over a minute), and
+            // waiting as long as the app would cost the app more. Measured: docs/benchmarks.md,
+            // "rekey under load".
+            TdeDatabases.Execute(_connection, $"PRAGMA busy_timeout = {JobBusyTimeoutMs}");
+            TdeDatabases.Execute(_checkpointer, $"PRAGMA busy_timeout = {JobBusyTimeoutMs}");
             _plain = GC.AllocateUninitializedArray<byte>(TdeDatabases.ReadEnvelope(_file).PageSize, pinned: true);
         }
         catch

@@ -37,6 +37,17 @@ public sealed class TdeStorageOptions
     /// </summary>
     public long MemoryMapSize { get; set; }
 
+    /// <summary>
+    /// How long a connection to a TDE database waits inside SQLite for a lock another connection
+    /// holds: SQLite's <c>PRAGMA busy_timeout</c>, set when the connection opens (the app's own PRAGMA
+    /// still overrides it). SQLite then retries in steps of a few milliseconds. Without it,
+    /// Microsoft.Data.Sqlite retries a busy statement only after sleeping 150 ms, so a commit that
+    /// meets another writer, a checkpoint or a <c>tde db rekey</c> batch waits hundreds of
+    /// milliseconds instead of a few (docs/benchmarks.md, "rekey under load"). Default 5 seconds;
+    /// zero leaves SQLite's default (no wait).
+    /// </summary>
+    public TimeSpan BusyTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The clock for the DEK cache.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -51,6 +62,10 @@ public sealed class TdeStorageOptions
         }
 
         ArgumentOutOfRangeException.ThrowIfNegative(MemoryMapSize);
+        if (BusyTimeout < TimeSpan.Zero || BusyTimeout.TotalMilliseconds > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(BusyTimeout), "The busy timeout is from zero to int.MaxValue milliseconds.");
+        }
         ArgumentNullException.ThrowIfNull(TimeProvider);
     }
 

@@ -64,6 +64,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// <summary>The <c>PRAGMA mmap_size</c> a new connection to this file gets (0: none); see <see cref="TdeStorageOptions.MemoryMapSize"/>.</summary>
     public long MemoryMapSize { get; set; }
 
+    /// <summary>The <c>PRAGMA busy_timeout</c> (milliseconds) a new connection to this file gets (0: none); see <see cref="TdeStorageOptions.BusyTimeout"/>.</summary>
+    public int BusyTimeoutMs { get; set; }
+
     public DatabaseCrypto Crypto { get; }
 
     private int P => Crypto.PageSize;

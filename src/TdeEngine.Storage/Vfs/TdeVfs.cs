@@ -213,6 +213,7 @@ internal static unsafe class TdeVfs
         {
             var handler = MainDatabaseHandler.Open(underlying, path!, config.Keys);
             handler.MemoryMapSize = memoryMapSize;
+            handler.BusyTimeoutMs = (int)config.Options.BusyTimeout.TotalMilliseconds;
             return handler;
         }
 
@@ -293,9 +294,9 @@ internal static unsafe class TdeVfs
 
     /// <summary>
     /// Runs for every new SQLite connection (<c>sqlite3_auto_extension</c>). When its main database
-    /// is a TDE database with a memory-map size (options or <c>mmap_size=</c> in the URI), it sets
-    /// <c>PRAGMA mmap_size</c>, so apps change only their connection string. Other connections are
-    /// left alone.
+    /// is a TDE database, it sets <c>PRAGMA busy_timeout</c> (<see cref="TdeStorageOptions.BusyTimeout"/>)
+    /// and, with a memory-map size (options or <c>mmap_size=</c> in the URI), <c>PRAGMA mmap_size</c>,
+    /// so apps change only their connection string. Other connections are left alone.
     /// </summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int ApplyConnectionDefaults(IntPtr db, byte** errorMessage, void* api)
@@ -306,12 +307,15 @@ internal static unsafe class TdeVfs
             fixed (byte* main = "main\0"u8)
             {
                 if (SqliteNative.sqlite3_file_control(db, main, SqliteNative.SQLITE_FCNTL_FILE_POINTER, &file) != SqliteNative.SQLITE_OK
-                    || file is null || file->pMethods != s_methods || Handler(file) is not MainDatabaseHandler { MemoryMapSize: > 0 } handler)
+                    || file is null || file->pMethods != s_methods || Handler(file) is not MainDatabaseHandler handler
+                    || (handler.MemoryMapSize == 0 && handler.BusyTimeoutMs == 0))
                 {
                     return SqliteNative.SQLITE_OK;
                 }
 
-                var sql = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"PRAGMA main.mmap_size={handler.MemoryMapSize}\0"));
+                var pragmas = (handler.BusyTimeoutMs > 0 ? string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout={handler.BusyTimeoutMs};") : "") +
+                              (handler.MemoryMapSize > 0 ? string.Create(CultureInfo.InvariantCulture, $"PRAGMA main.mmap_size={handler.MemoryMapSize};") : "");
+                var sql = Encoding.UTF8.GetBytes(pragmas + "\0");
                 fixed (byte* p = sql)
                 {
                     return SqliteNative.sqlite3_exec(db, p, null, null, null);
