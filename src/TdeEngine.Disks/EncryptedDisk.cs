@@ -80,9 +80,16 @@ public sealed class EncryptedDisk : IDisposable
     /// <param name="kmsKeyId">The KMS key (id, ARN or alias, for example <c>alias/acs/ecs</c>) that wraps the DEK.</param>
     /// <param name="context">The EncryptionContext the DEK is bound to; stored in the header.</param>
     /// <param name="sectorSize">512 or 4096.</param>
+    /// <param name="preallocate">
+    /// False (default): a sparse image, where a sector that was never written reads as zeros, so an
+    /// attacker who can write the image can also reset any sector to zeros. True: every sector is
+    /// written with encrypted zeros now (the whole size on disk, and the time to write it), and no
+    /// sector is special afterwards: a zeroed ciphertext reads as noise, as with plain XTS.
+    /// </param>
     /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> for a bad size or sector size, an existing file, or a key ARN and context too long for the header.</exception>
     /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused to generate the DEK (propagated unchanged).</exception>
-    public static EncryptedDisk Create(string path, long sizeBytes, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context, int sectorSize = 4096)
+    public static EncryptedDisk Create(string path, long sizeBytes, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context, int sectorSize = 4096,
+        bool preallocate = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(keys);
@@ -114,6 +121,7 @@ public sealed class EncryptedDisk : IDisposable
             KmsKeyArn = dataKey.KmsKeyArn,
             Context = context,
             WrappedDek = dataKey.Wrapped,
+            Preallocated = preallocate,
         };
         CheckFits(header, fullPath);
 
@@ -137,7 +145,13 @@ public sealed class EncryptedDisk : IDisposable
             RandomAccess.FlushToDisk(handle);
             DirectoryFlush.Flush(DirectoryOf(fullPath));
             xts = DiskKeyDerivation.CreateCipher(dataKey.Plaintext.Span, diskId);
-            return new EncryptedDisk(fullPath, handle, header, xts);
+            var disk = new EncryptedDisk(fullPath, handle, header, xts);
+            if (preallocate)
+            {
+                disk.WriteEncryptedZeros();
+            }
+
+            return disk;
         }
         catch
         {
@@ -416,7 +430,7 @@ public sealed class EncryptedDisk : IDisposable
             try
             {
                 EncryptedDiskInfo info;
-                using (var copy = Create(temp, Size, keys, kmsKeyId, context, SectorSize))
+                using (var copy = Create(temp, Size, keys, kmsKeyId, context, SectorSize, _header.Preallocated))
                 {
                     ForEachWrittenRun((sector, run) =>
                     {
@@ -481,10 +495,41 @@ public sealed class EncryptedDisk : IDisposable
         }
     }
 
+    // Preallocation: every sector sealed from zeros, in runs, then fsynced.
+    private void WriteEncryptedZeros()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxChunkBytes);
+        try
+        {
+            for (long sector = 0; sector < Size / SectorSize;)
+            {
+                var count = (int)Math.Min((Size / SectorSize) - sector, MaxChunkBytes / SectorSize);
+                var run = new ArraySegment<byte>(buffer, 0, count * SectorSize);
+                run.AsSpan().Clear();
+                _xts.EncryptSectors((ulong)sector, SectorSize, run);
+                RandomAccess.Write(_handle, run, DataOffset(sector));
+                sector += count;
+            }
+
+            RandomAccess.FlushToDisk(_handle);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
+
     // The runs of written (not all-zero) sectors in 'sectors': the index of the first and how many.
+    // On a preallocated image every sector counts as written, all-zero or not.
     private IEnumerable<(int First, int Count)> WrittenRuns(ArraySegment<byte> sectors)
     {
         var count = sectors.Count / SectorSize;
+        if (_header.Preallocated)
+        {
+            yield return (0, count);
+            yield break;
+        }
+
         for (var i = 0; i < count;)
         {
             if (!IsWritten(sectors, i))

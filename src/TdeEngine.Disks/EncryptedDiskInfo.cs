@@ -10,4 +10,11 @@ namespace TdeEngine.Disks;
 /// <param name="KmsKeyArn">The ARN of the KMS key that wraps the disk's data key.</param>
 /// <param name="Context">The EncryptionContext the data key is bound to.</param>
 /// <param name="FormatVersion">The version of the image format (1).</param>
-public sealed record EncryptedDiskInfo(string DiskId, long Size, int SectorSize, string Cipher, string KmsKeyArn, EncryptionContext Context, int FormatVersion);
+public sealed record EncryptedDiskInfo(string DiskId, long Size, int SectorSize, string Cipher, string KmsKeyArn, EncryptionContext Context, int FormatVersion)
+{
+    /// <summary>
+    /// True when every sector was written (encrypted zeros) at creation: no sector reads as "never
+    /// written", so zeroing a sector's ciphertext gives noise, not zeros (docs/disks.md).
+    /// </summary>
+    public bool Preallocated { get; init; }
+}

@@ -101,6 +101,21 @@ public sealed class DiskCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_preallocated_disk_says_so_and_holds_no_all_zero_sector()
+    {
+        var created = Ok("disk", "create", File("pre.img"), "--size", "64K", "--preallocate").Stdout;
+        var inspect = JsonDocument.Parse(Ok("disk", "inspect", File("pre.img"), "--json").Stdout).RootElement;
+
+        Assert.Contains("preallocated", created, StringComparison.Ordinal);
+        Assert.True(inspect.GetProperty("Preallocated").GetBoolean());
+        var raw = System.IO.File.ReadAllBytes(File("pre.img"));
+        for (var at = 8192; at < raw.Length; at += 4096)
+        {
+            Assert.True(raw.AsSpan(at, 4096).ContainsAnyExcept((byte)0), $"the sector at {at} is all zeros");
+        }
+    }
+
+    [Fact]
     public void A_snapshot_reads_back_what_the_disk_held()
     {
         var payload = Payload("snap.txt");

@@ -282,6 +282,50 @@ public sealed partial class EncryptedDiskTests : IDisposable
     }
 
     [Fact]
+    public void A_preallocated_disk_has_no_all_zero_sector_and_a_zeroed_sector_reads_as_noise_not_zeros()
+    {
+        using (var disk = EncryptedDisk.Create(_dir.File("p.img"), 16 * 4096, TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("p"), preallocate: true))
+        {
+            Assert.True(EncryptedDisk.Inspect(_dir.File("p.img")).Preallocated);
+            var never = new byte[4096];
+            disk.Read(5 * 4096, never);
+            Assert.True(never.AsSpan().IndexOfAnyExcept((byte)0) < 0);   // never written by the app: zeros, sealed at creation
+            disk.Write(3 * 4096, DiskFolder.Pattern(4096, 9));
+        }
+
+        var raw = _dir.Raw("p.img");
+        for (var sector = 0; sector < 16; sector++)
+        {
+            Assert.True(raw.AsSpan(DiskFolder.HeaderRegion + (sector * 4096), 4096).ContainsAnyExcept((byte)0), $"sector {sector} is all zeros on disk");
+        }
+
+        // An attacker zeroes the ciphertext of the written sector: it no longer reads as zeros (a chosen plaintext), but as noise.
+        _dir.Patch("p.img", DiskFolder.HeaderRegion + (3 * 4096), new byte[4096]);
+        using var reopened = EncryptedDisk.Open(_dir.File("p.img"), TestKms.Keys);
+        var back = new byte[4096];
+        reopened.Read(3 * 4096, back);
+        Assert.True(back.AsSpan().ContainsAnyExcept((byte)0));
+        Assert.False(back.AsSpan().SequenceEqual(DiskFolder.Pattern(4096, 9)));
+    }
+
+    [Fact]
+    public void Snapshots_and_reencrypted_copies_of_a_preallocated_disk_stay_preallocated()
+    {
+        using var disk = EncryptedDisk.Create(_dir.File("p.img"), 8 * 4096, TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("p"), preallocate: true);
+        disk.Write(100, "kept"u8);
+        disk.CreateSnapshot(_dir.File("p.snap"));
+        var copy = disk.CreateReencryptedCopy(_dir.File("p.copy"), TestKms.Keys, TestKms.NewKey(), DiskFolder.Context("p"));
+
+        Assert.True(EncryptedDisk.Inspect(_dir.File("p.snap")).Preallocated);
+        Assert.True(copy.Preallocated);
+        Assert.False(EncryptedDisk.Inspect(_dir.File("p.copy")).KmsKeyArn == disk.KmsKeyArn);
+        using var reopened = EncryptedDisk.Open(_dir.File("p.copy"), TestKms.Keys);
+        var back = new byte[4];
+        reopened.Read(100, back);
+        Assert.Equal("kept"u8.ToArray(), back);
+    }
+
+    [Fact]
     public void A_missing_image_is_DiskNotFound_and_a_folder_is_NotTdeDisk_for_Open_Inspect_and_Rewrap()
     {
         Directory.CreateDirectory(_dir.File("folder.img"));

@@ -11,7 +11,8 @@ internal static class DiskCommand
 {
     private const string Usage = """
         Usage:
-          tde disk create IMAGE --size SIZE [--key KEY] [--sector-size 512|4096] [--context JSON]
+          tde disk create IMAGE --size SIZE [--key KEY] [--sector-size 512|4096] [--context JSON] [--preallocate]
+                                                                   (--preallocate: every sector written now, so none can be reset to zeros)
           tde disk inspect IMAGE [--json]                          (the header only: no KMS call, works while attached or the key is disabled)
           tde disk write IMAGE --offset N [--from FILE]            (the bytes of FILE, or of stdin, at byte offset N)
           tde disk read IMAGE --offset N --length L [--out FILE]   (raw bytes to stdout or FILE)
@@ -39,7 +40,7 @@ internal static class DiskCommand
         var rest = args.AsSpan(1);
         return verb switch
         {
-            "create" => Create(CommandLine.Parse(rest, Usage, ["size", "key", "sector-size", "context"]), stdout, stderr),
+            "create" => Create(CommandLine.Parse(rest, Usage, ["size", "key", "sector-size", "context"], "preallocate"), stdout, stderr),
             "inspect" => Inspect(CommandLine.Parse(rest, Usage, [], "json"), stdout, stderr),
             "write" => Write(CommandLine.Parse(rest, Usage, ["offset", "from"]), stdout, stderr),
             "read" => Read(CommandLine.Parse(rest, Usage, ["offset", "length", "out"]), stdout, stderr),
@@ -67,7 +68,7 @@ internal static class DiskCommand
                 ? EncryptionContext.Parse(json, "--context")
                 : EncryptionContext.From([new("acs:ecs:disk", Path.GetFileName(Path.GetFullPath(image)))]);
             using var services = CliServices.Open();
-            EncryptedDisk.Create(image, size, CliDataKeys.AsRoot(services), line.Get("key") ?? DefaultKey, context, sectorSize).Dispose();
+            EncryptedDisk.Create(image, size, CliDataKeys.AsRoot(services), line.Get("key") ?? DefaultKey, context, sectorSize, line.Has("preallocate")).Dispose();
             stdout.WriteLine($"created {Path.GetFullPath(image)}");
             PrintInfo(stdout, EncryptedDisk.Inspect(image));
             return 0;
@@ -96,6 +97,7 @@ internal static class DiskCommand
                 w.WriteNumber("Size", info.Size);
                 w.WriteNumber("SectorSize", info.SectorSize);
                 w.WriteString("Cipher", info.Cipher);
+                w.WriteBoolean("Preallocated", info.Preallocated);
                 w.WriteString("KmsKeyArn", info.KmsKeyArn);
                 w.WriteStartObject("EncryptionContext");
                 foreach (var (key, value) in info.Context.Pairs)
@@ -278,7 +280,7 @@ internal static class DiskCommand
         stdout.WriteLine($"disk id:         {info.DiskId}");
         stdout.WriteLine($"size:            {info.Size} bytes");
         stdout.WriteLine($"sector size:     {info.SectorSize} bytes");
-        stdout.WriteLine($"cipher:          {info.Cipher}");
+        stdout.WriteLine($"cipher:          {info.Cipher}{(info.Preallocated ? ", preallocated (no sector reads as never written)" : ", sparse (never-written sectors read as zeros)")}");
         stdout.WriteLine($"KMS key:         {info.KmsKeyArn}");
         stdout.WriteLine($"context:         {info.Context}");
         stdout.WriteLine($"format version:  {info.FormatVersion}");

@@ -18,7 +18,9 @@ namespace TdeEngine.Disks.Format;
 /// <code>
 ///  0     8   magic "TDEDISK\0"
 ///  8     2   format version = 1
-///  10    2   cipher id = 1 (XTS-AES-256, key = HKDF-SHA256 of the DEK)
+///  10    2   cipher id = 1 (XTS-AES-256, key = HKDF-SHA256 of the DEK; sparse: an all-zero
+///              sector was never written and reads as zeros) or 2 (the same, preallocated: every
+///              sector was written at creation, and an all-zero sector is decrypted like any other)
 ///  12    4   sector size (512 or 4096)
 ///  16    8   disk size in bytes (usable; a multiple of the sector size)
 ///  24    16  disk id (random; the HKDF salt)
@@ -44,6 +46,9 @@ internal sealed record DiskHeader
     /// <summary>Cipher id 1: XTS-AES-256 with the key derived by HKDF-SHA256 from the DEK.</summary>
     public const ushort CipherXtsAes256 = 1;
 
+    /// <summary>Cipher id 2: XTS-AES-256 as id 1, on a preallocated image (no sector is special).</summary>
+    public const ushort CipherXtsAes256Preallocated = 2;
+
     /// <summary>The cipher's name, as <see cref="EncryptedDiskInfo.Cipher"/> shows it.</summary>
     public const string CipherName = "XTS-AES-256";
 
@@ -66,6 +71,9 @@ internal sealed record DiskHeader
     public required EncryptionContext Context { get; init; }
     public required byte[] WrappedDek { get; init; }
 
+    /// <summary>True for a preallocated image (cipher id 2): every sector holds ciphertext, none is read as "never written".</summary>
+    public bool Preallocated { get; init; }
+
     /// <summary>The id shown to users: <c>d-</c> and the first 10 bytes of the disk id in lowercase hex.</summary>
     public string DiskIdText => "d-" + Convert.ToHexStringLower(DiskId.AsSpan(0, 10));
 
@@ -81,7 +89,7 @@ internal sealed record DiskHeader
 
     /// <summary>The public view of this header.</summary>
     public EncryptedDiskInfo ToInfo() =>
-        new(DiskIdText, Size, SectorSize, CipherName, KmsKeyArn, Context, FormatVersion);
+        new(DiskIdText, Size, SectorSize, CipherName, KmsKeyArn, Context, FormatVersion) { Preallocated = Preallocated };
 
     /// <summary>Writes this header into a 4096-byte slot (zero-filling the rest).</summary>
     public void WriteSlot(Span<byte> slot)
@@ -94,7 +102,7 @@ internal sealed record DiskHeader
         slot.Clear();
         Magic.CopyTo(slot);
         BinaryPrimitives.WriteUInt16BigEndian(slot[8..], FormatVersion);
-        BinaryPrimitives.WriteUInt16BigEndian(slot[10..], CipherXtsAes256);
+        BinaryPrimitives.WriteUInt16BigEndian(slot[10..], Preallocated ? CipherXtsAes256Preallocated : CipherXtsAes256);
         BinaryPrimitives.WriteInt32BigEndian(slot[12..], SectorSize);
         BinaryPrimitives.WriteInt64BigEndian(slot[16..], Size);
         DiskId.CopyTo(slot[24..40]);
@@ -111,10 +119,12 @@ internal sealed record DiskHeader
     {
         if (slot.Length < SlotSize || !slot[..8].SequenceEqual(Magic) ||
             BinaryPrimitives.ReadUInt16BigEndian(slot[8..]) != FormatVersion ||
-            BinaryPrimitives.ReadUInt16BigEndian(slot[10..]) != CipherXtsAes256)
+            BinaryPrimitives.ReadUInt16BigEndian(slot[10..]) is not (CipherXtsAes256 or CipherXtsAes256Preallocated))
         {
             return null;
         }
+
+        var preallocated = BinaryPrimitives.ReadUInt16BigEndian(slot[10..]) == CipherXtsAes256Preallocated;
 
         var sectorSize = BinaryPrimitives.ReadInt32BigEndian(slot[12..]);
         var size = BinaryPrimitives.ReadInt64BigEndian(slot[16..]);
@@ -154,6 +164,7 @@ internal sealed record DiskHeader
                 KmsKeyArn = StrictUtf8.GetString(arn),
                 Context = parsedContext,
                 WrappedDek = wrapped.ToArray(),
+                Preallocated = preallocated,
             };
         }
         catch (Exception e) when (e is DecoderFallbackException or KmsException)
