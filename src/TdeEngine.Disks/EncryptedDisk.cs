@@ -89,7 +89,13 @@ public sealed class EncryptedDisk : IDisposable
     /// <exception cref="TdeStorageException"><see cref="TdeStorageException.Codes.InvalidParameter"/> for a bad size or sector size, an existing file, or a key ARN and context too long for the header.</exception>
     /// <exception cref="TdeEngine.Kms.Errors.KmsException">The KMS refused to generate the DEK (propagated unchanged).</exception>
     public static EncryptedDisk Create(string path, long sizeBytes, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context, int sectorSize = 4096,
-        bool preallocate = false)
+        bool preallocate = false) =>
+        CreateImage(path, sizeBytes, keys, kmsKeyId, context, sectorSize, preallocate, sealZeros: preallocate);
+
+    // sealZeros false with preallocate true: the caller writes every sector itself (a re-encrypted
+    // copy of a preallocated disk), so sealing zeros first would write the image twice.
+    private static EncryptedDisk CreateImage(string path, long sizeBytes, IDataKeyProvider keys, string kmsKeyId, EncryptionContext context, int sectorSize,
+        bool preallocate, bool sealZeros)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(keys);
@@ -146,7 +152,7 @@ public sealed class EncryptedDisk : IDisposable
             DirectoryFlush.Flush(DirectoryOf(fullPath));
             xts = DiskKeyDerivation.CreateCipher(dataKey.Plaintext.Span, diskId);
             var disk = new EncryptedDisk(fullPath, handle, header, xts);
-            if (preallocate)
+            if (sealZeros)
             {
                 disk.WriteEncryptedZeros();
             }
@@ -360,40 +366,18 @@ public sealed class EncryptedDisk : IDisposable
     public void CreateSnapshot(string snapshotPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(snapshotPath);
-        var target = System.IO.Path.GetFullPath(snapshotPath);
-        lock (_gate)
+        WriteCopy(snapshotPath, temp =>
         {
-            ThrowIfDisposed();
-            DiskFile.ThrowIfExists(target);
-            DiskFile.ThrowIfFolderMissing(target);
-            RandomAccess.FlushToDisk(_handle);
-            var directory = DirectoryOf(target);
-            var temp = System.IO.Path.Combine(directory,
-                "." + System.IO.Path.GetFileName(target) + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
-            try
-            {
-                using (var copy = DiskFile.CreateExclusive(temp))
-                {
-                    RandomAccess.SetLength(copy, DiskHeader.RegionSize + Size);
-                    // A fresh pair of slots with the current header: the copy carries no older wrapping.
-                    var region = new byte[DiskHeader.RegionSize];
-                    WriteSlots(_header, region);
-                    RandomAccess.Write(copy, region, 0);
-                    ForEachWrittenRun((sector, run) => RandomAccess.Write(copy, run, DataOffset(sector)));
-                    RandomAccess.FlushToDisk(copy);
-                }
-
-                // Never over a file that appeared at the target meanwhile: an atomic no-replace move.
-                DiskFile.MoveNoReplace(temp, target);
-
-                DirectoryFlush.Flush(directory);
-            }
-            catch
-            {
-                TryDelete(temp);
-                throw;
-            }
-        }
+            using var copy = DiskFile.CreateExclusive(temp);
+            RandomAccess.SetLength(copy, DiskHeader.RegionSize + Size);
+            // A fresh pair of slots with the current header: the copy carries no older wrapping.
+            var region = new byte[DiskHeader.RegionSize];
+            WriteSlots(_header, region);
+            RandomAccess.Write(copy, region, 0);
+            ForEachWrittenRun((sector, run) => RandomAccess.Write(copy, run, DataOffset(sector)));
+            RandomAccess.FlushToDisk(copy);
+            return 0;
+        });
     }
 
     /// <summary>
@@ -417,6 +401,26 @@ public sealed class EncryptedDisk : IDisposable
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentException.ThrowIfNullOrEmpty(kmsKeyId);
         ArgumentNullException.ThrowIfNull(context);
+        return WriteCopy(targetPath, temp =>
+        {
+            // A preallocated source hands over every sector, so the copy needs no zeros sealed first.
+            using var copy = CreateImage(temp, Size, keys, kmsKeyId, context, SectorSize, _header.Preallocated, sealZeros: false);
+            ForEachWrittenRun((sector, run) =>
+            {
+                _xts.DecryptSectors((ulong)sector, SectorSize, run);
+                copy.Write(sector * SectorSize, run);
+            });
+            copy.Flush();
+            return copy._header.ToInfo();
+        });
+    }
+
+    // A consistent copy of the disk at 'targetPath', never over an existing file: under the disk's
+    // lock and after a flush, 'write' fills a temporary file beside the target (and makes it
+    // durable); it is then moved into place without replacing anything and the folder is fsynced.
+    // A failure leaves no file behind.
+    private T WriteCopy<T>(string targetPath, Func<string, T> write)
+    {
         var target = System.IO.Path.GetFullPath(targetPath);
         lock (_gate)
         {
@@ -429,21 +433,10 @@ public sealed class EncryptedDisk : IDisposable
                 "." + System.IO.Path.GetFileName(target) + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
             try
             {
-                EncryptedDiskInfo info;
-                using (var copy = Create(temp, Size, keys, kmsKeyId, context, SectorSize, _header.Preallocated))
-                {
-                    ForEachWrittenRun((sector, run) =>
-                    {
-                        _xts.DecryptSectors((ulong)sector, SectorSize, run);
-                        copy.Write(sector * SectorSize, run);
-                    });
-                    copy.Flush();
-                    info = copy._header.ToInfo();
-                }
-
+                var result = write(temp);
                 DiskFile.MoveNoReplace(temp, target);
                 DirectoryFlush.Flush(directory);
-                return info;
+                return result;
             }
             catch
             {
