@@ -157,6 +157,50 @@ public sealed class DbCommandTests : IDisposable
         Assert.Contains("Tde.NotTdeDatabase", status.Stderr, StringComparison.Ordinal);
     }
 
+
+    [Fact]
+    public void Mistyped_options_are_refused_before_anything_is_touched()
+    {
+        using (var plain = new SqliteConnection($"Data Source={File("p.db")};Pooling=False"))
+        {
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('still plain');";
+            command.ExecuteNonQuery();
+        }
+
+        var before = System.IO.File.ReadAllBytes(File("p.db"));
+
+        // '--ot' for '--out' once meant "encrypt in place": the plain file must stay as it was.
+        var typo = CliProcess.Run(_home, "db", "encrypt", File("p.db"), "--ot", File("copy.db"));
+        var badCipher = CliProcess.Run(_home, "db", "create", File("c.db"), "--cipher", "rot13");
+        var badPageSize = CliProcess.Run(_home, "db", "create", File("c.db"), "--page-size", "4k");
+        var badBatch = CliProcess.Run(_home, "db", "rekey", File("c.db"), "--batch-pages", "0");
+        var extra = CliProcess.Run(_home, "db", "status", File("p.db"), File("c.db"));
+        var noFile = CliProcess.Run(_home, "db", "verify");
+
+        Assert.Equal(before, System.IO.File.ReadAllBytes(File("p.db")));
+        Assert.False(System.IO.File.Exists(File("copy.db")));
+        Assert.False(System.IO.File.Exists(File("c.db")));
+        foreach (var (result, message) in new[]
+        {
+            (typo, "unknown option '--ot'"),
+            (badCipher, "--cipher must be aes-256-gcm or aegis-256, not 'rot13'"),
+            (badPageSize, "--page-size must be a whole number from 512 to 65536, not '4k'"),
+            (badBatch, "--batch-pages must be a whole number from 1 to 1048576, not '0'"),
+            (extra, "unexpected argument"),
+            (noFile, "missing FILE"),
+        })
+        {
+            Assert.True(result.ExitCode == 2, $"{message}: exit {result.ExitCode} {result.Stdout}{result.Stderr}");
+            Assert.Contains(message, result.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        }
+
+        // SQL is taken verbatim, '--' comments included.
+        Ok("db", "create", File("s.db"));
+        Assert.Equal("1\n", Ok("db", "sql", File("s.db"), "--", "a", "comment\nSELECT", "1").Stdout.Replace("\r", "", StringComparison.Ordinal));
+    }
     [Fact]
     public void A_rekey_killed_at_any_moment_leaves_a_readable_file_and_finishes_when_run_again()
     {

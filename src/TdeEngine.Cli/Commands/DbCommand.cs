@@ -29,48 +29,69 @@ internal static class DbCommand
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Length < 2 || args[0] is "-h" or "--help")
+        if (CommandLine.Help(args, Usage, stdout, stderr) is { } exit)
         {
-            stdout.Write(Usage);
-            return args.Length == 0 || args[0] is "-h" or "--help" ? 0 : 2;
+            return exit;
         }
 
         var verb = args[0];
-        var file = args[1];
-        var (options, positional) = ParseOptions(args.AsSpan(2));
+        var rest = args.AsSpan(1);
+        // Every option a verb does not take is refused: a typo such as '--ot' must not turn
+        // 'encrypt --out COPY' into an in-place encryption, nor '--kye' a re-wrap under the default key.
+        var line = verb switch
+        {
+            "create" => CommandLine.Parse(rest, Usage, ["key", "cipher", "page-size"]),
+            "encrypt" => CommandLine.Parse(rest, Usage, ["key", "cipher", "out"]),
+            "decrypt" => CommandLine.Parse(rest, Usage, ["out"]),
+            "status" or "verify" => CommandLine.Parse(rest, Usage, [], "json"),
+            "rewrap" => CommandLine.Parse(rest, Usage, ["key"]),
+            "rekey" => CommandLine.Parse(rest, Usage, ["batch-pages"]),
+            // SQL is taken verbatim (it may hold '--' comments): every word after FILE.
+            "sql" => null,
+            _ => throw new CliUsageException($"unknown 'tde db' command '{verb}'.\n{Usage}"),
+        };
+        var file = line is null
+            ? (rest.Length > 0 ? rest[0] : throw new CliUsageException($"missing FILE.\n{Usage}"))
+            : line.Operand(0, "FILE");
+        line?.AtMostOperands(1);
         if (verb == "status")
         {
-            return Status(file, options.ContainsKey("json"), stdout, stderr);
+            return Status(file, line!.Has("json"), stdout, stderr);
         }
+
+        var pageSize = line?.Get("page-size") is { } size ? Whole(line, "page-size", size, 512, 65536) : (int?)null;
+        var batchPages = line?.Get("batch-pages") is { } batch ? Whole(line, "batch-pages", batch, 1, 1 << 20) : 256;
+        var cipher = line?.Get("cipher") is { } name
+            ? PageCipherSuites.TryParse(name) ?? throw line.Usage($"--cipher must be aes-256-gcm or aegis-256, not '{name}'.")
+            : (PageCipherSuite?)null;
+        var sqlWords = verb == "sql" && rest.Length > 1 ? string.Join(' ', rest[1..].ToArray()) : null;
 
         // The same composition as 'tde kms' (root key, HSM), so databases under HSM keys open here too.
         // Through the gateway, so the DEK calls are authorized and audited like 'tde kms' calls.
         using var services = CliServices.Open();
-        var kms = services.Kms;
         TdeSqlite.Register(services.Gateway, () => services.RootContext with { RequestId = KmsCallContext.NewRequestId() });
         return CliErrors.Run(stderr, () =>
         {
             switch (verb)
             {
                 case "create":
-                    TdeDatabases.Create(file, options.GetValueOrDefault("key"), Cipher(options), PageSize(options));
+                    TdeDatabases.Create(file, line!.Get("key"), cipher, pageSize);
                     stdout.WriteLine($"created {Path.GetFullPath(file)}");
                     return 0;
                 case "encrypt":
-                    TdeDatabases.Encrypt(file, options.GetValueOrDefault("out"), options.GetValueOrDefault("key"), Cipher(options));
-                    stdout.WriteLine($"encrypted {Path.GetFullPath(options.GetValueOrDefault("out") ?? file)}");
+                    TdeDatabases.Encrypt(file, line!.Get("out"), line.Get("key"), cipher);
+                    stdout.WriteLine($"encrypted {Path.GetFullPath(line.Get("out") ?? file)}");
                     return 0;
                 case "decrypt":
-                    var output = options.GetValueOrDefault("out") ?? throw new CliUsageException("tde db decrypt needs --out PLAIN_FILE.");
+                    var output = line!.Required("out");
                     TdeDatabases.Decrypt(file, output);
                     stdout.WriteLine($"decrypted to {Path.GetFullPath(output)}");
                     return 0;
                 case "sql":
-                    return Sql(file, positional.Count > 0 ? string.Join(' ', positional) : Console.In.ReadToEnd(), stdout, stderr);
+                    return Sql(file, sqlWords ?? Console.In.ReadToEnd(), stdout, stderr);
                 case "verify":
-                    return Verify(file, options.ContainsKey("json"), stdout, stderr);
+                    return Verify(file, line!.Has("json"), stdout, stderr);
                 case "rekey":
-                    var batchPages = options.TryGetValue("batch-pages", out var batchText) ? int.Parse(batchText, CultureInfo.InvariantCulture) : 256;
                     var lastReport = DateTime.MinValue;
                     var rekeyed = TdeDatabases.Rekey(file, p =>
                     {
@@ -82,15 +103,19 @@ internal static class DbCommand
                     }, batchPages);
                     stdout.WriteLine($"re-encrypted {rekeyed.Path}: every page is under DEK version {rekeyed.ActiveDekVersion}, the only DEK in its envelope");
                     return 0;
-                case "rewrap":
-                    var rewrapped = TdeDatabases.Rewrap(file, options.GetValueOrDefault("key"));
+                default:
+                    var rewrapped = TdeDatabases.Rewrap(file, line!.Get("key"));
                     stdout.WriteLine($"re-wrapped {rewrapped.Path}: its DEKs are now wrapped by {rewrapped.KmsKeyArn} (current version)");
                     return 0;
-                default:
-                    throw new CliUsageException($"unknown 'tde db' command '{verb}'.\n{Usage}");
             }
         });
     }
+
+    // A whole number within [min, max] from --name; anything else is a usage error (exit 2).
+    private static int Whole(CommandLine line, string name, string text, int min, int max) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw line.Usage($"--{name} must be a whole number from {min} to {max}, not '{text}'.");
 
     private static int Sql(string file, string sql, TextWriter stdout, TextWriter stderr)
     {
@@ -254,39 +279,5 @@ internal static class DbCommand
         }
 
         return 0;
-    }
-
-    private static PageCipherSuite? Cipher(Dictionary<string, string> options) =>
-        options.TryGetValue("cipher", out var name) ? PageCipherSuites.Parse(name) : null;
-
-    private static int? PageSize(Dictionary<string, string> options) =>
-        options.TryGetValue("page-size", out var size) ? int.Parse(size, CultureInfo.InvariantCulture) : null;
-
-    private static (Dictionary<string, string> Options, List<string> Positional) ParseOptions(ReadOnlySpan<string> args)
-    {
-        var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        var positional = new List<string>();
-        for (var i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--json")
-            {
-                options["json"] = "";
-            }
-            else if (args[i].StartsWith("--", StringComparison.Ordinal))
-            {
-                if (i + 1 >= args.Length)
-                {
-                    throw new CliUsageException($"{args[i]} needs a value.");
-                }
-
-                options[args[i][2..]] = args[++i];
-            }
-            else
-            {
-                positional.Add(args[i]);
-            }
-        }
-
-        return (options, positional);
     }
 }
