@@ -124,6 +124,29 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
         });
     }
 
+    /// <summary>Destroys both halves of an import token's wrapping pair (found by their label).</summary>
+    public bool DestroyWrappingKey(ReadOnlySpan<byte> privateKeyReference)
+    {
+        var text = Encoding.UTF8.GetString(privateKeyReference);
+        if (!text.StartsWith(ReferencePrefix + "tde-import:", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var label = text[ReferencePrefix.Length..];
+        _handles.TryRemove("import:" + label, out _);
+        WithSession(s =>
+        {
+            foreach (var found in Call("C_FindObjects", () => s.FindAllObjects([_factories.ObjectAttributeFactory.Create(CKA.CKA_LABEL, label)])))
+            {
+                Call("C_DestroyObject", () => s.DestroyObject(found));
+            }
+
+            return 0;
+        });
+        return true;
+    }
+
     /// <summary>Unwraps the material with CKM_RSA_PKCS_OAEP inside the token, as a non-extractable AES-256 key version.</summary>
     public (byte[] Persisted, byte[] CheckValue) UnwrapMaterial(KeyVersionRef version, ReadOnlySpan<byte> privateKeyReference, ReadOnlySpan<byte> wrapped,
         RSAEncryptionPadding padding)

@@ -92,6 +92,10 @@ public sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
         {
             throw KmsErrors.InvalidParameter(name, "expected a JSON array such as [{\"TagKey\":\"env\",\"TagValue\":\"prod\"}].");
         }
+        catch (InvalidOperationException)
+        {
+            throw KmsErrors.InvalidParameter(name, "a TagKey or TagValue is not valid Unicode text (an unpaired surrogate escape such as \\ud800).");
+        }
 
         return result;
     }

@@ -108,14 +108,22 @@ public sealed class EncryptionContext
             }
 
             var pairs = new List<KeyValuePair<string, string>>();
-            foreach (var property in document.RootElement.EnumerateObject())
+            try
             {
-                if (property.Value.ValueKind != JsonValueKind.String)
+                foreach (var property in document.RootElement.EnumerateObject())
                 {
-                    throw KmsErrors.InvalidParameter(parameterName, $"the value of '{property.Name}' must be a string.");
-                }
+                    if (property.Value.ValueKind != JsonValueKind.String)
+                    {
+                        throw KmsErrors.InvalidParameter(parameterName, $"the value of '{property.Name}' must be a string.");
+                    }
 
-                pairs.Add(new(property.Name, property.Value.GetString()!));
+                    pairs.Add(new(property.Name, property.Value.GetString()!));
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // Valid JSON whose escapes decode to invalid UTF-16, such as a lone "\ud800".
+                throw KmsErrors.InvalidParameter(parameterName, "a key or value is not valid Unicode text (an unpaired surrogate escape such as \\ud800).");
             }
 
             return From(pairs, parameterName);

@@ -43,7 +43,7 @@ internal static partial class KeyIdentifiers
         if (!AliasPattern().IsMatch(aliasName))
         {
             throw KmsErrors.InvalidParameter("AliasName",
-                "an alias is 'alias/' followed by 1 to 255 letters, digits, '_', '-', ':' or '/', for example alias/orders-db.");
+                "an alias is 'alias/' followed by 1 to 255 letters, digits, '_', '-' or '/', for example alias/orders-db.");
         }
     }
 
@@ -80,14 +80,20 @@ internal static partial class KeyIdentifiers
             throw KmsErrors.InvalidParameter(parameter, "use an integer with a unit d, h, m or s, for example 30d or 604800s.");
         }
 
-        return match.Groups[2].Value switch
+        var seconds = n * match.Groups[2].Value switch
         {
-            "d" => TimeSpan.FromDays(n),
-            "h" => TimeSpan.FromHours(n),
-            "m" => TimeSpan.FromMinutes(n),
-            _ => TimeSpan.FromSeconds(n),
+            "d" => 86400L,
+            "h" => 3600L,
+            "m" => 60L,
+            _ => 1L,
         };
+        // Nine digits of days would overflow TimeSpan; no interval the KMS takes is near a century.
+        return seconds <= MaxIntervalSeconds
+            ? TimeSpan.FromSeconds(seconds)
+            : throw KmsErrors.InvalidParameter(parameter, $"'{value}' is too long; the longest interval accepted is 36500d.");
     }
+
+    private const long MaxIntervalSeconds = 36500L * 86400;
 
     public static string FormatInterval(TimeSpan interval) => ((long)interval.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
 
@@ -102,7 +108,7 @@ internal static partial class KeyIdentifiers
         return new string(chars);
     }
 
-    [GeneratedRegex("^alias/[A-Za-z0-9_:/-]{1,255}$")]
+    [GeneratedRegex("^alias/[A-Za-z0-9_/-]{1,255}$")]
     private static partial Regex AliasPattern();
 
     [GeneratedRegex("^alias/acs/([a-z][a-z0-9-]{0,31})$")]

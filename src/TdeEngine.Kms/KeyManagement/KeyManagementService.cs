@@ -246,6 +246,9 @@ public sealed class KeyManagementService : IDisposable
         return Paginate(keys, pageNumber, pageSize, maxPageSize: 100);
     }
 
+    /// <summary>How many key-version ciphers (unwrapped material) this process holds open; for tests.</summary>
+    internal int OpenCipherCount => _ring.OpenCipherCount;
+
     /// <summary>UpdateKeyDescription.</summary>
     public void UpdateKeyDescription(KmsCallContext context, string keyId, string description)
     {
@@ -254,19 +257,19 @@ public sealed class KeyManagementService : IDisposable
     }
 
     /// <summary>EnableKey: Disabled or Enabled to Enabled.</summary>
-    public void EnableKey(KmsCallContext context, string keyId) => Mutate(context, keyId, "EnableKey", k => k.KeyState switch
+    public void EnableKey(KmsCallContext context, string keyId) => Mutate(context, keyId, "EnableKey", k => EffectiveState(k) switch
     {
         KeyStates.Enabled => k,
         KeyStates.Disabled => k with { KeyState = KeyStates.Enabled },
-        _ => throw KmsErrors.StateModifiedFailed(k.KeyId, k.KeyState, "EnableKey"),
+        var state => throw KmsErrors.StateModifiedFailed(k.KeyId, state, "EnableKey"),
     });
 
     /// <summary>DisableKey: Enabled or Disabled to Disabled. A disabled key refuses every cryptographic call.</summary>
-    public void DisableKey(KmsCallContext context, string keyId) => Mutate(context, keyId, "DisableKey", k => k.KeyState switch
+    public void DisableKey(KmsCallContext context, string keyId) => Mutate(context, keyId, "DisableKey", k => EffectiveState(k) switch
     {
         KeyStates.Disabled => k,
         KeyStates.Enabled => k with { KeyState = KeyStates.Disabled },
-        _ => throw KmsErrors.StateModifiedFailed(k.KeyId, k.KeyState, "DisableKey"),
+        var state => throw KmsErrors.StateModifiedFailed(k.KeyId, state, "DisableKey"),
     });
 
     /// <summary>ScheduleKeyDeletion with a window of 7–366 days. Returns the deletion date.</summary>
@@ -294,11 +297,24 @@ public sealed class KeyManagementService : IDisposable
         return updated.DeleteDate!.Value;
     }
 
-    /// <summary>CancelKeyDeletion: back to Enabled (or PendingImport for an EXTERNAL key with no material).</summary>
-    public void CancelKeyDeletion(KmsCallContext context, string keyId) => Mutate(context, keyId, "CancelKeyDeletion", k =>
-        k.KeyState != KeyStates.PendingDeletion
-            ? throw KmsErrors.StateModifiedFailed(k.KeyId, k.KeyState, "CancelKeyDeletion")
-            : k with { KeyState = k.PrimaryKeyVersion is null ? KeyStates.PendingImport : KeyStates.Enabled, DeleteDate = null });
+    /// <summary>
+    /// CancelKeyDeletion: back to Enabled, or to PendingImport for an EXTERNAL key without usable
+    /// material (never imported, deleted with DeleteKeyMaterial, or expired).
+    /// </summary>
+    public void CancelKeyDeletion(KmsCallContext context, string keyId)
+    {
+        var cached = Resolve(context, keyId);
+        var primary = cached.Record.PrimaryKeyVersion is { } id ? cached.ById.GetValueOrDefault(id) : null;
+        var hasMaterial = primary is { Material.Length: > 0 };
+        Mutate(context, keyId, "CancelKeyDeletion", k =>
+            k.KeyState != KeyStates.PendingDeletion
+                ? throw KmsErrors.StateModifiedFailed(k.KeyId, k.KeyState, "CancelKeyDeletion")
+                : k with
+                {
+                    KeyState = hasMaterial && !(k.MaterialExpireTime <= _time.GetUtcNow()) ? KeyStates.Enabled : KeyStates.PendingImport,
+                    DeleteDate = null,
+                });
+    }
 
     /// <summary>SetDeletionProtection on the key named by its ARN.</summary>
     public void SetDeletionProtection(KmsCallContext context, string protectedResourceArn, bool enable, string? description = null)
@@ -462,6 +478,12 @@ public sealed class KeyManagementService : IDisposable
                 return k with { AutomaticRotation = false, NextRotationDate = null };
             }
 
+            if (EffectiveState(k) != KeyStates.Enabled)
+            {
+                // As Alibaba: rotation is configured on Enabled keys only (turning it off always works).
+                throw KmsErrors.StateModifiedFailed(k.KeyId, EffectiveState(k), "UpdateRotationPolicy");
+            }
+
             var from = k.LastRotationDate ?? k.CreationDate;
             return k with
             {
@@ -489,6 +511,18 @@ public sealed class KeyManagementService : IDisposable
             }
         }
 
+        var expired = new List<string>();
+        foreach (var keyId in _store.KeysWithExpiredMaterial(now))
+        {
+            // As Alibaba: when imported material expires, the KMS deletes it; the key waits for it again.
+            if (_ring.GetKey(keyId) is { } key && key.Record.MaterialExpireTime <= now)
+            {
+                DestroyImportedMaterial(key);
+                expired.Add(keyId);
+            }
+        }
+
+        RemoveImportTokens(now, keyId: null);
         var rotated = new List<string>();
         foreach (var keyId in _store.KeysDueForRotation(now))
         {
@@ -503,7 +537,7 @@ public sealed class KeyManagementService : IDisposable
             }
         }
 
-        return new HousekeepingResult(deleted, rotated);
+        return new HousekeepingResult(deleted, rotated, expired);
     }
 
     // ================================================================ BYOK (imported key material)
@@ -586,7 +620,13 @@ public sealed class KeyManagementService : IDisposable
             throw KmsErrors.ExpiredImportToken();
         }
 
-        DateTimeOffset? expiry = keyMaterialExpireUnix is null or 0 ? null : DateTimeOffset.FromUnixTimeSeconds(keyMaterialExpireUnix.Value);
+        DateTimeOffset? expiry = keyMaterialExpireUnix switch
+        {
+            null or 0 => null,
+            < 0 or > 253402300799 => throw KmsErrors.InvalidParameter("KeyMaterialExpireUnix",
+                "a Unix time in seconds from now to 253402300799 (9999-12-31T23:59:59Z), or 0 for material that never expires."),
+            var seconds => DateTimeOffset.FromUnixTimeSeconds(seconds.Value),
+        };
         if (expiry <= now)
         {
             throw KmsErrors.InvalidParameter("KeyMaterialExpireUnix", "the expiry must be in the future (or 0 for material that never expires).");
@@ -664,6 +704,13 @@ public sealed class KeyManagementService : IDisposable
             throw KmsErrors.UnsupportedOrigin(key.KeyId, "DeleteKeyMaterial");
         }
 
+        DestroyImportedMaterial(cached);
+    }
+
+    // DeleteKeyMaterial, and expiry: the material goes (from the device too) and the key waits for it.
+    private void DestroyImportedMaterial(CachedKey cached)
+    {
+        var key = cached.Record;
         foreach (var version in cached.Versions)
         {
             if (version.Material.Length > 0)
@@ -680,6 +727,49 @@ public sealed class KeyManagementService : IDisposable
         }
 
         _ring.Forget(key.KeyId, cached.Versions);
+    }
+
+    // Import tokens that expired, of a purged key (keyId), or whose key is gone. A software token's
+    // row holds its private key (wrapped by the root key): the row goes. A device token's row names a
+    // wrapping pair in the device: the pair is destroyed there first, and the row is kept when that
+    // is not possible here (no HSM configured in this process, or the device failed), so that a pass
+    // with the device tries again. Housekeeping itself goes on either way.
+    private void RemoveImportTokens(DateTimeOffset now, string? keyId)
+    {
+        foreach (var (token, level) in _store.StaleImportTokens(now, keyId))
+        {
+            var software = level == "SOFTWARE" || (level is null && IsSoftwareToken(token));
+            if (!software)
+            {
+                try
+                {
+                    if (!_ring.HasBackend("HSM") || _ring.Backend("HSM") is not IKeyImportBackend device || !device.DestroyWrappingKey(token.WrappedPrivateKey))
+                    {
+                        continue;
+                    }
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    continue;
+                }
+            }
+
+            _store.DeleteImportToken(token.Token);
+        }
+    }
+
+    // Whether a token's stored private key is the root-wrapped kind (software), for a token whose key is gone.
+    private bool IsSoftwareToken(ImportTokenRecord token)
+    {
+        try
+        {
+            using var privateKey = _root.Unwrap(token.WrappedPrivateKey, ImportTokenContext(token.Token));
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return false;
+        }
     }
 
     private SecretBuffer UnwrapImported(ImportTokenRecord token, ReadOnlySpan<byte> encryptedKeyMaterial)
@@ -967,6 +1057,11 @@ public sealed class KeyManagementService : IDisposable
         return (header, key.Record, version, _ring.Cipher(key.Record, version));
     }
 
+    // The state a caller sees: an Enabled key whose imported material has expired is PendingImport
+    // (housekeeping deletes the material and stores that state soon after).
+    private string EffectiveState(KeyRecord k) =>
+        k.KeyState == KeyStates.Enabled && k.MaterialExpireTime <= _time.GetUtcNow() ? KeyStates.PendingImport : k.KeyState;
+
     private void RequireUsable(KeyRecord key)
     {
         switch (key.KeyState)
@@ -1036,8 +1131,9 @@ public sealed class KeyManagementService : IDisposable
 
     private bool Purge(string keyId, DateTimeOffset now)
     {
+        // Null: already gone or no longer due. Empty: an EXTERNAL key that never received material.
         var versions = _store.PurgeKey(keyId, now);
-        if (versions.Count == 0)
+        if (versions is null)
         {
             return false;
         }
@@ -1052,6 +1148,7 @@ public sealed class KeyManagementService : IDisposable
         }
 
         _ring.Forget(keyId, versions);
+        RemoveImportTokens(now, keyId);
         return true;
     }
 
@@ -1167,7 +1264,7 @@ public sealed class KeyManagementService : IDisposable
         ProtectionLevel = k.ProtectionLevel,
         Creator = k.Creator,
         CreationDate = k.CreationDate,
-        KeyState = k.KeyState == KeyStates.Enabled && k.MaterialExpireTime <= _time.GetUtcNow() ? KeyStates.PendingImport : k.KeyState,
+        KeyState = EffectiveState(k),
         PrimaryKeyVersion = k.PrimaryKeyVersion,
         DeletionProtection = k.DeletionProtection,
         DeletionProtectionDescription = k.DeletionProtectionDescription,
@@ -1190,4 +1287,5 @@ public sealed class KeyManagementService : IDisposable
 /// <summary>What a housekeeping pass did.</summary>
 /// <param name="DeletedKeys">Keys whose deletion window had passed and that are now gone.</param>
 /// <param name="RotatedKeys">Keys that got a new primary version by automatic rotation.</param>
-public sealed record HousekeepingResult(IReadOnlyList<string> DeletedKeys, IReadOnlyList<string> RotatedKeys);
+/// <param name="ExpiredMaterialKeys">EXTERNAL keys whose imported material expired and was deleted (now PendingImport).</param>
+public sealed record HousekeepingResult(IReadOnlyList<string> DeletedKeys, IReadOnlyList<string> RotatedKeys, IReadOnlyList<string> ExpiredMaterialKeys);

@@ -7,13 +7,15 @@ namespace TdeEngine.Kms.KeyManagement;
 /// <summary>
 /// The in-memory view of the store that the hot path reads: key records with their versions,
 /// alias targets, and opened key-version ciphers. Version material is unwrapped on first use only
-/// (deferred, as in the DataProtection key ring) and, since a version's material never changes,
-/// its cipher stays open until the key is purged or the ring disposed.
+/// (deferred, as in the DataProtection key ring); a cipher stays open until its version is purged or
+/// loses its material (DeleteKeyMaterial, expiry), in this process or another, or the ring is disposed.
 /// </summary>
 /// <remarks>
 /// Thread-safe. Records are refreshed when <see cref="SqliteKeyStore.DataVersion"/> moves, checked
 /// at most once per <see cref="KmsOptions.StoreRefreshInterval"/>; writes through this process
-/// invalidate the entries they touch at once.
+/// invalidate the entries they touch at once. When another process changed the store, the opened
+/// ciphers are checked against it too: those whose version is gone or holds other material are
+/// wiped, so a long-running server does not keep the material of a key purged by the CLI.
 /// </remarks>
 internal sealed class KeyRing : IDisposable
 {
@@ -23,7 +25,8 @@ internal sealed class KeyRing : IDisposable
     private readonly TimeSpan _refreshInterval;
     private readonly ConcurrentDictionary<string, CachedKey> _keys = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string Account, string Alias), string> _aliases = new();
-    private readonly ConcurrentDictionary<string, Lazy<IKeyVersionCipher>> _ciphers = new(StringComparer.Ordinal);
+    // By version id: the cipher, and the stored (wrapped) material it was opened from.
+    private readonly ConcurrentDictionary<string, (byte[] Material, Lazy<IKeyVersionCipher> Cipher)> _ciphers = new(StringComparer.Ordinal);
     private readonly Lock _refreshLock = new();
     private long _dataVersion;
     private long _lastCheck;
@@ -78,21 +81,36 @@ internal sealed class KeyRing : IDisposable
     /// <summary>The cipher of a version, unwrapping its material on first use.</summary>
     public IKeyVersionCipher Cipher(KeyRecord key, KeyVersionRecord version)
     {
-        var lazy = _ciphers.GetOrAdd(version.KeyVersionId, static (_, state) => new Lazy<IKeyVersionCipher>(
+        if (version.Material.Length == 0)
+        {
+            // Imported material deleted or expired: nothing to open (callers check the key state first).
+            throw Errors.KmsErrors.PendingImport(key.KeyId);
+        }
+
+        var entry = _ciphers.GetOrAdd(version.KeyVersionId, static (_, state) => (state.version.Material, new Lazy<IKeyVersionCipher>(
             () => state.backend.OpenCipher(new KeyVersionRef(state.key.KeyId, state.version.KeyVersionId, state.key.DkmsInstanceId),
-                state.version.Material), LazyThreadSafetyMode.ExecutionAndPublication),
+                state.version.Material), LazyThreadSafetyMode.ExecutionAndPublication)),
             (backend: Backend(key.ProtectionLevel), key, version));
+        if (!ReferenceEquals(entry.Material, version.Material) && !entry.Material.AsSpan().SequenceEqual(version.Material))
+        {
+            // The version's material was replaced (deleted and imported again into a device): reopen.
+            Drop(version.KeyVersionId, entry);
+            return Cipher(key, version);
+        }
+
         try
         {
-            return lazy.Value;
+            return entry.Cipher.Value;
         }
         catch
         {
             // Do not cache a failed unwrap: the next call retries (for example after a token is re-inserted).
-            _ciphers.TryRemove(new KeyValuePair<string, Lazy<IKeyVersionCipher>>(version.KeyVersionId, lazy));
+            _ciphers.TryRemove(new KeyValuePair<string, (byte[], Lazy<IKeyVersionCipher>)>(version.KeyVersionId, entry));
             throw;
         }
     }
+
+    public int OpenCipherCount => _ciphers.Count;
 
     public IKeyProtectionBackend Backend(string protectionLevel) =>
         _backends.TryGetValue(protectionLevel, out var backend) ? backend : throw Errors.KmsErrors.HsmNotConfigured();
@@ -110,16 +128,38 @@ internal sealed class KeyRing : IDisposable
         InvalidateAliases();
         foreach (var version in versions)
         {
-            if (_ciphers.TryRemove(version.KeyVersionId, out var lazy) && lazy.IsValueCreated)
+            if (_ciphers.TryGetValue(version.KeyVersionId, out var entry))
             {
-                lazy.Value.Dispose();
+                Drop(version.KeyVersionId, entry);
+            }
+        }
+    }
+
+    private void Drop(string versionId, (byte[] Material, Lazy<IKeyVersionCipher> Cipher) entry)
+    {
+        if (_ciphers.TryRemove(new KeyValuePair<string, (byte[], Lazy<IKeyVersionCipher>)>(versionId, entry)) && entry.Cipher.IsValueCreated)
+        {
+            entry.Cipher.Value.Dispose();
+        }
+    }
+
+    // After another process changed the store: wipe the ciphers whose version is gone (purged) or
+    // holds other material (deleted, expired, imported again).
+    private void SweepCiphers()
+    {
+        var live = _store.LiveVersionMaterial(_ciphers.Keys.ToList());
+        foreach (var (versionId, entry) in _ciphers)
+        {
+            if (!live.TryGetValue(versionId, out var material) || !material.AsSpan().SequenceEqual(entry.Material))
+            {
+                Drop(versionId, entry);
             }
         }
     }
 
     public void Dispose()
     {
-        foreach (var lazy in _ciphers.Values)
+        foreach (var (_, lazy) in _ciphers.Values)
         {
             if (lazy.IsValueCreated)
             {
@@ -146,6 +186,7 @@ internal sealed class KeyRing : IDisposable
                 _dataVersion = version;
                 _keys.Clear();
                 _aliases.Clear();
+                SweepCiphers();
             }
 
             Volatile.Write(ref _lastCheck, now);

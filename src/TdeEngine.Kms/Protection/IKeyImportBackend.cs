@@ -18,4 +18,11 @@ public interface IKeyImportBackend
     /// </summary>
     (byte[] Persisted, byte[] CheckValue) UnwrapMaterial(KeyVersionRef version, ReadOnlySpan<byte> privateKeyReference, ReadOnlySpan<byte> wrapped,
         RSAEncryptionPadding padding);
+
+    /// <summary>
+    /// Destroys the wrapping key pair behind <paramref name="privateKeyReference"/> (an import token
+    /// that expired or whose key is gone). Returns false when the reference is not this backend's;
+    /// a pair already gone is not an error.
+    /// </summary>
+    bool DestroyWrappingKey(ReadOnlySpan<byte> privateKeyReference);
 }

@@ -79,6 +79,20 @@ internal sealed class SqliteKeyStore : IDisposable
             .Select(r => r.ToRecord()).ToList();
     }
 
+    /// <summary>The current material of the named versions that still exist and hold material (for sweeping opened ciphers).</summary>
+    public IReadOnlyDictionary<string, byte[]> LiveVersionMaterial(IReadOnlyCollection<string> versionIds)
+    {
+        if (versionIds.Count == 0)
+        {
+            return new Dictionary<string, byte[]>();
+        }
+
+        using var c = Open();
+        return c.Query<(string KeyVersionId, byte[] Material)>(
+                "SELECT KeyVersionId, Material FROM KeyVersions WHERE length(Material) > 0 AND KeyVersionId IN @versionIds", new { versionIds })
+            .ToDictionary(r => r.KeyVersionId, r => r.Material, StringComparer.Ordinal);
+    }
+
     public string? FindAlias(string accountId, string regionId, string aliasName)
     {
         using var c = Open();
@@ -224,6 +238,40 @@ internal sealed class SqliteKeyStore : IDisposable
             : new ImportTokenRecord(row.Token, row.KeyId, row.WrappingAlgorithm, row.WrappingKeySpec, DateTimeOffset.FromUnixTimeMilliseconds(row.ExpireTime), row.WrappedPrivateKey);
     }
 
+    /// <summary>
+    /// The import tokens that have expired, that belong to <paramref name="keyId"/>, or whose key is
+    /// gone: the private key of a token must not outlive its 24 hours, or its key (with it and a copy
+    /// of the wrapped material, a deleted key could be rebuilt).
+    /// </summary>
+    public IReadOnlyList<(ImportTokenRecord Token, string? ProtectionLevel)> StaleImportTokens(DateTimeOffset now, string? keyId = null)
+    {
+        using var c = Open();
+        return c.Query<(string Token, string KeyId, string WrappingAlgorithm, string WrappingKeySpec, long ExpireTime, byte[] WrappedPrivateKey, string? ProtectionLevel)>(
+                "SELECT t.Token, t.KeyId, t.WrappingAlgorithm, t.WrappingKeySpec, t.ExpireTime, t.WrappedPrivateKey, k.ProtectionLevel " +
+                "FROM ImportTokens t LEFT JOIN Keys k ON k.KeyId = t.KeyId " +
+                "WHERE t.ExpireTime <= @now OR t.KeyId = @keyId OR k.KeyId IS NULL",
+                new { now = now.ToUnixTimeMilliseconds(), keyId })
+            .Select(r => (new ImportTokenRecord(r.Token, r.KeyId, r.WrappingAlgorithm, r.WrappingKeySpec, DateTimeOffset.FromUnixTimeMilliseconds(r.ExpireTime), r.WrappedPrivateKey),
+                r.ProtectionLevel))
+            .ToList();
+    }
+
+    public void DeleteImportToken(string token)
+    {
+        using var c = Open();
+        c.Execute("DELETE FROM ImportTokens WHERE Token = @token", new { token });
+    }
+
+    /// <summary>EXTERNAL keys whose imported material has expired and is still held.</summary>
+    public IReadOnlyList<string> KeysWithExpiredMaterial(DateTimeOffset now)
+    {
+        using var c = Open();
+        return c.Query<string>(
+            "SELECT DISTINCT k.KeyId FROM Keys k JOIN KeyVersions v ON v.KeyId = k.KeyId " +
+            "WHERE k.Origin = 'EXTERNAL' AND k.MaterialExpireTime <= @now AND length(v.Material) > 0",
+            new { now = now.ToUnixTimeMilliseconds() }).ToList();
+    }
+
     /// <summary>Sets (or clears, with an empty array) the material of an existing version, and the key record, atomically.</summary>
     public KeyRecord SetVersionMaterial(string keyId, string versionId, byte[] material, Func<KeyRecord, KeyRecord> change) => InTransaction(c =>
     {
@@ -288,16 +336,16 @@ internal sealed class SqliteKeyStore : IDisposable
 
     /// <summary>
     /// Removes a key whose deletion is due, with its versions, aliases and tags, in one transaction.
-    /// Returns the removed versions (for backends that hold material outside the store), or an
-    /// empty list when the key was already gone or is no longer due.
+    /// Returns the removed versions (for backends that hold material outside the store; empty for a
+    /// key that never had material), or null when the key was already gone or is no longer due.
     /// </summary>
-    public IReadOnlyList<KeyVersionRecord> PurgeKey(string keyId, DateTimeOffset now) => InTransaction(c =>
+    public IReadOnlyList<KeyVersionRecord>? PurgeKey(string keyId, DateTimeOffset now) => InTransaction(c =>
     {
         var due = c.ExecuteScalar<long>("SELECT COUNT(*) FROM Keys WHERE KeyId = @keyId AND KeyState = 'PendingDeletion' AND DeleteDate <= @now",
             new { keyId, now = now.ToUnixTimeMilliseconds() });
         if (due == 0)
         {
-            return (IReadOnlyList<KeyVersionRecord>)[];
+            return (IReadOnlyList<KeyVersionRecord>?)null;
         }
 
         var versions = c.Query<VersionRow>("SELECT * FROM KeyVersions WHERE KeyId = @keyId", new { keyId }).Select(r => r.ToRecord()).ToList();

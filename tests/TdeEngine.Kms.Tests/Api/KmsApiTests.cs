@@ -225,4 +225,29 @@ public sealed class KmsApiTests : IDisposable
 
         Assert.Equal(expected, KmsApi.Actions.Select(a => a.Action));
     }
+
+    // Valid JSON and digits that .NET cannot represent once decoded must still be a 400 with the
+    // parameter's name, never a 500 (a 5xx invites retries and hides the caller's mistake).
+    [Theory]
+    [InlineData("CreateKey", "EnableAutomaticRotation=true", "RotationInterval=999999999d", "RotationInterval")]
+    [InlineData("CreateKey", "RotationInterval=99999999d", "", "RotationInterval")]
+    [InlineData("UpdateRotationPolicy", "EnableAutomaticRotation=true", "RotationInterval=999999999d", "RotationInterval")]
+    [InlineData("GenerateDataKey", "EncryptionContext={\"a\":\"\\ud800\"}", "", "EncryptionContext")]
+    [InlineData("Encrypt", "EncryptionContext={\"\\udc00\":\"v\"}", "Plaintext=aGk=", "EncryptionContext")]
+    [InlineData("CreateKey", "Tags=[{\"TagKey\":\"\\ud800\",\"TagValue\":\"v\"}]", "", "Tags")]
+    public void Input_that_overflows_or_decodes_to_invalid_text_is_InvalidParameter(string action, string first, string second, string parameter)
+    {
+        var keyId = _f.NewKey();
+        var parameters = new[] { first, second }.Where(p => p.Length > 0).Select(p => (p[..p.IndexOf('=')], p[(p.IndexOf('=') + 1)..])).ToList();
+        if (action is not "CreateKey")
+        {
+            parameters.Add(("KeyId", keyId));
+        }
+
+        var (status, body) = Error(action, [.. parameters]);
+
+        Assert.Equal(400, status);
+        Assert.Equal("InvalidParameter", body.GetProperty("Code").GetString());
+        Assert.Contains(parameter, body.GetProperty("Message").GetString(), StringComparison.Ordinal);
+    }
 }

@@ -52,6 +52,7 @@ public sealed class AliasAndTagTests : IDisposable
     [InlineData("alias/")]
     [InlineData("alias/has space")]
     [InlineData("alias/ünïcode")]
+    [InlineData("alias/a:b")]   // Alibaba: letters, digits, '_', '-' and '/' only
     public void Malformed_alias_names_are_refused(string name)
     {
         var id = _f.NewKey();
