@@ -222,6 +222,33 @@ public sealed class HsmKeyTests(SoftHsmFixture hsm)
     }
 
     [Fact]
+    public void An_expired_import_token_s_wrapping_pair_is_destroyed_in_the_token()
+    {
+        var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);
+        var keyId = hsm.Kms.CreateKey(_me, new CreateKeyRequest { DKMSInstanceId = instance.KmsInstanceId, Origin = "EXTERNAL" }).KeyId;
+        var parameters = hsm.Kms.GetParametersForImport(_me, keyId, "RSAES_OAEP_SHA_1", "RSA_2048");
+        byte[] reference;
+        using (var c = new SqliteConnection($"Data Source={Path.Combine(hsm.Root, "kms", "kms.db")};Mode=ReadOnly;Pooling=False"))
+        {
+            reference = c.QuerySingle<byte[]>("SELECT WrappedPrivateKey FROM ImportTokens WHERE Token = @token", new { token = parameters.ImportToken });
+        }
+
+        var probe = new Protection.KeyVersionRef(keyId, "probe", instance.KmsInstanceId);
+        var garbage = new byte[256];
+        // While the token lives, its private key is in the token: an unwrap of garbage fails in C_UnwrapKey.
+        var before = Assert.Throws<HsmException>(() => hsm.Backend.UnwrapMaterial(probe, reference, garbage, System.Security.Cryptography.RSAEncryptionPadding.OaepSHA1));
+        Assert.Equal("C_UnwrapKey", before.Function);
+
+        hsm.Time.Advance(TimeSpan.FromHours(25));
+        hsm.Kms.RunHousekeeping();
+
+        var after = Assert.Throws<HsmException>(() => hsm.Backend.UnwrapMaterial(probe, reference, garbage, System.Security.Cryptography.RSAEncryptionPadding.OaepSHA1));
+        Assert.Equal("C_FindObjects", after.Function);
+        Assert.Contains("not in the token", after.Message, StringComparison.Ordinal);
+        Assert.Equal("InvalidImportToken", Assert.Throws<KmsException>(() => hsm.Kms.ImportKeyMaterial(_me, keyId, garbage, parameters.ImportToken, null)).Code);
+    }
+
+    [Fact]
     public void HSM_key_material_expires_at_KeyMaterialExpireUnix_and_the_key_reads_as_PendingImport()
     {
         var instance = hsm.Kms.CreateKmsInstance(_me, "hardware", 100, 1000);

@@ -99,7 +99,7 @@ public static class KmsErrors
         $"{action} is not valid for the origin of key '{keyId}'. Only keys created with --Origin EXTERNAL take imported material.");
 
     public static KmsException InvalidImportToken(string keyId) => new(Codes.InvalidImportToken, 400,
-        $"The ImportToken is not one GetParametersForImport issued for key '{keyId}'. Call GetParametersForImport and wrap the material with its public key.");
+        $"The ImportToken is not one GetParametersForImport issued for key '{keyId}', or it expired and was removed (tokens last 24 hours). Call GetParametersForImport and wrap the material with its public key.");
 
     public static KmsException ExpiredImportToken() => new(Codes.ExpiredImportToken, 400,
         "The ImportToken has expired (tokens last 24 hours). Call GetParametersForImport again and wrap the material with the new public key.");
