@@ -349,7 +349,12 @@ public sealed class KeyManagementService : IDisposable
             throw KmsErrors.StateModifiedFailed(key.KeyId, key.KeyState, "CreateAlias");
         }
 
-        _store.InsertAlias(new AliasRecord(context.AccountId, RegionId, aliasName, key.KeyId));
+        if (!_store.InsertAlias(new AliasRecord(context.AccountId, RegionId, aliasName, key.KeyId)))
+        {
+            // Scheduled for deletion or purged by another caller since it was resolved.
+            throw KmsErrors.StateModifiedFailed(key.KeyId, KeyStates.PendingDeletion, "CreateAlias");
+        }
+
         _ring.InvalidateAliases();
     }
 
@@ -364,9 +369,10 @@ public sealed class KeyManagementService : IDisposable
             throw KmsErrors.PendingDeletion(key.KeyId);
         }
 
-        if (!_store.UpdateAlias(new AliasRecord(context.AccountId, RegionId, aliasName, key.KeyId)))
+        switch (_store.UpdateAlias(new AliasRecord(context.AccountId, RegionId, aliasName, key.KeyId)))
         {
-            throw KmsErrors.AliasNotFound(aliasName);
+            case null: throw KmsErrors.AliasNotFound(aliasName);
+            case false: throw KmsErrors.PendingDeletion(key.KeyId);   // scheduled or purged meanwhile
         }
 
         _ring.InvalidateAliases();

@@ -283,25 +283,38 @@ internal sealed class SqliteKeyStore : IDisposable
         return updated;
     });
 
-    public void InsertAlias(AliasRecord alias)
+    /// <summary>
+    /// Inserts an alias of a key that exists and is not pending deletion, checked in the same
+    /// statement (a purge or a ScheduleKeyDeletion by another process cannot slip in between).
+    /// False when the key no longer qualifies.
+    /// </summary>
+    public bool InsertAlias(AliasRecord alias)
     {
         try
         {
             using var c = Open();
-            c.Execute("INSERT INTO Aliases (AccountId, RegionId, AliasName, KeyId) VALUES (@AccountId, @RegionId, @AliasName, @KeyId)", alias);
+            return c.Execute(
+                "INSERT INTO Aliases (AccountId, RegionId, AliasName, KeyId) SELECT @AccountId, @RegionId, @AliasName, @KeyId " +
+                "WHERE EXISTS (SELECT 1 FROM Keys WHERE KeyId = @KeyId AND KeyState <> 'PendingDeletion')", alias) == 1;
         }
-        catch (SqliteException e) when (e.SqliteErrorCode == 19 /* SQLITE_CONSTRAINT */)
+        catch (SqliteException e) when (e.SqliteExtendedErrorCode is 2067 or 1555 /* SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY */)
         {
             throw KmsErrors.AliasExists(alias.AliasName);
         }
     }
 
-    public bool UpdateAlias(AliasRecord alias)
+    /// <summary>Points an existing alias at a key that exists and is not pending deletion; null when the alias does not exist, false when the key no longer qualifies.</summary>
+    public bool? UpdateAlias(AliasRecord alias) => InTransaction(c =>
     {
-        using var c = Open();
-        return c.Execute("UPDATE Aliases SET KeyId = @KeyId WHERE AccountId = @AccountId AND RegionId = @RegionId AND AliasName = @AliasName",
-            alias) == 1;
-    }
+        if (c.ExecuteScalar<long>("SELECT COUNT(*) FROM Aliases WHERE AccountId = @AccountId AND RegionId = @RegionId AND AliasName = @AliasName", alias) == 0)
+        {
+            return (bool?)null;
+        }
+
+        return c.Execute(
+            "UPDATE Aliases SET KeyId = @KeyId WHERE AccountId = @AccountId AND RegionId = @RegionId AND AliasName = @AliasName " +
+            "AND EXISTS (SELECT 1 FROM Keys WHERE KeyId = @KeyId AND KeyState <> 'PendingDeletion')", alias) == 1;
+    });
 
     public bool DeleteAlias(string accountId, string regionId, string aliasName)
     {

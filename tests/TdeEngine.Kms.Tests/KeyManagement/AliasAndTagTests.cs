@@ -126,4 +126,25 @@ public sealed class AliasAndTagTests : IDisposable
 
         Assert.Equal([("env", "prod")], _f.Kms.ListResourceTags(_f.Me, m.KeyId).Select(t => (t.TagKey, t.TagValue)));
     }
+
+    // CreateAlias and UpdateAlias resolve the key, then write: the write itself re-checks the key, so
+    // a ScheduleKeyDeletion or purge by another process in between cannot leave an alias on it.
+    [Fact]
+    public void The_alias_write_itself_refuses_a_key_scheduled_for_deletion_or_gone()
+    {
+        var doomed = _f.NewKey();
+        var live = _f.NewKey();
+        _f.Kms.CreateAlias(_f.Me, "alias/moving", live);
+        _f.Kms.ScheduleKeyDeletion(_f.Me, doomed, 7);
+        using var store = new TdeEngine.Kms.Store.SqliteKeyStore(Path.Combine(_f.Home, "kms.db"));
+        var region = _f.Kms.RegionId;
+
+        Assert.False(store.InsertAlias(new(KmsFixture.Account, region, "alias/late", doomed)));
+        Assert.False(store.InsertAlias(new(KmsFixture.Account, region, "alias/late", "no-such-key")));
+        Assert.False(store.UpdateAlias(new(KmsFixture.Account, region, "alias/moving", doomed)));
+        Assert.Null(store.UpdateAlias(new(KmsFixture.Account, region, "alias/missing", live)));
+        Assert.Equal(C.AliasExists, Assert.Throws<TdeEngine.Kms.Errors.KmsException>(() =>
+            store.InsertAlias(new(KmsFixture.Account, region, "alias/moving", live))).Code);
+        Assert.Equal(live, _f.Kms.DescribeKey(_f.Me, "alias/moving").KeyId);
+    }
 }
