@@ -347,17 +347,18 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         }
     }
 
-    /// <summary>Writes a signed checkpoint of the current end of the trail.</summary>
-    public void Checkpoint()
+    /// <summary>
+    /// Writes a signed checkpoint of the current end of the trail and returns its line (null when
+    /// the trail holds no event), for keeping off-host: a later rollback of the trail to before it
+    /// shows as a trail without that record.
+    /// </summary>
+    public string? Checkpoint()
     {
         lock (_fileGate)
         {
             using var held = AcquireFileLock();
             var tail = TailLocked();
-            if (tail.Sequence > 0)
-            {
-                WriteCheckpoint(tail.Sequence, tail.Hash);
-            }
+            return tail.Sequence > 0 ? WriteCheckpoint(tail.Sequence, tail.Hash) : null;
         }
     }
 
@@ -400,7 +401,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         lock (_fileGate)
         {
             using var held = AcquireFileLock();
-            if (TailLocked().Sequence == 0 && !HasSignedRecords())
+            if (!HasSignedRecords() && TailLocked().Sequence == 0)
             {
                 WriteCheckpoint(0, AuditJson.GenesisHash);
             }
@@ -985,8 +986,9 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     // Under the file lock: appends a checkpoint to the chain of signed records. A record is
     // {"sequence","hash","time","index","mac"}; its MAC covers the index and the MAC of the record
     // before it, so records can only be dropped from the end, never from the middle or the start.
-    private void WriteCheckpoint(long sequence, string hash)
+    private string WriteCheckpoint(long sequence, string hash)
     {
+        string line;
         var created = !File.Exists(_checkpoints);
         using (var stream = new FileStream(_checkpoints, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete))
         {
@@ -1001,7 +1003,8 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             var (index, previousMac) = last is { Index: { } i } ? (i + 1, last.Mac) : (0L, "");
             var time = Now();
             var mac = Convert.ToHexStringLower(ChainMac(prune: false, index, previousMac, sequence, hash, time));
-            RandomAccess.Write(handle, Encoding.UTF8.GetBytes(RecordLine(prune: false, sequence, hash, time, index, mac)), length);
+            line = RecordLine(prune: false, sequence, hash, time, index, mac);
+            RandomAccess.Write(handle, Encoding.UTF8.GetBytes(line), length);
             RandomAccess.FlushToDisk(handle);
         }
 
@@ -1012,6 +1015,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
 
         Volatile.Write(ref _unsignedThrough, 0);
         Volatile.Write(ref _lastSignedAt, System.Diagnostics.Stopwatch.GetTimestamp());
+        return line.TrimEnd('\n');
     }
 
     private static string RecordLine(bool prune, long sequence, string hash, string time, long index, string mac) =>
