@@ -115,11 +115,63 @@ internal static class AuditJson
         return at + bytes.Length;
     }
 
-    /// <summary>Parses one line back into an event (with its hash as written).</summary>
+    // A member named twice would let a parser pick one value while the hash covers another.
+    internal static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
+
+    /// <summary>Parses one line back into an event (with its hash as written). A member named twice is refused.</summary>
     public static AuditEvent Parse(string line)
     {
-        using var document = JsonDocument.Parse(line);
-        var r = document.RootElement;
+        using var document = JsonDocument.Parse(line, Strict);
+        return Read(document.RootElement);
+    }
+
+    /// <summary>
+    /// The event of <paramref name="line"/> (UTF-8, without its newline) if the line is byte for byte
+    /// what <see cref="Chain"/> writes for that event: members in their order, nothing before or after,
+    /// no other spelling of a value, and a hash that matches. Null for any other line.
+    /// </summary>
+    public static AuditEvent? ParseCanonical(ReadOnlySpan<byte> line)
+    {
+        AuditEvent e;
+        try
+        {
+            using var document = JsonDocument.Parse(line.ToArray(), Strict);
+            e = Read(document.RootElement);
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            return null;
+        }
+
+        var rebuilt = new ArrayBufferWriter<byte>(line.Length + 1);
+        Chain(Core(e), e.EventSequence, e.PreviousHash, rebuilt);
+        return rebuilt.WrittenSpan[..^1].SequenceEqual(line) ? e : null;
+    }
+
+    /// <summary>The eventSequence and eventId a damaged line claims, for naming it in a report (duplicates allowed here).</summary>
+    public static (long? Sequence, string? EventId) Claimed(ReadOnlySpan<byte> line)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(line.ToArray());
+            var r = document.RootElement;
+            if (r.ValueKind != JsonValueKind.Object)
+            {
+                return (null, null);
+            }
+
+            long? sequence = r.TryGetProperty("eventSequence", out var s) && s.TryGetInt64(out var n) ? n : null;
+            var id = r.TryGetProperty("eventId", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString() : null;
+            return (sequence, id);
+        }
+        catch (JsonException)
+        {
+            return (null, null);
+        }
+    }
+
+    private static AuditEvent Read(JsonElement r)
+    {
         var identity = r.GetProperty("userIdentity");
         return new AuditEvent
         {

@@ -63,7 +63,7 @@ internal static class Program
           tde kms <Action> --<Param> <v>   Call a KMS action, Alibaba KMS OpenAPI 2016-01-20 style
           tde kms --help                   List the KMS actions and their parameters
           tde ram <Action> --<Param> <v>   RAM: users, access keys, policies (tde ram --help)
-          tde audit verify|LookupEvents|export|checkpoint   The hash-chained audit trail of every call
+          tde audit verify|LookupEvents|export|checkpoint|prune   The hash-chained audit trail of every call (tde audit --help)
           tde db create FILE [--key KEY] [--cipher aes-256-gcm|aegis-256] [--page-size N]
           tde db encrypt PLAIN_FILE [--key KEY] [--cipher C] [--out FILE]
           tde db decrypt FILE --out PLAIN_FILE

@@ -60,7 +60,7 @@ internal sealed record BucketConfig(string Name, string RegionId, string Account
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new TdeStorageException(TdeStorageException.Codes.NoSuchBucket,
-                $"There is no bucket in '{directory}' (no {FileName}). Create it with LocalBucket.Create, or check the path.", path);
+                $"There is no bucket in '{directory}' (no {FileName}). Create it with LocalBucket.Create (from the command line: tde oss mb), or check the path.", path);
         }
 
         try

@@ -522,7 +522,7 @@ public static class TdeDatabases
     {
         if (!File.Exists(path))
         {
-            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, message, path);
+            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"'{path}' does not exist.", path);
         }
 
         Span<byte> header = stackalloc byte[16];

@@ -17,6 +17,8 @@ internal sealed class CliServices : IDisposable
 
     private CliServices(KmsOptions options)
     {
+        // Settings first: a bad one is refused before anything under $TDE_HOME is created.
+        var segmentBytes = AuditSegmentBytes();
         // An HSM for hardware-protected keys when one is configured (docs/hsm.md).
         if (Environment.GetEnvironmentVariable("TDE_HSM_MODULE") is { Length: > 0 } module)
         {
@@ -41,7 +43,7 @@ internal sealed class CliServices : IDisposable
 
         Kms = KeyManagementService.Open(options, _root, _hsm is null ? null : [_hsm]);
         Ram = RamService.Open(options.Home, _root);
-        Audit = AuditTrail.Open(options.Home, _root, segmentBytes: AuditSegmentBytes());
+        Audit = AuditTrail.Open(options.Home, _root, segmentBytes: segmentBytes);
         Gateway = new KmsGateway(Kms, Ram, Audit);
         RootContext = KmsCallContext.ForRoot(options.DefaultAccountId, userAgent: "tde-cli");
     }

@@ -93,10 +93,14 @@ internal static class DbCommand
                     return Verify(file, line!.Has("json"), stdout, stderr);
                 case "rekey":
                     var lastReport = DateTime.MinValue;
+                    var finished = false;
                     var rekeyed = TdeDatabases.Rekey(file, p =>
                     {
-                        if (p.PagesDone == p.PagesTotal || DateTime.UtcNow - lastReport > TimeSpan.FromSeconds(1))
+                        // The last progress report can come more than once: the line that says "all done" is printed once.
+                        var done = p.PagesDone == p.PagesTotal;
+                        if ((done && !finished) || (!done && DateTime.UtcNow - lastReport > TimeSpan.FromSeconds(1)))
                         {
+                            finished |= done;
                             lastReport = DateTime.UtcNow;
                             stdout.WriteLine($"{(p.Resumed ? "resumed: " : "")}{p.PagesDone}/{p.PagesTotal} pages checked, {p.PagesRewritten} rewritten under DEK version {p.DekVersion}");
                         }

@@ -44,9 +44,21 @@ internal static class KmsCommand
         // Before any socket exists in this process (docs/decisions.md: inline socket completions).
         TdeEngine.Server.KmsServer.PreferInlineSocketCompletions();
         var options = ParseParameters(args);
+        if (options.Keys.FirstOrDefault(k => k is not ("port" or "host" or "cert" or "cert-password-env")) is { } unknown)
+        {
+            throw new CliUsageException($"unknown option '--{unknown}'. Usage: tde kms serve [--port N] [--host IP] [--cert FILE.pfx --cert-password-env VAR]");
+        }
+
+        var port = 8080;
+        if (options.TryGetValue("port", out var text) &&
+            (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out port) || port > 65535))
+        {
+            throw new CliUsageException($"--port must be a TCP port from 0 (any free port) to 65535, not '{text}'.");
+        }
+
         var server = new TdeEngine.Server.KmsServerOptions
         {
-            Port = options.TryGetValue("port", out var port) ? int.Parse(port, System.Globalization.CultureInfo.InvariantCulture) : 8080,
+            Port = port,
             Host = options.GetValueOrDefault("host") ?? "127.0.0.1",
             CertificatePath = options.GetValueOrDefault("cert"),
             CertificatePasswordVariable = options.GetValueOrDefault("cert-password-env"),

@@ -199,7 +199,7 @@ internal sealed record DiskHeader
         }
 
         throw new TdeStorageException(TdeStorageException.Codes.NotTdeDisk,
-            $"'{file}' is not a TdeEngine disk image (no \"TDEDISK\" header at its start). Create one with EncryptedDisk.Create.", file);
+            $"'{file}' is not a TdeEngine disk image (no \"TDEDISK\" header at its start). Create one with EncryptedDisk.Create (from the command line: tde disk create).", file);
     }
 
     private static int WriteField(Span<byte> slot, int at, ReadOnlySpan<byte> value)

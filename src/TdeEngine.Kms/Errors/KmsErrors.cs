@@ -110,6 +110,7 @@ public static class KmsErrors
     public static KmsException UnsupportedOperation(string what) => new(Codes.UnsupportedOperation, 400,
         $"This operation is not supported: {what}");
 
-    public static KmsException InvalidAction(string action) => new(Codes.InvalidAction, 404,
-        $"The action '{action}' does not exist. Run 'tde kms --help' for the list of actions.");
+    /// <summary>An unknown action; <paramref name="group"/> names the CLI group that lists the actions (kms, ram).</summary>
+    public static KmsException InvalidAction(string action, string group = "kms") => new(Codes.InvalidAction, 404,
+        $"The action '{action}' does not exist. Run 'tde {group} --help' for the list of actions.");
 }

@@ -77,7 +77,7 @@ public sealed class RamApi(RamService ram)
         {
             if (!Handlers.TryGetValue(action ?? "", out var entry))
             {
-                throw KmsErrors.InvalidAction(action ?? "");
+                throw KmsErrors.InvalidAction(action ?? "", "ram");
             }
 
             entry.Handler(ram, context, new ActionParameters(parameters), writer);

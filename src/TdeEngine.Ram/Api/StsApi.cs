@@ -27,7 +27,7 @@ public sealed class StsApi(RamService ram)
                     CallerIdentity(context.Principal, writer);
                     break;
                 default:
-                    throw KmsErrors.InvalidAction(action ?? "");
+                    throw KmsErrors.InvalidAction(action ?? "", "ram");
             }
         });
 

@@ -1,0 +1,70 @@
+namespace TdeEngine.Cli.Tests;
+
+/// <summary>Messages that tell a CLI user what to do next name the right command.</summary>
+public sealed class CliMessagesTests : IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "tde-cli-messages-" + Guid.NewGuid().ToString("N"));
+
+    public CliMessagesTests() => Directory.CreateDirectory(_home);
+
+    public void Dispose() => Directory.Delete(_home, recursive: true);
+
+    private string File(string name) => Path.Combine(_home, name);
+
+    [Fact]
+    public void An_unknown_ram_action_points_to_the_ram_help()
+    {
+        var result = CliProcess.Run(_home, "ram", "Frob");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("Run 'tde ram --help'", result.Stdout + result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("tde kms --help", result.Stdout + result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Encrypting_a_missing_file_says_it_does_not_exist()
+    {
+        var result = CliProcess.Run(_home, "db", "encrypt", File("nonexist.db"));
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains($"'{File("nonexist.db")}' does not exist.", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("is not a plaintext SQLite database", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Rekey_prints_its_final_progress_line_once()
+    {
+        Assert.Equal(0, CliProcess.Run(_home, "db", "create", File("r.db")).ExitCode);
+        Assert.Equal(0, CliProcess.Run(_home, "db", "sql", File("r.db"), "CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('x');").ExitCode);
+
+        var result = CliProcess.Run(_home, "db", "rekey", File("r.db"));
+
+        Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
+        var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(lines.Distinct().Count(), lines.Length);
+    }
+
+    [Fact]
+    public void Disk_and_bucket_errors_name_the_command_that_creates_one()
+    {
+        System.IO.File.WriteAllText(File("not-a-disk.img"), new string('x', 4096));
+        Directory.CreateDirectory(File("not-a-bucket"));
+
+        var disk = CliProcess.Run(_home, "disk", "inspect", File("not-a-disk.img"));
+        var bucket = CliProcess.Run(_home, "oss", "ls", File("not-a-bucket"));
+
+        Assert.Equal(1, disk.ExitCode);
+        Assert.Contains("tde disk create", disk.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, bucket.ExitCode);
+        Assert.Contains("tde oss mb", bucket.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_top_level_help_lists_audit_prune()
+    {
+        var result = CliProcess.Run(_home, "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("tde audit verify|LookupEvents|export|checkpoint|prune", result.Stdout, StringComparison.Ordinal);
+    }
+}
