@@ -385,6 +385,64 @@ public sealed class TamperTests : IDisposable
         Assert.Equal("alice 100", Accounts("crashed.db")); // the replayed frame ('alice 1') is dropped
     }
 
+    private string MakeBlobDatabase(string name)
+    {
+        var blob = new byte[20000];
+        new Random(1).NextBytes(blob);
+        using var db = _dir.OpenTde(name);
+        db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+        using var insert = db.CreateCommand();
+        insert.CommandText = "INSERT INTO t(v) VALUES ($b)";
+        insert.Parameters.AddWithValue("$b", blob);
+        insert.ExecuteNonQuery();
+        return _dir.File(name);
+    }
+
+    [Fact]
+    public void A_file_cut_inside_its_last_page_is_reported_not_read_as_zeros()
+    {
+        var file = MakeBlobDatabase("t.db");
+        var pages = (new FileInfo(file).Length - Envelope) / PageSize;
+        using (var stream = File.Open(file, FileMode.Open))
+        {
+            stream.SetLength(stream.Length - 1);   // one byte of the last page's tag
+        }
+
+        var e = ReadAllFails("t.db");
+        var verify = TdeDatabases.Verify(file);
+
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.Contains("truncated", e.Message, StringComparison.Ordinal);
+        Assert.False(verify.Intact);
+        Assert.Equal(pages, verify.PageCount);
+        Assert.Equal([pages], verify.BadPages);
+        Assert.Equal(pages, verify.HeaderPageCount);
+    }
+
+    [Fact]
+    public void A_file_cut_by_a_whole_page_is_a_typed_error_and_verify_says_truncated()
+    {
+        var file = MakeBlobDatabase("t.db");
+        var pages = (new FileInfo(file).Length - Envelope) / PageSize;
+        using (var stream = File.Open(file, FileMode.Open))
+        {
+            stream.SetLength(stream.Length - PageSize);
+        }
+
+        var e = ReadAllFails("t.db");
+        var verify = TdeDatabases.Verify(file);
+
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.Equal(pages, e.PageNumber);
+        Assert.Contains("truncated", e.Message, StringComparison.Ordinal);
+        Assert.False(verify.Intact);
+        Assert.True(verify.Truncated);
+        Assert.Equal(pages - 1, verify.PageCount);
+        Assert.Equal(pages, verify.HeaderPageCount);
+        Assert.Empty(verify.BadPages);
+        Assert.Contains("truncated", verify.Message, StringComparison.Ordinal);
+    }
+
     private TdeStorageException OpenFails(string name, bool query)
     {
         using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));

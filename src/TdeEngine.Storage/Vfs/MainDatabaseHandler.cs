@@ -148,7 +148,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
                 {
                     output.Clear();
-                    return rc;
+                    return PastTheEnd(offset / P);
                 }
 
                 if (rc != SqliteNative.SQLITE_OK)
@@ -158,7 +158,13 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
                 if (Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output))
                 {
-                    return SqliteNative.SQLITE_OK;
+                    var length = offset == 0 ? CheckLength(output) : SqliteNative.SQLITE_OK;
+                    if (length != SqliteNative.SQLITE_OK)
+                    {
+                        output.Clear();
+                    }
+
+                    return length;
                 }
 
                 if (attempt == TornReadRetries)
@@ -193,8 +199,16 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
             if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
             {
-                // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain file.
+                // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain
+                // file, unless the page should be there (a truncated file).
                 target.Clear();
+                var pastTheEnd = PastTheEnd(pageIndex);
+                if (pastTheEnd != SqliteNative.SQLITE_IOERR_SHORT_READ)
+                {
+                    output.Clear();
+                    return pastTheEnd;
+                }
+
                 shortRead = true;
                 continue;
             }
@@ -207,6 +221,16 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             if (source is null)
             {
                 return Tampered(pageIndex, target);
+            }
+
+            if (pageIndex == 0)
+            {
+                var length = CheckLength(source);
+                if (length != SqliteNative.SQLITE_OK)
+                {
+                    output.Clear();
+                    return length;
+                }
             }
 
             source.AsSpan(from, to - from).CopyTo(target);
@@ -233,6 +257,89 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
         _page1Cached = true;
         return _page1Plain;
+    }
+
+    /// <summary>
+    /// A read of page <paramref name="pageIndex"/> + 1 came back short. Only a page wholly past the end
+    /// of a database that does not claim it may read as zeros (<c>SQLITE_IOERR_SHORT_READ</c>, as
+    /// SQLite expects): a page cut in part, or a page below the count in page 1's header, means the
+    /// file was truncated, and zeros would be taken for an empty page.
+    /// </summary>
+    /// <remarks>
+    /// Checked only under a lock: SQLite reads page 1's header once before it takes any lock, and a
+    /// hot journal it has not played back yet may still describe a longer file.
+    /// </remarks>
+    private int PastTheEnd(long pageIndex)
+    {
+        if (_lockLevel < SqliteNative.SQLITE_LOCK_SHARED)
+        {
+            return SqliteNative.SQLITE_IOERR_SHORT_READ;
+        }
+
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        var wholePages = Math.Max(0, physical - E) / P;
+        if (physical > E + (pageIndex * P) || pageIndex == 0)
+        {
+            return Truncated(pageIndex + 1, wholePages, claimed: null);   // cut inside the page, or no page 1 at all
+        }
+
+        // A page wholly past the end: does page 1 say the database holds it?
+        if (ReadRaw(_sealed, E) != SqliteNative.SQLITE_OK)
+        {
+            return Truncated(1, wholePages, claimed: null);
+        }
+
+        var page1 = OpenPage1();
+        if (page1 is null)
+        {
+            return Tampered(0, default);
+        }
+
+        var claimed = ClaimedPages(page1);
+        return pageIndex < claimed ? Truncated(pageIndex + 1, wholePages, claimed) : SqliteNative.SQLITE_IOERR_SHORT_READ;
+    }
+
+    /// <summary>Page 1 was just opened: the file must hold every page its header counts (see <see cref="PastTheEnd"/>).</summary>
+    private int CheckLength(ReadOnlySpan<byte> page1)
+    {
+        var claimed = ClaimedPages(page1);
+        if (claimed <= 1 || _lockLevel < SqliteNative.SQLITE_LOCK_SHARED)
+        {
+            return SqliteNative.SQLITE_OK;
+        }
+
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        var wholePages = Math.Max(0, physical - E) / P;
+        return wholePages >= claimed && (physical - E) % P == 0 ? SqliteNative.SQLITE_OK : Truncated(Math.Min(wholePages + 1, claimed), wholePages, claimed);
+    }
+
+    /// <summary>
+    /// The page count in a page 1 header (bytes 28..31), or 0 when SQLite would not trust it either
+    /// (the version-valid-for number at 92..95 differs from the change counter at 24..27).
+    /// </summary>
+    internal static long ClaimedPages(ReadOnlySpan<byte> page1) =>
+        page1.Slice(24, 4).SequenceEqual(page1.Slice(92, 4)) ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(page1[28..]) : 0;
+
+    private int Truncated(long page, long wholePages, long? claimed)
+    {
+        var what = claimed is { } n
+            ? $"its header counts {n} pages, the file holds {wholePages} whole pages"
+            : $"the file ends inside page {page} or before page 1 (it holds {wholePages} whole pages)";
+        return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+            $"Page {page} of '{Path}' failed authentication: the file is truncated ({what}). Restore the file from a backup.",
+            Path, page), SqliteNative.SQLITE_IOERR_DATA);
     }
 
     private int Tampered(long pageIndex, Span<byte> target)
