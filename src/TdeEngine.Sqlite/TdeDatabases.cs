@@ -180,7 +180,9 @@ public static class TdeDatabases
             for (var attempt = 0; ; attempt++)
             {
                 var current = ReadEnvelope(file);
-                var destination = kmsKeyId ?? current.KmsKeyArn;
+                // Without --key the DEKs stay with the key that wraps them now, as the wrapped DEKs
+                // themselves name it: the envelope's ARN field is not authenticated.
+                var destination = kmsKeyId ?? current.WrappingKeyId(path);
                 var arn = current.KmsKeyArn;
                 var deks = new List<EnvelopeDek>(current.Deks.Count);
                 foreach (var dek in current.Deks)
