@@ -116,6 +116,7 @@ public sealed class RewrapTests : IDisposable
 
         var e = Assert.Throws<TdeStorageException>(() => TdeDatabases.Rewrap(_dir.File("plain.db")));
         Assert.Equal(TdeStorageException.Codes.PlaintextDatabase, e.Code);
+        Assert.Contains("'tde db encrypt' (or TdeDatabases.Encrypt)", e.Message, StringComparison.Ordinal);   // an API that exists
     }
 
     [Fact]

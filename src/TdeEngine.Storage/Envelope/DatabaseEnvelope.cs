@@ -223,7 +223,7 @@ public sealed record DatabaseEnvelope
         if (region[..16].SequenceEqual("SQLite format 3\0"u8))
         {
             throw new TdeStorageException(TdeStorageException.Codes.PlaintextDatabase,
-                $"'{file}' is a plaintext SQLite database, not a TDE database. Encrypt it with 'tde db encrypt' (or TdeSqlite.EncryptDatabase), or open it without the tde VFS.",
+                $"'{file}' is a plaintext SQLite database, not a TDE database. Encrypt it with 'tde db encrypt' (or TdeDatabases.Encrypt), or open it without the tde VFS.",
                 file);
         }
 
