@@ -109,7 +109,9 @@ internal sealed class DekReencryption : IDisposable
                 return;
             }
 
-            using var dek = _keys.Provider.GenerateDataKey(current.KmsKeyArn, current.DekContext);
+            // The new DEK under the key that wraps the current ones, as they name it themselves (the
+            // envelope's ARN field is not authenticated).
+            using var dek = _keys.Provider.GenerateDataKey(current.WrappingKeyId(_path), current.DekContext);
             _keys.Add(dek.Wrapped, current.DekContext, dek.Plaintext.Span);
             var version = current.Deks.Max(d => d.Version) + 1;
             envelope = current with

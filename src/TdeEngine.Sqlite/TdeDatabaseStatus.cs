@@ -32,17 +32,27 @@ public sealed record TdeDekStatus(uint Version, PageCipherSuite Cipher, ulong Se
 
 /// <summary>What <c>tde db verify</c> reports: every page of the file authenticated with the database's DEKs, then SQLite's own check.</summary>
 /// <param name="Path">The database file.</param>
-/// <param name="PageCount">Pages in the file.</param>
-/// <param name="BadPages">Pages that fail authentication (altered, moved, or from another database), in order.</param>
-/// <param name="IntegrityCheck">What <c>PRAGMA integrity_check</c> said, or null when pages failed (SQLite would stop at the first).</param>
+/// <param name="PageCount">Pages in the file (a partial last page counts as one).</param>
+/// <param name="BadPages">Pages that fail authentication (altered, moved, from another database, or cut short), in order.</param>
+/// <param name="IntegrityCheck">What <c>PRAGMA integrity_check</c> said (or why SQLite could not run it), or null when pages failed or are missing (SQLite would stop at the first).</param>
 public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadOnlyList<long> BadPages, string? IntegrityCheck)
 {
-    /// <summary>True when every page authenticates and SQLite finds the database well formed.</summary>
-    public bool Intact => BadPages.Count == 0 && IntegrityCheck == "ok";
+    /// <summary>The page count page 1's header gives (null when page 1 fails, or SQLite would not trust the count).</summary>
+    public long? HeaderPageCount { get; init; }
+
+    /// <summary>True when the file holds fewer pages than page 1's header counts: it was truncated.</summary>
+    public bool Truncated => HeaderPageCount > PageCount;
+
+    /// <summary>True when every page authenticates, none is missing, and SQLite finds the database well formed.</summary>
+    public bool Intact => BadPages.Count == 0 && !Truncated && IntegrityCheck == "ok";
 
     /// <summary>One sentence for people.</summary>
-    public string Message => BadPages.Count > 0
-        ? $"{BadPages.Count} of {PageCount} pages of '{Path}' fail authentication (altered, moved, or from another database): {string.Join(", ", BadPages.Take(50))}{(BadPages.Count > 50 ? ", ..." : "")}. Restore the file from a backup."
+    public string Message => BadPages.Count > 0 || Truncated
+        ? (BadPages.Count > 0
+            ? $"{BadPages.Count} of {PageCount} pages of '{Path}' fail authentication (altered, moved, cut short, or from another database): {string.Join(", ", BadPages.Take(50))}{(BadPages.Count > 50 ? ", ..." : "")}. "
+            : "") +
+          (Truncated ? $"'{Path}' is truncated: page 1 counts {HeaderPageCount} pages, the file holds {PageCount}. " : "") +
+          "Restore the file from a backup."
         : IntegrityCheck == "ok"
             ? $"All {PageCount} pages of '{Path}' authenticate, and PRAGMA integrity_check is ok."
             : $"All {PageCount} pages of '{Path}' authenticate, but PRAGMA integrity_check says: {IntegrityCheck}";

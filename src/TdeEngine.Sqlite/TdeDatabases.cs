@@ -180,7 +180,9 @@ public static class TdeDatabases
             for (var attempt = 0; ; attempt++)
             {
                 var current = ReadEnvelope(file);
-                var destination = kmsKeyId ?? current.KmsKeyArn;
+                // Without --key the DEKs stay with the key that wraps them now, as the wrapped DEKs
+                // themselves name it: the envelope's ARN field is not authenticated.
+                var destination = kmsKeyId ?? current.WrappingKeyId(path);
                 var arn = current.KmsKeyArn;
                 var deks = new List<EnvelopeDek>(current.Deks.Count);
                 foreach (var dek in current.Deks)
@@ -264,12 +266,14 @@ public static class TdeDatabases
 
     /// <summary>
     /// Authenticates every page of a TDE file with its DEKs (from the KMS, through the registered VFS)
-    /// and lists all that fail, not only the first as a query would; when all pass, runs
-    /// <c>PRAGMA integrity_check</c>. For backups and restore drills: nothing is written.
+    /// and lists all that fail, not only the first as a query would; checks that the file holds every
+    /// page page 1's header counts; when all pass, runs <c>PRAGMA integrity_check</c>. For backups and
+    /// restore drills: nothing is written.
     /// </summary>
     /// <remarks>
     /// A page being written by another connection at that moment can read as torn: a page that fails
-    /// is read again (three times in all) before it is reported.
+    /// is read again (three times in all) before it is reported. A last page cut short counts as a
+    /// page that fails.
     /// </remarks>
     public static TdeDatabaseVerification Verify(string path)
     {
@@ -278,10 +282,11 @@ public static class TdeDatabases
         var envelope = ReadEnvelope(file);
         using var crypto = Storage.Vfs.MainDatabaseHandler.OpenCrypto(envelope, path, Storage.Vfs.TdeVfs.Current.Keys);
         var pageSize = envelope.PageSize;
-        var pages = Math.Max(0, (file.Length - DatabaseEnvelope.RegionSize) / pageSize);
+        var pages = Math.Max(0, (file.Length - DatabaseEnvelope.RegionSize + pageSize - 1) / pageSize);   // a partial last page counts
         var sealedPage = new byte[pageSize];
         var plain = GC.AllocateUninitializedArray<byte>(pageSize, pinned: true);
         var bad = new List<long>();
+        long? claimed = null;
         try
         {
             var lockBytePage = LockBytePage(pageSize);
@@ -308,6 +313,10 @@ public static class TdeDatabases
                 {
                     bad.Add(page);
                 }
+                else if (page == 1)
+                {
+                    claimed = Storage.Vfs.MainDatabaseHandler.ClaimedPages(plain) is > 0 and var count ? count : null;
+                }
             }
         }
         finally
@@ -316,26 +325,38 @@ public static class TdeDatabases
         }
 
         string? integrity = null;
-        if (bad.Count == 0)
+        if (bad.Count == 0 && !(claimed > pages))
         {
             using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path, SqliteOpenMode.ReadOnly));
-            integrity = TdeSqlite.Explain(() =>
+            try
             {
-                connection.Open();
-                using var command = connection.CreateCommand();
-                command.CommandText = "PRAGMA integrity_check";
-                using var reader = command.ExecuteReader();
-                var lines = new List<string>();
-                while (reader.Read())
+                integrity = TdeSqlite.Explain(() =>
                 {
-                    lines.Add(reader.GetString(0));
-                }
+                    connection.Open();
+                    using var command = connection.CreateCommand();
+                    command.CommandText = "PRAGMA integrity_check";
+                    using var reader = command.ExecuteReader();
+                    var lines = new List<string>();
+                    while (reader.Read())
+                    {
+                        lines.Add(reader.GetString(0));
+                    }
 
-                return string.Join("; ", lines);
-            });
+                    return string.Join("; ", lines);
+                });
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode is 11 or 26)   // SQLITE_CORRUPT, SQLITE_NOTADB
+            {
+                integrity = $"SQLite could not check the database: {e.Message}";
+            }
+            catch (TdeStorageException e) when (e.Code == TdeStorageException.Codes.PageAuthenticationFailed)
+            {
+                // A page (or the WAL) changed under the check: report it, as for a page that fails above.
+                integrity = $"SQLite could not check the database: {e.Message}";
+            }
         }
 
-        return new TdeDatabaseVerification(path, pages, bad, integrity);
+        return new TdeDatabaseVerification(path, pages, bad, integrity) { HeaderPageCount = claimed };
     }
 
     private static string TdeVfsName => "tde";

@@ -166,4 +166,60 @@ public sealed class OnDiskTests : IDisposable
             return (process.ExitCode, stdout.Result, stderr);
         }
     }
+
+    [Fact]
+    public void VACUUM_INTO_from_a_TDE_connection_writes_a_TDE_copy_under_its_own_DEK()
+    {
+        using (var db = _dir.OpenTde("v.db"))
+        {
+            db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('SECRET-ROW-CONTENT');");
+            db.Exec($"VACUUM INTO '{_dir.File("copy.db")}'");
+        }
+
+        var bytes = File.ReadAllBytes(_dir.File("copy.db"));
+        Assert.True(bytes.AsSpan(0, 8).SequenceEqual("TDESQLv1"u8));
+        Assert.DoesNotContain("SECRET-ROW", Encoding.ASCII.GetString(bytes), StringComparison.Ordinal);
+        var source = Storage.Envelope.DatabaseEnvelope.Read(File.ReadAllBytes(_dir.File("v.db")).AsSpan(0, 4096), "v.db");
+        var copy = Storage.Envelope.DatabaseEnvelope.Read(bytes.AsSpan(0, 4096), "copy.db");
+        Assert.NotEqual(source.DatabaseIdHex, copy.DatabaseIdHex);
+        Assert.NotEqual(source.ActiveDek.WrappedDek, copy.ActiveDek.WrappedDek);
+        using var reopened = _dir.OpenTde("copy.db");
+        Assert.Equal("SECRET-ROW-CONTENT", reopened.Scalar<string>("SELECT v FROM t"));
+        Assert.Equal("ok", reopened.Scalar<string>("PRAGMA integrity_check"));
+    }
+
+    [Fact]
+    public void VACUUM_INTO_takes_the_cipher_and_page_size_of_the_target_URI()
+    {
+        using var db = _dir.OpenTde("a.db", "cipher=aegis-256&page_size=8192");
+        db.Exec("CREATE TABLE t(v); INSERT INTO t VALUES ('x');");
+
+        // The copy is created with the defaults (AES-256-GCM, 4096) unless its URI names the source's geometry.
+        Assert.Throws<SqliteException>(() => db.Exec($"VACUUM INTO '{_dir.File("default.db")}'"));
+        db.Exec($"VACUUM INTO 'file:{_dir.File("copy.db")}?cipher=aegis-256&page_size=8192'");
+
+        using var copy = _dir.OpenTde("copy.db");
+        Assert.Equal("x", copy.Scalar<string>("SELECT v FROM t"));
+        Assert.Equal(8192L, copy.Scalar<long>("PRAGMA page_size"));
+    }
+
+    [Theory]
+    [InlineData("DELETE")]
+    [InlineData("WAL")]
+    public void A_new_database_whose_first_transaction_rolls_back_stays_usable(string journalMode)
+    {
+        using (var db = _dir.OpenTde("n.db"))
+        {
+            db.Exec($"PRAGMA journal_mode={journalMode}");
+            using var tx = db.BeginTransaction();
+            db.Exec("CREATE TABLE t(v); INSERT INTO t VALUES ('gone');");
+            tx.Rollback();
+        }
+
+        using var again = _dir.OpenTde("n.db");
+        again.Exec("CREATE TABLE t(v); INSERT INTO t VALUES ('kept');");
+        Assert.Equal("kept", again.Scalar<string>("SELECT v FROM t"));
+        Assert.Equal("ok", again.Scalar<string>("PRAGMA integrity_check"));
+    }
 }
+

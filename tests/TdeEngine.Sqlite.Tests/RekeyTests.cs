@@ -278,4 +278,25 @@ public sealed class RekeyTests : IDisposable
         Assert.True(before.AsSpan(DatabaseEnvelope.RegionSize).SequenceEqual(after.AsSpan(DatabaseEnvelope.RegionSize)), "no page may change");
         Assert.False(RekeyJournal.IsPending(file));
     }
+
+    [Fact]
+    public void An_edited_key_ARN_in_the_envelope_is_refused_before_a_new_DEK_is_made()
+    {
+        var victimKey = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "victim" }).KeyId;
+        var attackerKey = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "attacker" }).KeyId;
+        using (var db = _dir.OpenTde("k.db", $"kms_key={victimKey}"))
+        {
+            db.Exec("CREATE TABLE t(v); INSERT INTO t VALUES ('secret');");
+        }
+
+        var file = _dir.File("k.db");
+        RewrapTests.ForgeEnvelopeKeyArn(file, victimKey, attackerKey);
+        var forged = ReadFile(file);
+
+        var e = Assert.Throws<TdeStorageException>(() => TdeDatabases.Rekey(file));
+
+        Assert.Equal(TdeStorageException.Codes.EnvelopeKeyMismatch, e.Code);
+        Assert.Equal(forged, ReadFile(file));   // no new DEK, no page touched
+    }
 }
+

@@ -116,6 +116,7 @@ public sealed class RewrapTests : IDisposable
 
         var e = Assert.Throws<TdeStorageException>(() => TdeDatabases.Rewrap(_dir.File("plain.db")));
         Assert.Equal(TdeStorageException.Codes.PlaintextDatabase, e.Code);
+        Assert.Contains("'tde db encrypt' (or TdeDatabases.Encrypt)", e.Message, StringComparison.Ordinal);   // an API that exists
     }
 
     [Fact]
@@ -152,4 +153,41 @@ public sealed class RewrapTests : IDisposable
         Assert.True(answer is "held" or "free", answer + probe.StandardError.ReadToEnd());
         return answer == "held";
     }
+
+    // Anyone who can write the file can change the key ARN: the envelope's SHA-256 has no key.
+    internal static void ForgeEnvelopeKeyArn(string file, string from, string to)
+    {
+        var envelope = DatabaseEnvelope.Read(File.ReadAllBytes(file).AsSpan(0, DatabaseEnvelope.RegionSize), file);
+        var forged = envelope with { Sequence = envelope.Sequence + 1, KmsKeyArn = envelope.KmsKeyArn.Replace(from, to, StringComparison.Ordinal) };
+        Assert.NotEqual(envelope.KmsKeyArn, forged.KmsKeyArn);
+        var slot = new byte[DatabaseEnvelope.SlotSize];
+        forged.WriteSlot(slot);
+        using var stream = File.Open(file, FileMode.Open);
+        stream.Position = DatabaseEnvelope.SlotOffset(forged.Sequence);
+        stream.Write(slot);
+    }
+
+    [Fact]
+    public void An_edited_key_ARN_in_the_envelope_is_refused_instead_of_redirecting_the_rewrap()
+    {
+        var victimKey = NewKey("victim");
+        var attackerKey = NewKey("attacker");
+        var file = MakeDatabase("k.db", victimKey);
+        ForgeEnvelopeKeyArn(file, victimKey, attackerKey);
+        var forged = File.ReadAllBytes(file);
+        TdeTestEnvironment.Kms.CreateKeyVersion(TdeTestEnvironment.Caller, victimKey);   // the routine rotation
+
+        var e = Assert.Throws<TdeStorageException>(() => TdeDatabases.Rewrap(file));   // the routine re-wrap after it
+
+        Assert.Equal(TdeStorageException.Codes.EnvelopeKeyMismatch, e.Code);
+        Assert.Contains(victimKey, e.Message, StringComparison.Ordinal);
+        Assert.Equal(forged, File.ReadAllBytes(file));   // nothing written
+        Assert.Equal(victimKey, CiphertextBlob.ReadHeader(Envelope(file).ActiveDek.WrappedDek).KeyId);
+
+        // Naming the key explicitly re-wraps and writes a consistent envelope again.
+        var status = TdeDatabases.Rewrap(file, victimKey);
+        Assert.EndsWith("key/" + victimKey, status.KmsKeyArn, StringComparison.Ordinal);
+        Assert.Equal(victimKey, Envelope(file).WrappingKeyId(file));
+    }
 }
+

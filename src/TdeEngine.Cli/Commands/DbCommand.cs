@@ -177,6 +177,15 @@ internal static class DbCommand
                 }
 
                 w.WriteEndArray();
+                if (result.HeaderPageCount is { } headerPages)
+                {
+                    w.WriteNumber("HeaderPageCount", headerPages);
+                }
+                else
+                {
+                    w.WriteNull("HeaderPageCount");
+                }
+
                 if (result.IntegrityCheck is null)
                 {
                     w.WriteNull("IntegrityCheck");

@@ -223,7 +223,7 @@ public sealed record DatabaseEnvelope
         if (region[..16].SequenceEqual("SQLite format 3\0"u8))
         {
             throw new TdeStorageException(TdeStorageException.Codes.PlaintextDatabase,
-                $"'{file}' is a plaintext SQLite database, not a TDE database. Encrypt it with 'tde db encrypt' (or TdeSqlite.EncryptDatabase), or open it without the tde VFS.",
+                $"'{file}' is a plaintext SQLite database, not a TDE database. Encrypt it with 'tde db encrypt' (or TdeDatabases.Encrypt), or open it without the tde VFS.",
                 file);
         }
 
@@ -236,6 +236,55 @@ public sealed record DatabaseEnvelope
         throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase,
             $"'{file}' is not a TDE database (no TdeEngine envelope at its start).", file);
     }
+
+    /// <summary>
+    /// The id of the KMS key that wraps the DEKs, read from the wrapped DEKs themselves (every KMS
+    /// CiphertextBlob names its key in a header its tag covers), not from <see cref="KmsKeyArn"/>.
+    /// </summary>
+    /// <remarks>
+    /// The envelope's only integrity check is an unkeyed SHA-256, so anyone who can write the file
+    /// can change <see cref="KmsKeyArn"/>; a re-wrap or a DEK re-encryption that took its destination
+    /// key from there would wrap the DEK under a key of their choosing. Throws
+    /// <c>Tde.EnvelopeKeyMismatch</c> when the field and the wrapped DEKs disagree, or the DEKs
+    /// name different keys.
+    /// </remarks>
+    public string WrappingKeyId(string file)
+    {
+        string? keyId = null;
+        foreach (var dek in Deks)
+        {
+            string id;
+            try
+            {
+                id = CiphertextBlob.ReadHeader(dek.WrappedDek).KeyId;
+            }
+            catch (Exception e) when (e is not TdeStorageException)
+            {
+                throw new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                    $"The wrapped DEK version {dek.Version} in the envelope of '{file}' is not a KMS ciphertext blob: {e.Message} Restore the file from a backup.", file, inner: e);
+            }
+
+            if (keyId is not null && id != keyId)
+            {
+                throw KeyMismatch(file, $"its DEKs are wrapped by different keys ({keyId} and {id})");
+            }
+
+            keyId = id;
+        }
+
+        var slash = KmsKeyArn.LastIndexOf('/');
+        var named = slash >= 0 ? KmsKeyArn[(slash + 1)..] : KmsKeyArn;
+        if (named != keyId)
+        {
+            throw KeyMismatch(file, $"it names the key '{KmsKeyArn}', but its DEK is wrapped by key {keyId}");
+        }
+
+        return keyId!;
+    }
+
+    private static TdeStorageException KeyMismatch(string file, string what) => new(TdeStorageException.Codes.EnvelopeKeyMismatch,
+        $"The envelope of '{file}' does not agree with itself: {what}. The file was edited; nothing was changed. Check where the file came from, and restore it from a backup, or re-wrap it naming the key explicitly ('tde db rewrap --key <key id>').",
+        file);
 
     /// <summary>The slot a new sequence number is written to (alternating).</summary>
     public static int SlotOffset(ulong sequence) => (int)(sequence % 2) * SlotSize;

@@ -101,8 +101,11 @@ internal sealed class DatabaseCrypto : IDisposable
         Counter = counter;
     }
 
-    /// <summary>Seals a plaintext page image (its reserved bytes are ignored) into <paramref name="output"/>.</summary>
-    public void Seal(PageFileKind kind, long position, ReadOnlySpan<byte> page, Span<byte> output)
+    /// <summary>
+    /// Seals a plaintext page image (its reserved bytes are ignored) into <paramref name="output"/>.
+    /// <paramref name="binding"/> (journal and WAL images: <see cref="PageTrailer.BindingSize"/> bytes) is appended to the AAD.
+    /// </summary>
+    public void Seal(PageFileKind kind, long position, ReadOnlySpan<byte> page, Span<byte> output, ReadOnlySpan<byte> binding = default)
     {
         Counter.Take(PersistReservation);
         var suite = _active.Suite;
@@ -111,17 +114,20 @@ internal sealed class DatabaseCrypto : IDisposable
         PageTrailer.Write(trailer, suite, ActiveVersion);
         var nonce = trailer.Slice(PageTrailer.HeaderSize, nonceSize);
         FastRandom.Fill(nonce);
-        Span<byte> aad = stackalloc byte[PageTrailer.AadSize];
+        Span<byte> aad = stackalloc byte[PageTrailer.AadSize + PageTrailer.BindingSize];
         PageTrailer.WriteAad(aad, _databaseId, kind, position, ActiveVersion, suite);
+        binding.CopyTo(aad[PageTrailer.AadSize..]);
+        aad = aad[..(PageTrailer.AadSize + binding.Length)];
         _active.Seal(nonce, aad, page[..BodySize], output[..BodySize], trailer[(PageTrailer.HeaderSize + nonceSize)..]);
     }
 
     /// <summary>
     /// Opens a sealed page image into <paramref name="output"/>, with zeros in the reserved bytes.
     /// <paramref name="output"/> may be the same memory as <paramref name="sealedPage"/> (in place).
-    /// False when it does not authenticate (altered, moved, from another database, or never sealed).
+    /// False when it does not authenticate (altered, moved, from another database, or never sealed,
+    /// or — journal and WAL images — bound to another page number, journal or WAL generation).
     /// </summary>
-    public bool TryOpen(PageFileKind kind, long position, ReadOnlySpan<byte> sealedPage, Span<byte> output)
+    public bool TryOpen(PageFileKind kind, long position, ReadOnlySpan<byte> sealedPage, Span<byte> output, ReadOnlySpan<byte> binding = default)
     {
         var trailer = sealedPage[BodySize..PageSize];
         var suite = PageTrailer.Suite(trailer);
@@ -142,8 +148,10 @@ internal sealed class DatabaseCrypto : IDisposable
         }
 
         var nonceSize = PageCipherSuites.NonceSize(suite);
-        Span<byte> aad = stackalloc byte[PageTrailer.AadSize];
+        Span<byte> aad = stackalloc byte[PageTrailer.AadSize + PageTrailer.BindingSize];
         PageTrailer.WriteAad(aad, _databaseId, kind, position, version, suite);
+        binding.CopyTo(aad[PageTrailer.AadSize..]);
+        aad = aad[..(PageTrailer.AadSize + binding.Length)];
         // The body is opened before the trailer (which holds nonce and tag) is cleared below.
         var ok = cipher.Open(trailer.Slice(PageTrailer.HeaderSize, nonceSize), aad, sealedPage[..BodySize],
             trailer[(PageTrailer.HeaderSize + nonceSize)..], output[..BodySize]);

@@ -43,6 +43,28 @@ internal static class PageTrailer
     /// </summary>
     public const int AadSize = 30;
 
+    /// <summary>
+    /// What a journal or WAL image is bound to besides its offset, appended to the AAD of those
+    /// images (database pages have none: their page number is their position):
+    /// <code>
+    ///  30  4  page number SQLite recorded for the image, big-endian
+    ///         (journal: the 4 bytes before the image; WAL: bytes 0..3 of the frame header)
+    ///  34  4  journal: cksumInit, bytes 12..15 of the journal header at offset 0 (random per journal)
+    ///         WAL:     salt-1, bytes 8..11 of the frame header
+    ///  38  4  journal: zero
+    ///         WAL:     salt-2, bytes 12..15 of the frame header
+    /// </code>
+    /// </summary>
+    public const int BindingSize = 12;
+
+    /// <summary>Writes a 12-byte <see cref="BindingSize"/> binding.</summary>
+    public static void WriteBinding(Span<byte> binding, uint pageNumber, uint first, uint second)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(binding, pageNumber);
+        BinaryPrimitives.WriteUInt32BigEndian(binding[4..], first);
+        BinaryPrimitives.WriteUInt32BigEndian(binding[8..], second);
+    }
+
     public static void WriteAad(Span<byte> aad, ReadOnlySpan<byte> databaseId, PageFileKind kind, long position, uint dekVersion, PageCipherSuite suite)
     {
         databaseId.CopyTo(aad);

@@ -69,6 +69,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public DatabaseCrypto Crypto { get; }
 
+    /// <summary>
+    /// True when this open created the file, until the first write to it: SQLite is then told the
+    /// file is empty (it is: its page 1 is the empty database the VFS wrote), as it is for a new
+    /// plain file. <c>VACUUM INTO</c> needs that: it refuses a target that is not empty. SQLite still
+    /// reads page 1's header (page size and reserve) before it asks for the size.
+    /// </summary>
+    public bool Fresh { get; set; }
+
     private int P => Crypto.PageSize;
 
     /// <summary>Reads the envelope through the wrapped file, unwraps the DEKs and makes the page ciphers.</summary>
@@ -148,7 +156,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
                 {
                     output.Clear();
-                    return rc;
+                    return PastTheEnd(offset / P);
                 }
 
                 if (rc != SqliteNative.SQLITE_OK)
@@ -158,7 +166,13 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
                 if (Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output))
                 {
-                    return SqliteNative.SQLITE_OK;
+                    var length = offset == 0 ? CheckLength(output) : SqliteNative.SQLITE_OK;
+                    if (length != SqliteNative.SQLITE_OK)
+                    {
+                        output.Clear();
+                    }
+
+                    return length;
                 }
 
                 if (attempt == TornReadRetries)
@@ -193,8 +207,16 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
             if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
             {
-                // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain file.
+                // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain
+                // file, unless the page should be there (a truncated file).
                 target.Clear();
+                var pastTheEnd = PastTheEnd(pageIndex);
+                if (pastTheEnd != SqliteNative.SQLITE_IOERR_SHORT_READ)
+                {
+                    output.Clear();
+                    return pastTheEnd;
+                }
+
                 shortRead = true;
                 continue;
             }
@@ -207,6 +229,16 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             if (source is null)
             {
                 return Tampered(pageIndex, target);
+            }
+
+            if (pageIndex == 0)
+            {
+                var length = CheckLength(source);
+                if (length != SqliteNative.SQLITE_OK)
+                {
+                    output.Clear();
+                    return length;
+                }
             }
 
             source.AsSpan(from, to - from).CopyTo(target);
@@ -235,6 +267,89 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return _page1Plain;
     }
 
+    /// <summary>
+    /// A read of page <paramref name="pageIndex"/> + 1 came back short. Only a page wholly past the end
+    /// of a database that does not claim it may read as zeros (<c>SQLITE_IOERR_SHORT_READ</c>, as
+    /// SQLite expects): a page cut in part, or a page below the count in page 1's header, means the
+    /// file was truncated, and zeros would be taken for an empty page.
+    /// </summary>
+    /// <remarks>
+    /// Checked only under a lock: SQLite reads page 1's header once before it takes any lock, and a
+    /// hot journal it has not played back yet may still describe a longer file.
+    /// </remarks>
+    private int PastTheEnd(long pageIndex)
+    {
+        if (_lockLevel < SqliteNative.SQLITE_LOCK_SHARED)
+        {
+            return SqliteNative.SQLITE_IOERR_SHORT_READ;
+        }
+
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        var wholePages = Math.Max(0, physical - E) / P;
+        if (physical > E + (pageIndex * P) || pageIndex == 0)
+        {
+            return Truncated(pageIndex + 1, wholePages, claimed: null);   // cut inside the page, or no page 1 at all
+        }
+
+        // A page wholly past the end: does page 1 say the database holds it?
+        if (ReadRaw(_sealed, E) != SqliteNative.SQLITE_OK)
+        {
+            return Truncated(1, wholePages, claimed: null);
+        }
+
+        var page1 = OpenPage1();
+        if (page1 is null)
+        {
+            return Tampered(0, default);
+        }
+
+        var claimed = ClaimedPages(page1);
+        return pageIndex < claimed ? Truncated(pageIndex + 1, wholePages, claimed) : SqliteNative.SQLITE_IOERR_SHORT_READ;
+    }
+
+    /// <summary>Page 1 was just opened: the file must hold every page its header counts (see <see cref="PastTheEnd"/>).</summary>
+    private int CheckLength(ReadOnlySpan<byte> page1)
+    {
+        var claimed = ClaimedPages(page1);
+        if (claimed <= 1 || _lockLevel < SqliteNative.SQLITE_LOCK_SHARED)
+        {
+            return SqliteNative.SQLITE_OK;
+        }
+
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        var wholePages = Math.Max(0, physical - E) / P;
+        return wholePages >= claimed && (physical - E) % P == 0 ? SqliteNative.SQLITE_OK : Truncated(Math.Min(wholePages + 1, claimed), wholePages, claimed);
+    }
+
+    /// <summary>
+    /// The page count in a page 1 header (bytes 28..31), or 0 when SQLite would not trust it either
+    /// (the version-valid-for number at 92..95 differs from the change counter at 24..27).
+    /// </summary>
+    internal static long ClaimedPages(ReadOnlySpan<byte> page1) =>
+        page1.Slice(24, 4).SequenceEqual(page1.Slice(92, 4)) ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(page1[28..]) : 0;
+
+    private int Truncated(long page, long wholePages, long? claimed)
+    {
+        var what = claimed is { } n
+            ? $"its header counts {n} pages, the file holds {wholePages} whole pages"
+            : $"the file ends inside page {page} or before page 1 (it holds {wholePages} whole pages)";
+        return TdeVfs.Fail(new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+            $"Page {page} of '{Path}' failed authentication: the file is truncated ({what}). Restore the file from a backup.",
+            Path, page), SqliteNative.SQLITE_IOERR_DATA);
+    }
+
     private int Tampered(long pageIndex, Span<byte> target)
     {
         target.Clear();
@@ -248,6 +363,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int Write(byte* buffer, int amount, long offset)
     {
+        Fresh = false;
         var input = new ReadOnlySpan<byte>(buffer, amount);
         if (amount == P && offset % P == 0)
         {
@@ -281,7 +397,26 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return (pageSize == 1 ? 65536 : pageSize) == P && page1[20] == Crypto.Reserve;
     }
 
-    public override int Truncate(long size) => Inner->xTruncate(Underlying, E + size);
+    /// <summary>
+    /// Truncates the pages. Truncating to no page at all (a rollback of the first transaction of a
+    /// database that was <see cref="Fresh"/>) keeps an empty page 1 instead: without it SQLite would
+    /// lay out the next page 1 without the reserve, which the VFS refuses.
+    /// </summary>
+    public override int Truncate(long size)
+    {
+        Fresh = false;
+        if (size >= P)
+        {
+            return Inner->xTruncate(Underlying, E + size);
+        }
+
+        var page1 = GC.AllocateUninitializedArray<byte>(P, pinned: true);
+        EmptyDatabase.WritePage1(page1, P, Crypto.Reserve);
+        Crypto.Seal(PageFileKind.Database, 1, page1, _sealed);
+        _page1Cached = false;
+        var rc = WriteRaw(_sealed, E);
+        return rc != SqliteNative.SQLITE_OK ? rc : Inner->xTruncate(Underlying, E + P);
+    }
 
     /// <summary>
     /// With <c>PRAGMA mmap_size</c> set, SQLite asks for each page it reads. The wrapped unix file is
@@ -311,6 +446,12 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int FileSize(long* size)
     {
+        if (Fresh)
+        {
+            *size = 0;
+            return SqliteNative.SQLITE_OK;
+        }
+
         long physical;
         var rc = Inner->xFileSize(Underlying, &physical);
         *size = Math.Max(0, physical - E);
