@@ -821,15 +821,16 @@ public sealed class AuditTrail : IAuditSink, IDisposable
     }
 
     // The trail stays open between batches (an open and a close per batch cost more than the write).
-    // Under the file lock, a path whose length differs from the open handle's means the file was
-    // replaced or moved aside: reopen it, and read its tail again.
+    // Under the file lock, a path that no longer names the open file (another inode, or on other
+    // systems another length) means the file was replaced or moved aside: reopen it, and read its
+    // tail again.
     private SafeFileHandle TrailHandle(out long length)
     {
         if (_handle is not null)
         {
-            var onPath = new FileInfo(_trail);
-            length = RandomAccess.GetLength(_handle);
-            if (onPath.Exists && onPath.Length == length)
+            // Compared by inode where the OS says (Linux): another process may have sealed the file
+            // this handle has open and started a new trail.jsonl that happens to have its length.
+            if (FileIdentity.SameFile(_handle, _trail, out length))
             {
                 return _handle;
             }

@@ -71,6 +71,28 @@ public sealed class AuditTrailFileTests : IDisposable
         Assert.Contains("\"eventName\":\"three\"", File.ReadAllText(trail.TrailPath), StringComparison.Ordinal);
     }
 
+    // Another process seals the file this trail has open, and the new trail.jsonl happens to have the
+    // same length (here: a copy). The open handle now names the sealed file; writing through it
+    // would append to a sealed segment. The trail must notice by identity, not by length.
+    [Fact]
+    public void A_trail_replaced_by_a_file_of_the_same_length_is_reopened_not_written_through_the_old_handle()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0);
+        trail.Append(Event("one"));
+        trail.Append(Event("two"));
+        var sealedAside = trail.TrailPath + ".sealed";
+        File.Move(trail.TrailPath, sealedAside);
+        File.Copy(sealedAside, trail.TrailPath);
+        var before = File.ReadAllBytes(sealedAside);
+
+        var next = trail.Append(Event("three"));
+
+        Assert.Equal(before, File.ReadAllBytes(sealedAside));
+        Assert.Equal(3, next.EventSequence);
+        Assert.Equal(3, File.ReadAllLines(trail.TrailPath).Length);
+        Assert.Contains("\"eventName\":\"three\"", File.ReadAllText(trail.TrailPath), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Verify_reports_a_trail_moved_aside_once_checkpoints_were_signed()
     {
