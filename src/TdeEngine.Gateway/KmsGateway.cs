@@ -280,7 +280,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         {
             foreach (var pair in EncryptionContext.Parse(encryptionContext).Pairs)
             {
-                conditions["kms:EncryptionContext:" + pair.Key] = [pair.Value];
+                // Condition keys ignore case, context keys do not: {"Tenant":"a","tenant":"b"} gives
+                // kms:EncryptionContext:Tenant both values, and conditions check every one of them.
+                var name = "kms:EncryptionContext:" + pair.Key;
+                conditions[name] = conditions.TryGetValue(name, out var values) ? [.. values, pair.Value] : [pair.Value];
             }
         }
         catch (KmsException)

@@ -259,4 +259,44 @@ public sealed class GatewayTests : IDisposable
         Assert.Equal(expected, actual);
         Assert.Equal(new string('0', 64), JsonDocument.Parse(line).RootElement.GetProperty("previousHash").GetString());
     }
+
+    private (KmsApiResponse Response, JsonElement Body) Ram(KmsCallContext caller, string action, params (string, string)[] p)
+    {
+        var response = _gateway.InvokeRam(caller, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+        return (response, JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone());
+    }
+
+    private (KmsApiResponse Response, JsonElement Body) Sts(KmsCallContext caller, string action, params (string, string)[] p)
+    {
+        var response = _gateway.InvokeSts(caller, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+        return (response, JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone());
+    }
+
+    private string NewKey(string? tags = null) =>
+        (tags is null ? Kms(_rootCaller, "CreateKey") : Kms(_rootCaller, "CreateKey", ("Tags", tags))).Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+
+    private static string Code(JsonElement body) => body.GetProperty("Code").GetString()!;
+
+    private KmsPrincipal OwnerOf(string accessKeyId)
+    {
+        var found = _ram.FindAccessKey(accessKeyId)!.Value;
+        found.Secret.Dispose();
+        return found.Principal;
+    }
+
+    [Fact]
+    public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
+    {
+        var key = NewKey();
+        var onlyOrders = User("orders", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""");
+        var notPayroll = User("notpayroll", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*"},{"Effect":"Deny","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"payroll"}}}]}""");
+
+        Assert.True(Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders"}""")).Response.IsSuccess);
+        Assert.True(Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","TENANT":"orders"}""")).Response.IsSuccess);
+        Assert.Equal(403, Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"payroll","tenant":"orders"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"tenant":"orders","Tenant":"payroll"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","tenant":"payroll"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"tenant":"payroll","Tenant":"orders"}""")).Response.HttpStatus);
+        Assert.True(Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","tenant":"hr"}""")).Response.IsSuccess);
+    }
 }

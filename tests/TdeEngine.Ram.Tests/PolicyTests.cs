@@ -154,4 +154,24 @@ public class PolicyTests
 
         Assert.Equal(inRange ? "ExplicitDeny" : "ExplicitAllow", decision.Reason);
     }
+
+    [Fact]
+    public void A_condition_key_with_several_values_must_match_in_every_value_to_allow_and_in_any_value_to_deny()
+    {
+        const string allowOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""";
+        const string allowLikeOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringLike":{"kms:EncryptionContext:Tenant":"ord*"}}}]}""";
+        const string denyPayroll = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"payroll"}}}]}""";
+        const string denyNotOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringNotEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""";
+        (string, string)[] mixed = [("kms:EncryptionContext:Tenant", "payroll"), ("kms:EncryptionContext:tenant", "orders")];
+        (string, string)[] both = [("kms:EncryptionContext:Tenant", "orders"), ("kms:EncryptionContext:tenant", "orders")];
+
+        Assert.False(Decide(allowOrders, Request(context: mixed)).Allowed);
+        Assert.False(Decide(allowLikeOrders, Request(context: mixed)).Allowed);
+        Assert.Equal("ExplicitDeny", Decide(denyPayroll, Request(context: [("kms:EncryptionContext:tenant", "orders"), ("kms:EncryptionContext:Tenant", "payroll")])).Reason);
+        Assert.Equal("ExplicitDeny", Decide(denyNotOrders, Request(context: mixed)).Reason);
+        Assert.True(Decide(allowOrders, Request(context: both)).Allowed);
+        Assert.True(Decide(allowLikeOrders, Request(context: both)).Allowed);
+        Assert.True(Decide(denyPayroll, Request(context: both)).Allowed);
+        Assert.True(Decide(denyNotOrders, Request(context: both)).Allowed);
+    }
 }

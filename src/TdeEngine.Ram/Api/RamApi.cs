@@ -93,7 +93,9 @@ public sealed class RamApi(RamService ram)
 
         foreach (var pair in p.Context("EncryptionContext").Pairs)
         {
-            context["kms:EncryptionContext:" + pair.Key] = [pair.Value];
+            // Keys differing only in case are one condition key with several values (as the gateway gathers them).
+            context["kms:EncryptionContext:" + pair.Key] = context.TryGetValue("kms:EncryptionContext:" + pair.Key, out var values)
+                ? [.. values, pair.Value] : [pair.Value];
         }
 
         foreach (var tag in p.Tags("Tags"))
