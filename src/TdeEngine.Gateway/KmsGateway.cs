@@ -52,19 +52,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
         var targets = Describe(context, action, parameters);
-        AccessDecision decision = new(true, "AccountRoot");
-        foreach (var target in targets)
-        {
-            decision = ram.Authorize(context.Principal, target);
-            if (!decision.Allowed)
-            {
-                break;
-            }
-        }
-
+        var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _kmsApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, targets[0].Resource, decision), indented);
+            : ApiResponse.Error(context, Denied(action, denied, decision), indented);
         return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId));
     }
 
@@ -89,13 +80,70 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         IReadOnlyDictionary<string, string> parameters, bool indented, string? accessKeyId)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var resource = $"acs:ram::{context.AccountId}:*";
-        var target = new AccessRequest("ram:" + action, resource, SourceIp(context));
-        var decision = ram.Authorize(context.Principal, target);
+        ArgumentNullException.ThrowIfNull(parameters);
+        List<AccessRequest> targets;
+        try
+        {
+            targets = DescribeRam(context, action, parameters);
+        }
+        catch (KmsException e)
+        {
+            // The request names no resource to authorize (a role session managing "its own" access keys).
+            var refused = ApiResponse.Error(context, e, indented);
+            return (context, refused, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, refused,
+                new AccessDecision(false, "NotEvaluated"), [], accessKeyId));
+        }
+
+        var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _ramApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, resource, decision, "ram"), indented);
-        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, [target], accessKeyId));
+            : ApiResponse.Error(context, Denied(action, denied, decision, "ram"), indented);
+        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, targets, accessKeyId));
+    }
+
+    // What a RAM action touches, as Alibaba RAM authorizes it: acs:ram::ACCOUNT:user/NAME, role/NAME
+    // (lower case, as role ARNs are) and policy/NAME; actions on no single entity (ListPolicies) take
+    // acs:ram::ACCOUNT:*. A user is named as it was created, whatever the case in the request, so a
+    // Deny on user/boss also holds for UserName=BOSS.
+    private List<AccessRequest> DescribeRam(KmsCallContext context, string action, IReadOnlyDictionary<string, string> p)
+    {
+        var account = $"acs:ram::{context.AccountId}";
+        string Value(string name) => p.TryGetValue(name, out var v) ? v : "";
+        string User(string name) => $"{account}:user/{(name.Length == 0 ? name : ram.FindUserName(context.AccountId, name) ?? name)}";
+        string Role(string name) => RamService.RoleArn(context.AccountId, name);
+        string Policy(string name) => $"{account}:policy/{name}";
+
+        List<string> resources = action switch
+        {
+            "CreateUser" => [User(Value("UserName"))],
+            "CreateRole" or "UpdateRole" => [Role(Value("RoleName"))],
+            "CreateAccessKey" or "DeleteAccessKey" => [RamService.AccessKeyOwner(context, p.TryGetValue("UserName", out var u) ? u : null) is { } owner
+                ? User(owner) : $"{account}:root"],
+            "CreatePolicy" => [Policy(Value("PolicyName"))],
+            "AttachPolicyToUser" or "DetachPolicyFromUser" => [User(Value("UserName")), Policy(Value("PolicyName"))],
+            "AttachPolicyToRole" or "DetachPolicyFromRole" => [Role(Value("RoleName")), Policy(Value("PolicyName"))],
+            "SimulatePolicy" when Value("UserName").Length > 0 => [User(Value("UserName"))],
+            "SimulatePolicy" when Value("RoleName").Length > 0 => [Role(Value("RoleName"))],
+            _ => [$"{account}:*"],
+        };
+        var conditions = SourceIp(context);
+        return resources.ConvertAll(resource => new AccessRequest("ram:" + action, resource, conditions));
+    }
+
+    // Every target must be allowed; the first refused one is named in the error.
+    private (AccessDecision Decision, string Resource) Authorize(KmsCallContext context, List<AccessRequest> targets)
+    {
+        AccessDecision decision = new(true, "AccountRoot");
+        foreach (var target in targets)
+        {
+            decision = ram.Authorize(context.Principal, target);
+            if (!decision.Allowed)
+            {
+                return (decision, target.Resource);
+            }
+        }
+
+        return (decision, targets.Count > 0 ? targets[0].Resource : "");
     }
 
     /// <summary>An STS action (2015-04-01), authorized (<c>sts:AssumeRole</c> on the role) and audited.</summary>

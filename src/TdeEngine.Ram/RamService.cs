@@ -177,9 +177,31 @@ public sealed class RamService : IDisposable
 
     // ---------------------------------------------------------------- access keys
 
-    /// <summary>CreateAccessKey: for a user, or for the account root when <paramref name="userName"/> is null.</summary>
+    /// <summary>
+    /// Whose access keys a CreateAccessKey or DeleteAccessKey call is about, as on Alibaba Cloud: the
+    /// user named by <paramref name="userName"/>; without one, the caller itself, that is its own
+    /// keys for a RAM user and the account root's keys (null) for the root only. A role session has
+    /// no keys of its own and must name the user (<c>MissingParameter</c>).
+    /// </summary>
+    public static string? AccessKeyOwner(KmsCallContext context, string? userName)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return userName ?? context.Principal.Type switch
+        {
+            PrincipalType.Root => null,
+            PrincipalType.RamUser => context.Principal.UserName,
+            _ => throw new KmsException(KmsErrors.Codes.MissingParameter, 400,
+                "The input parameter 'UserName' is mandatory for a role session: it has no access keys of its own. Name the RAM user whose key this is."),
+        };
+    }
+
+    /// <summary>
+    /// CreateAccessKey for the user named, or without a name for the caller itself (see
+    /// <see cref="AccessKeyOwner"/>): only the account root gets a root key.
+    /// </summary>
     public NewAccessKey CreateAccessKey(KmsCallContext context, string? userName = null)
     {
+        userName = AccessKeyOwner(context, userName);
         if (userName is not null)
         {
             userName = UserPrincipal(context.AccountId, userName).UserName;
@@ -211,8 +233,10 @@ public sealed class RamService : IDisposable
         }
     }
 
+    /// <summary>DeleteAccessKey of the user named, or without a name of the caller itself (see <see cref="AccessKeyOwner"/>).</summary>
     public void DeleteAccessKey(KmsCallContext context, string accessKeyId, string? userName = null)
     {
+        userName = AccessKeyOwner(context, userName);
         using var c = _store.Open();
         userName = userName is null ? null : FindUser(c, context.AccountId, userName)?.UserName ?? userName;
         var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +

@@ -285,6 +285,82 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void CreateAccessKey_and_DeleteAccessKey_without_UserName_act_on_the_callers_own_keys_never_on_the_roots()
+    {
+        var helpdesk = User("helpdesk", """{"Version":"1","Statement":[{"Effect":"Allow","Action":["ram:CreateAccessKey","ram:DeleteAccessKey"],"Resource":"*"}]}""");
+        using var rootKey = _ram.CreateAccessKey(_rootCaller);
+
+        var (created, body) = Ram(helpdesk, "CreateAccessKey");
+        var (deleteRoot, refusal) = Ram(helpdesk, "DeleteAccessKey", ("UserAccessKeyId", rootKey.AccessKeyId));
+
+        Assert.True(created.IsSuccess, body.ToString());
+        var id = body.GetProperty("AccessKey").GetProperty("AccessKeyId").GetString()!;
+        Assert.Equal((PrincipalType.RamUser, "helpdesk"), (OwnerOf(id).Type, OwnerOf(id).UserName));
+        Assert.Equal((404, "EntityNotExist.User.AccessKey"), (deleteRoot.HttpStatus, Code(refusal)));
+        Assert.Equal(PrincipalType.Root, OwnerOf(rootKey.AccessKeyId).Type);
+        Assert.True(Ram(helpdesk, "DeleteAccessKey", ("UserAccessKeyId", id)).Response.IsSuccess);
+        Assert.Null(_ram.FindAccessKey(id));
+        var events = _audit.ReadAll().Where(e => e.EventName.EndsWith("AccessKey", StringComparison.Ordinal)).ToList();
+        Assert.All(events, e => Assert.Equal($"acs:ram::{Account}:user/helpdesk", e.AdditionalEventData["resource"]));
+    }
+
+    [Fact]
+    public void A_role_session_must_name_the_user_whose_access_key_it_creates_or_deletes()
+    {
+        _ram.CreateUser(_rootCaller, "svc");
+        _ram.CreateRole(_rootCaller, "KeyAdmin");
+        _ram.CreatePolicy(_rootCaller, "RamAll", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:*","Resource":"*"}]}""");
+        _ram.AttachPolicy(_rootCaller, "Role", "KeyAdmin", "Custom", "RamAll");
+        var session = new KmsCallContext(_ram.RolePrincipal(Account, "KeyAdmin", "s1"), "10.1.2.3", KmsCallContext.NewRequestId());
+        using var rootKey = _ram.CreateAccessKey(_rootCaller);
+
+        var (create, createBody) = Ram(session, "CreateAccessKey");
+        var (delete, deleteBody) = Ram(session, "DeleteAccessKey", ("UserAccessKeyId", rootKey.AccessKeyId));
+        var (forSvc, svcBody) = Ram(session, "CreateAccessKey", ("UserName", "svc"));
+
+        Assert.Equal((400, "MissingParameter"), (create.HttpStatus, Code(createBody)));
+        Assert.Contains("UserName", createBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal((400, "MissingParameter"), (delete.HttpStatus, Code(deleteBody)));
+        Assert.Equal(PrincipalType.Root, OwnerOf(rootKey.AccessKeyId).Type);
+        Assert.True(forSvc.IsSuccess, svcBody.ToString());
+        Assert.Equal("svc", OwnerOf(svcBody.GetProperty("AccessKey").GetProperty("AccessKeyId").GetString()!).UserName);
+        Assert.Equal("MissingParameter", _audit.ReadAll().First(e => e.EventName == "CreateAccessKey").ErrorCode);
+    }
+
+    [Fact]
+    public void RAM_actions_are_authorized_on_the_user_role_or_policy_they_touch()
+    {
+        var delegated = User("delegated", $$"""
+            {"Version":"1","Statement":[
+              {"Effect":"Allow","Action":["ram:CreateUser","ram:CreateAccessKey"],"Resource":"acs:ram:*:*:user/svc-*"},
+              {"Effect":"Allow","Action":"ram:AttachPolicyToUser","Resource":["acs:ram:*:*:user/svc-*","acs:ram:*:{{Account}}:policy/AliyunKMSReadOnlyAccess"]},
+              {"Effect":"Allow","Action":"ram:CreateRole","Resource":"acs:ram::{{Account}}:role/app-*"}]}
+            """);
+        _ram.CreateUser(_rootCaller, "boss");
+
+        Assert.True(Ram(delegated, "CreateUser", ("UserName", "svc-a")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "CreateUser", ("UserName", "mallory")).Response.HttpStatus);
+        Assert.True(Ram(delegated, "CreateAccessKey", ("UserName", "svc-a")).Response.IsSuccess);
+        var (bossKey, refusal) = Ram(delegated, "CreateAccessKey", ("UserName", "boss"));
+        Assert.Equal((403, "Forbidden.RAM"), (bossKey.HttpStatus, Code(refusal)));
+        Assert.Contains($"acs:ram::{Account}:user/boss", refusal.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.True(Ram(delegated, "AttachPolicyToUser", ("UserName", "svc-a"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSReadOnlyAccess")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "AttachPolicyToUser", ("UserName", "svc-a"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSFullAccess")).Response.HttpStatus);
+        Assert.Equal(403, Ram(delegated, "AttachPolicyToUser", ("UserName", "boss"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSReadOnlyAccess")).Response.HttpStatus);
+        Assert.True(Ram(delegated, "CreateRole", ("RoleName", "app-orders")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "CreateRole", ("RoleName", "admin")).Response.HttpStatus);
+
+        // Another spelling of a name is authorized as the name itself; a "*" grant keeps working.
+        var admin = User("admin", $$"""
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:*","Resource":"*"},
+              {"Effect":"Deny","Action":"ram:CreateAccessKey","Resource":"acs:ram::{{Account}}:user/boss"}]}
+            """);
+        Assert.Equal(403, Ram(admin, "CreateAccessKey", ("UserName", "BOSS")).Response.HttpStatus);
+        Assert.True(Ram(admin, "CreateAccessKey", ("UserName", "svc-a")).Response.IsSuccess);
+        Assert.True(Ram(admin, "CreatePolicy", ("PolicyName", "Any"), ("PolicyDocument", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:List*","Resource":"*"}]}""")).Response.IsSuccess);
+    }
+
+    [Fact]
     public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
     {
         var key = NewKey();

@@ -178,4 +178,30 @@ public sealed class RamServiceTests : IDisposable
         Assert.Equal(("Ops", "changed"), (ram.UpdateRole(_root, "Ops", newDescription: "changed").RoleName, ram.UpdateRole(_root, "Ops").Description));
         Assert.Equal("two", ram.UpdateRole(_root, "ops").Description);
     }
+
+    [Fact]
+    public void CreateAccessKey_without_a_user_name_is_the_callers_own_key_and_a_role_session_must_name_a_user()
+    {
+        _ram.CreateUser(_root, "grace");
+        _ram.CreateRole(_root, "KeyAdmin");
+        var grace = KmsCallContext.ForRoot(_root.AccountId) with { Principal = _ram.UserPrincipal(_root.AccountId, "grace") };
+        var session = grace with { Principal = _ram.RolePrincipal(_root.AccountId, "KeyAdmin", "s1") };
+        using var rootKey = _ram.CreateAccessKey(_root);
+
+        using (var own = _ram.CreateAccessKey(grace))
+        {
+            var found = _ram.FindAccessKey(own.AccessKeyId)!.Value;
+            found.Secret.Dispose();
+            Assert.Equal((PrincipalType.RamUser, "grace"), (found.Principal.Type, found.Principal.UserName));
+            Assert.Equal("EntityNotExist.User.AccessKey", Assert.Throws<KmsException>(() => _ram.DeleteAccessKey(grace, rootKey.AccessKeyId)).Code);
+            _ram.DeleteAccessKey(grace, own.AccessKeyId);
+            Assert.Null(_ram.FindAccessKey(own.AccessKeyId));
+        }
+
+        var refused = Assert.Throws<KmsException>(() => _ram.CreateAccessKey(session));
+        Assert.Equal("MissingParameter", refused.Code);
+        Assert.Contains("UserName", refused.Message, StringComparison.Ordinal);
+        Assert.Equal("MissingParameter", Assert.Throws<KmsException>(() => _ram.DeleteAccessKey(session, rootKey.AccessKeyId)).Code);
+        Assert.Equal(PrincipalType.Root, _ram.FindAccessKey(rootKey.AccessKeyId)!.Value.Principal.Type);
+    }
 }

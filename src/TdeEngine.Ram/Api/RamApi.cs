@@ -29,7 +29,7 @@ public sealed class RamApi(RamService ram)
             w.WriteString("Status", "Active");
             w.WriteString("CreateDate", RamService.FormatDate(key.CreateDate));
             w.WriteEndObject();
-        }, "[--UserName NAME]   (without --UserName: a key of the account root)"),
+        }, "[--UserName NAME]   (without --UserName: a key of the caller itself; the account root's for the root)"),
         ["DeleteAccessKey"] = ((ram, c, p, _) => ram.DeleteAccessKey(c, p.Required("UserAccessKeyId"), p.Optional("UserName")),
             "--UserAccessKeyId ID [--UserName NAME]"),
         ["CreatePolicy"] = ((ram, c, p, w) =>
