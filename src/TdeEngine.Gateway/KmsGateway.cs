@@ -162,7 +162,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
         // Who am I needs no permission; assuming a role needs sts:AssumeRole on it (the trust policy is the role's side).
-        var resource = action == "AssumeRole" && parameters.TryGetValue("RoleArn", out var role) ? role : $"acs:ram::{context.AccountId}:*";
+        // The role is authorized by the ARN of the role AssumeRole will resolve, not as spelled: role/ADMIN is role/admin.
+        var resource = action == "AssumeRole" && parameters.TryGetValue("RoleArn", out var role)
+            ? ram.CanonicalRoleArn(role) ?? role
+            : $"acs:ram::{context.AccountId}:*";
         var target = new AccessRequest("sts:" + action, resource, SourceIp(context));
         var decision = action == "GetCallerIdentity" ? new AccessDecision(true, "NoPermissionNeeded") : ram.Authorize(context.Principal, target);
         var response = decision.Allowed

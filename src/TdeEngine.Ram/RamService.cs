@@ -445,6 +445,24 @@ public sealed class RamService : IDisposable
         return session.CopySecret() is { } copy ? (session.Principal, copy) : FindTemporaryAccessKey(accessKeyId, securityToken);
     }
 
+    /// <summary>
+    /// The ARN of the role that <paramref name="roleArn"/> names, as AssumeRole resolves it (the role
+    /// name in any case), for authorizing <c>sts:AssumeRole</c>; null when it names no role.
+    /// </summary>
+    public string? CanonicalRoleArn(string roleArn)
+    {
+        try
+        {
+            var (accountId, roleName) = ParseRoleArn(roleArn);
+            using var c = _store.Open();
+            return FindRole(c, accountId, roleName) is { } role ? RoleArn(accountId, role.RoleName) : null;
+        }
+        catch (KmsException)
+        {
+            return null;
+        }
+    }
+
     private static (string AccountId, string RoleName) ParseRoleArn(string roleArn)
     {
         const string prefix = "acs:ram::";

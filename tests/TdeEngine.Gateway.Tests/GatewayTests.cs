@@ -361,6 +361,21 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void A_deny_on_assuming_a_role_holds_whatever_the_case_of_the_role_name_in_RoleArn()
+    {
+        _ram.CreateRole(_rootCaller, "Admin", $$$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::{{{Account}}}:root"]}}]}""");
+        var dev = User("dev", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"},{"Effect":"Deny","Action":"sts:AssumeRole","Resource":"acs:ram::{{Account}}:role/admin"}]}""");
+
+        foreach (var spelling in new[] { "admin", "ADMIN", "Admin", "aDmIn" })
+        {
+            var (response, body) = Sts(dev, "AssumeRole", ("RoleArn", $"acs:ram::{Account}:role/{spelling}"), ("RoleSessionName", "s1"));
+            Assert.Equal((403, "Forbidden.RAM"), (response.HttpStatus, Code(body)));
+        }
+
+        Assert.All(_audit.ReadAll(), e => Assert.Equal($"acs:ram::{Account}:role/admin", e.AdditionalEventData["resource"]));
+    }
+
+    [Fact]
     public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
     {
         var key = NewKey();
