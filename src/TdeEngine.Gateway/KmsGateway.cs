@@ -307,8 +307,23 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
                     Request(ramAction, KeyOfBlob(Value("CiphertextBlob"), scope, context), context, Value("SourceEncryptionContext")),
                     Request(ramAction, KeyArn(context, Value("DestinationKeyId"), scope), context, Value("DestinationEncryptionContext")),
                 ];
+            // As Alibaba KMS: an alias change needs permission on the alias and on every key it touches,
+            // the key it will point at and the key it points at now (or UpdateAlias could repoint any alias).
+            case "CreateAlias":
+                return [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, ""), Request(ramAction, $"{scope}:{Value("AliasName")}", context, "")];
+            case "UpdateAlias":
             case "DeleteAlias":
-                return [Request(ramAction, $"{scope}:{Value("AliasName")}", context, "")];
+            {
+                List<AccessRequest> targets = action == "UpdateAlias" ? [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, "")] : [];
+                targets.Add(Request(ramAction, $"{scope}:{Value("AliasName")}", context, ""));
+                if (CurrentKeyOf(context, Value("AliasName")) is { } current)
+                {
+                    targets.Add(Request(ramAction, current, context, ""));
+                }
+
+                return targets;
+            }
+
             case "SetDeletionProtection":
                 return [Request(ramAction, Value("ProtectedResourceArn"), context, "")];
             default:
@@ -368,6 +383,25 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             // Not resolvable (yet): authorize against the name given; the action reports the real error.
             return (keyId.StartsWith("acs:", StringComparison.Ordinal) ? keyId : keyId.StartsWith("alias/", StringComparison.Ordinal)
                 ? $"{scope}:{keyId}" : $"{scope}:key/{keyId}", null);
+        }
+    }
+
+    // The key an alias points at now, or null when there is no such alias (the action reports it).
+    private (string Arn, string? KeyId)? CurrentKeyOf(KmsCallContext context, string aliasName)
+    {
+        if (!aliasName.StartsWith("alias/", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        try
+        {
+            var key = kms.DescribeKey(context, aliasName);
+            return (key.Arn, key.KeyId);
+        }
+        catch (KmsException)
+        {
+            return null;
         }
     }
 

@@ -376,6 +376,34 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void Alias_changes_need_permission_on_the_alias_and_on_every_key_it_points_at()
+    {
+        var victim = NewKey();
+        var mine = NewKey();
+        Kms(_rootCaller, "CreateAlias", ("AliasName", "alias/prod-db"), ("KeyId", victim));
+        var mallory = User("mallory", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":["acs:kms:*:*:key/{{mine}}","acs:kms:*:*:alias/*"]}]}""");
+        var keysOnly = User("keysonly", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"acs:kms:*:*:key/*"}]}""");
+
+        var (hijack, hijackBody) = Kms(mallory, "UpdateAlias", ("AliasName", "alias/prod-db"), ("KeyId", mine));
+        Assert.Equal((403, "Forbidden.RAM"), (hijack.HttpStatus, Code(hijackBody)));
+        Assert.Contains($"key/{victim}", hijackBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(403, Kms(mallory, "DeleteAlias", ("AliasName", "alias/prod-db")).Response.HttpStatus);
+        Assert.Equal(victim, _kms.DescribeKey(_rootCaller, "alias/prod-db").KeyId);
+
+        Assert.True(Kms(mallory, "CreateAlias", ("AliasName", "alias/mine"), ("KeyId", mine)).Response.IsSuccess);
+        Assert.Equal(403, Kms(mallory, "UpdateAlias", ("AliasName", "alias/mine"), ("KeyId", victim)).Response.HttpStatus);
+        Assert.Equal(403, Kms(mallory, "CreateAlias", ("AliasName", "alias/other"), ("KeyId", victim)).Response.HttpStatus);
+
+        var (noAlias, noAliasBody) = Kms(keysOnly, "CreateAlias", ("AliasName", "alias/keys"), ("KeyId", mine));
+        Assert.Equal(403, noAlias.HttpStatus);
+        Assert.Contains($":alias/keys", noAliasBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(403, Kms(keysOnly, "UpdateAlias", ("AliasName", "alias/mine"), ("KeyId", victim)).Response.HttpStatus);
+        Assert.Equal(403, Kms(keysOnly, "DeleteAlias", ("AliasName", "alias/mine")).Response.HttpStatus);
+
+        Assert.True(Kms(mallory, "DeleteAlias", ("AliasName", "alias/mine")).Response.IsSuccess);
+    }
+
+    [Fact]
     public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
     {
         var key = NewKey();
