@@ -325,7 +325,16 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             }
 
             case "SetDeletionProtection":
-                return [Request(ramAction, Value("ProtectedResourceArn"), context, "")];
+            {
+                // Authorized on the key the ARN names, with its tags. Anything but a key id after key/
+                // (an alias, a nested ARN) is authorized as given; the action refuses it.
+                var arn = Value("ProtectedResourceArn");
+                var marker = arn.IndexOf(":key/", StringComparison.Ordinal);
+                var id = marker < 0 ? "" : arn[(marker + 5)..];
+                var isKeyId = id.Length > 0 && id.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '-');
+                return [Request(ramAction, isKeyId ? KeyArn(context, arn, scope) : (arn, null), context, "")];
+            }
+
             default:
                 var keyId = Value("KeyId");
                 var target = keyId.Length > 0 ? KeyArn(context, keyId, scope) : ($"{scope}:key", null);

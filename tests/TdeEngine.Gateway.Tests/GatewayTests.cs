@@ -404,6 +404,33 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void SetDeletionProtection_is_authorized_on_the_key_with_its_tags_and_refuses_an_alias_in_the_ARN()
+    {
+        var key = NewKey("""[{"TagKey":"env","TagValue":"prod"}]""");
+        var arn = _kms.DescribeKey(_rootCaller, key).Arn;
+        Kms(_rootCaller, "CreateAlias", ("AliasName", "alias/payroll"), ("KeyId", key));
+        Assert.True(Kms(_rootCaller, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "true")).Response.IsSuccess);
+        var byTag = User("bytag", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:SetDeletionProtection","Resource":"*","Condition":{"StringEquals":{"kms:tag/env":"prod"}}}]}""");
+        var byArn = User("byarn", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:SetDeletionProtection","Resource":"{{arn}}"}]}""");
+        var prefix = arn[..(arn.IndexOf(":key/", StringComparison.Ordinal) + 5)];
+
+        var (tagged, taggedBody) = Kms(byTag, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false"));
+        Assert.Equal((403, "Forbidden.RAM"), (tagged.HttpStatus, Code(taggedBody)));
+        foreach (var sneaky in new[] { prefix + "alias/payroll", prefix + arn[..^key.Length] + "alias/payroll", prefix + arn })
+        {
+            var (response, body) = Kms(byArn, "SetDeletionProtection", ("ProtectedResourceArn", sneaky), ("EnableDeletionProtection", "false"));
+            Assert.Equal((400, "InvalidParameter"), (response.HttpStatus, Code(body)));
+            Assert.Equal("InvalidParameter", Code(Kms(_rootCaller, "SetDeletionProtection", ("ProtectedResourceArn", sneaky), ("EnableDeletionProtection", "false")).Body));
+        }
+
+        Assert.Equal(403, Kms(byArn, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false")).Response.HttpStatus);
+        Assert.True(_kms.DescribeKey(_rootCaller, key).DeletionProtection);
+        Assert.True(Kms(User("free", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"""),
+            "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false")).Response.IsSuccess);
+        Assert.False(_kms.DescribeKey(_rootCaller, key).DeletionProtection);
+    }
+
+    [Fact]
     public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
     {
         var key = NewKey();
