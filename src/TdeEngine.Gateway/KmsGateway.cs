@@ -126,7 +126,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             "SimulatePolicy" when Value("RoleName").Length > 0 => [Role(Value("RoleName"))],
             _ => [$"{account}:*"],
         };
-        var conditions = SourceIp(context);
+        var conditions = CallerConditions(context);
         return resources.ConvertAll(resource => new AccessRequest("ram:" + action, resource, conditions));
     }
 
@@ -166,7 +166,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         var resource = action == "AssumeRole" && parameters.TryGetValue("RoleArn", out var role)
             ? ram.CanonicalRoleArn(role) ?? role
             : $"acs:ram::{context.AccountId}:*";
-        var target = new AccessRequest("sts:" + action, resource, SourceIp(context));
+        var target = new AccessRequest("sts:" + action, resource, CallerConditions(context));
         var decision = action == "GetCallerIdentity" ? new AccessDecision(true, "NoPermissionNeeded") : ram.Authorize(context.Principal, target);
         var response = decision.Allowed
             ? _stsApi.Invoke(context, action, parameters, indented)
@@ -350,7 +350,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             return new AccessRequest(action, resource.Arn, NoConditions);
         }
 
-        var conditions = SourceIp(context);
+        var conditions = CallerConditions(context);
         try
         {
             foreach (var pair in EncryptionContext.Parse(encryptionContext).Pairs)
@@ -427,8 +427,13 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         }
     }
 
-    private static Dictionary<string, IReadOnlyList<string>> SourceIp(KmsCallContext context) =>
-        new(StringComparer.OrdinalIgnoreCase) { ["acs:SourceIp"] = [context.SourceIp] };
+    // The condition keys every call has: where it comes from and whether over a secure channel.
+    private static Dictionary<string, IReadOnlyList<string>> CallerConditions(KmsCallContext context) =>
+        new(StringComparer.OrdinalIgnoreCase)
+        {
+            ["acs:SourceIp"] = [context.SourceIp],
+            ["acs:SecureTransport"] = [context.SecureTransport ? "true" : "false"],
+        };
 
     private static KmsException Denied(string action, string resource, AccessDecision decision, string service = "kms") =>
         new("Forbidden.RAM", 403, decision.Reason == "ExplicitDeny"

@@ -349,7 +349,11 @@ public sealed class RamService : IDisposable
         }
 
         var user = context.Principal.Type == PrincipalType.RamUser ? context.Principal.UserName : null;
-        var conditions = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase) { ["acs:SourceIp"] = [context.SourceIp] };
+        var conditions = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["acs:SourceIp"] = [context.SourceIp],
+            ["acs:SecureTransport"] = [context.SecureTransport ? "true" : "false"],
+        };
         if (externalId is not null)
         {
             conditions["sts:ExternalId"] = [externalId];

@@ -198,7 +198,10 @@ public static class KmsServer
             return;
         }
 
-        var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString());
+        var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString())
+        {
+            SecureTransport = http.Request.IsHttps,
+        };
         var actionParameters = ActionParameters(parameters);
         using var response = parameters["Version"] switch
         {

@@ -445,4 +445,13 @@ public sealed class GatewayTests : IDisposable
         Assert.Equal(403, Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"tenant":"payroll","Tenant":"orders"}""")).Response.HttpStatus);
         Assert.True(Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","tenant":"hr"}""")).Response.IsSuccess);
     }
+
+    [Fact]
+    public void In_process_calls_count_as_secure_transport()
+    {
+        var key = NewKey();
+        var tlsOnly = User("tlsonly", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:DescribeKey","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}""");
+
+        Assert.True(Kms(tlsOnly, "DescribeKey", ("KeyId", key)).Response.IsSuccess);
+    }
 }
