@@ -32,6 +32,9 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
 
     private static readonly Dictionary<string, IReadOnlyList<string>> NoConditions = new(StringComparer.Ordinal);
 
+    /// <summary>The <c>additionalEventData</c> field that holds a server request's SignatureNonce.</summary>
+    public const string SignatureNonceField = "signatureNonce";
+
     private readonly KmsApi _kmsApi = new(kms);
     private readonly RamApi _ramApi = new(ram);
     private readonly StsApi _stsApi = new(ram);
@@ -233,6 +236,12 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         if (decision.PolicyName is not null)
         {
             additional["matchedPolicy"] = $"{decision.PolicyName}#{decision.StatementIndex}";
+        }
+
+        if (context.SignatureNonce is { } nonce)
+        {
+            // Durable before the answer is sent: a restarted server reads it back to refuse replays.
+            additional[SignatureNonceField] = nonce;
         }
 
         if (response.IsSuccess)

@@ -35,6 +35,35 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_replay_after_a_restart_is_refused_as_a_replay_because_the_nonce_is_in_the_audit_trail()
+    {
+        var request = _server.Signed("CreateKey", new Dictionary<string, string> { ["Description"] = "once" });
+        var first = await _server.Post(request);
+        Assert.Equal(200, first.Status);
+        Assert.Equal(request["SignatureNonce"], _server.Audit.ReadAll().Single(e => e.EventName == "CreateKey").AdditionalEventData["signatureNonce"]);
+
+        await _server.App.StopAsync();
+        await using var restarted = KmsServer.Build(new KmsServerOptions { Port = 0 }, _server.Kms, _server.Ram, _server.Audit);
+        await restarted.StartAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(restarted.Urls.First()) };
+            using var replay = await http.PostAsync("/", new FormUrlEncodedContent(request));
+            var body = await replay.Content.ReadAsStringAsync();
+            var fresh = _server.Signed("ListKeys");
+            using var other = await http.PostAsync("/", new FormUrlEncodedContent(fresh));
+
+            Assert.Equal((400, "SignatureNonceUsed"), ((int)replay.StatusCode, Code(body)));
+            Assert.Equal(200, (int)other.StatusCode);
+            Assert.Single(_server.Kms.ListKeys(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), 1, 100).Items);
+        }
+        finally
+        {
+            await restarted.StopAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_deny_on_plain_http_by_acs_SecureTransport_refuses_requests_over_http()
     {
         var root = KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId);

@@ -23,4 +23,10 @@ public sealed record KmsCallContext(KmsPrincipal Principal, string SourceIp, str
     /// <c>acs:SecureTransport</c>.
     /// </summary>
     public bool SecureTransport { get; init; } = true;
+
+    /// <summary>
+    /// The request's <c>SignatureNonce</c> (server calls only). Not a secret: it is recorded with the
+    /// call's audit event, from which a restarted server learns the nonces it must still refuse.
+    /// </summary>
+    public string? SignatureNonce { get; init; }
 }
