@@ -32,6 +32,9 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
 
     private static readonly Dictionary<string, IReadOnlyList<string>> NoConditions = new(StringComparer.Ordinal);
 
+    /// <summary>The <c>additionalEventData</c> field that holds a server request's SignatureNonce.</summary>
+    public const string SignatureNonceField = "signatureNonce";
+
     private readonly KmsApi _kmsApi = new(kms);
     private readonly RamApi _ramApi = new(ram);
     private readonly StsApi _stsApi = new(ram);
@@ -52,19 +55,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
         var targets = Describe(context, action, parameters);
-        AccessDecision decision = new(true, "AccountRoot");
-        foreach (var target in targets)
-        {
-            decision = ram.Authorize(context.Principal, target);
-            if (!decision.Allowed)
-            {
-                break;
-            }
-        }
-
+        var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _kmsApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, targets[0].Resource, decision), indented);
+            : ApiResponse.Error(context, Denied(action, denied, decision), indented);
         return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId));
     }
 
@@ -89,13 +83,70 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         IReadOnlyDictionary<string, string> parameters, bool indented, string? accessKeyId)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var resource = $"acs:ram::{context.AccountId}:*";
-        var target = new AccessRequest("ram:" + action, resource, SourceIp(context));
-        var decision = ram.Authorize(context.Principal, target);
+        ArgumentNullException.ThrowIfNull(parameters);
+        List<AccessRequest> targets;
+        try
+        {
+            targets = DescribeRam(context, action, parameters);
+        }
+        catch (KmsException e)
+        {
+            // The request names no resource to authorize (a role session managing "its own" access keys).
+            var refused = ApiResponse.Error(context, e, indented);
+            return (context, refused, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, refused,
+                new AccessDecision(false, "NotEvaluated"), [], accessKeyId));
+        }
+
+        var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _ramApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, resource, decision, "ram"), indented);
-        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, [target], accessKeyId));
+            : ApiResponse.Error(context, Denied(action, denied, decision, "ram"), indented);
+        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, targets, accessKeyId));
+    }
+
+    // What a RAM action touches, as Alibaba RAM authorizes it: acs:ram::ACCOUNT:user/NAME, role/NAME
+    // (lower case, as role ARNs are) and policy/NAME; actions on no single entity (ListPolicies) take
+    // acs:ram::ACCOUNT:*. A user is named as it was created, whatever the case in the request, so a
+    // Deny on user/boss also holds for UserName=BOSS.
+    private List<AccessRequest> DescribeRam(KmsCallContext context, string action, IReadOnlyDictionary<string, string> p)
+    {
+        var account = $"acs:ram::{context.AccountId}";
+        string Value(string name) => p.TryGetValue(name, out var v) ? v : "";
+        string User(string name) => $"{account}:user/{(name.Length == 0 ? name : ram.FindUserName(context.AccountId, name) ?? name)}";
+        string Role(string name) => RamService.RoleArn(context.AccountId, name);
+        string Policy(string name) => $"{account}:policy/{name}";
+
+        List<string> resources = action switch
+        {
+            "CreateUser" => [User(Value("UserName"))],
+            "CreateRole" or "UpdateRole" => [Role(Value("RoleName"))],
+            "CreateAccessKey" or "DeleteAccessKey" => [RamService.AccessKeyOwner(context, p.TryGetValue("UserName", out var u) ? u : null) is { } owner
+                ? User(owner) : $"{account}:root"],
+            "CreatePolicy" => [Policy(Value("PolicyName"))],
+            "AttachPolicyToUser" or "DetachPolicyFromUser" => [User(Value("UserName")), Policy(Value("PolicyName"))],
+            "AttachPolicyToRole" or "DetachPolicyFromRole" => [Role(Value("RoleName")), Policy(Value("PolicyName"))],
+            "SimulatePolicy" when Value("UserName").Length > 0 => [User(Value("UserName"))],
+            "SimulatePolicy" when Value("RoleName").Length > 0 => [Role(Value("RoleName"))],
+            _ => [$"{account}:*"],
+        };
+        var conditions = CallerConditions(context);
+        return resources.ConvertAll(resource => new AccessRequest("ram:" + action, resource, conditions));
+    }
+
+    // Every target must be allowed; the first refused one is named in the error.
+    private (AccessDecision Decision, string Resource) Authorize(KmsCallContext context, List<AccessRequest> targets)
+    {
+        AccessDecision decision = new(true, "AccountRoot");
+        foreach (var target in targets)
+        {
+            decision = ram.Authorize(context.Principal, target);
+            if (!decision.Allowed)
+            {
+                return (decision, target.Resource);
+            }
+        }
+
+        return (decision, targets.Count > 0 ? targets[0].Resource : "");
     }
 
     /// <summary>An STS action (2015-04-01), authorized (<c>sts:AssumeRole</c> on the role) and audited.</summary>
@@ -114,8 +165,11 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
         // Who am I needs no permission; assuming a role needs sts:AssumeRole on it (the trust policy is the role's side).
-        var resource = action == "AssumeRole" && parameters.TryGetValue("RoleArn", out var role) ? role : $"acs:ram::{context.AccountId}:*";
-        var target = new AccessRequest("sts:" + action, resource, SourceIp(context));
+        // The role is authorized by the ARN of the role AssumeRole will resolve, not as spelled: role/ADMIN is role/admin.
+        var resource = action == "AssumeRole" && parameters.TryGetValue("RoleArn", out var role)
+            ? ram.CanonicalRoleArn(role) ?? role
+            : $"acs:ram::{context.AccountId}:*";
+        var target = new AccessRequest("sts:" + action, resource, CallerConditions(context));
         var decision = action == "GetCallerIdentity" ? new AccessDecision(true, "NoPermissionNeeded") : ram.Authorize(context.Principal, target);
         var response = decision.Allowed
             ? _stsApi.Invoke(context, action, parameters, indented)
@@ -182,6 +236,12 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         if (decision.PolicyName is not null)
         {
             additional["matchedPolicy"] = $"{decision.PolicyName}#{decision.StatementIndex}";
+        }
+
+        if (context.SignatureNonce is { } nonce)
+        {
+            // Durable before the answer is sent: a restarted server reads it back to refuse replays.
+            additional[SignatureNonceField] = nonce;
         }
 
         if (response.IsSuccess)
@@ -256,10 +316,34 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
                     Request(ramAction, KeyOfBlob(Value("CiphertextBlob"), scope, context), context, Value("SourceEncryptionContext")),
                     Request(ramAction, KeyArn(context, Value("DestinationKeyId"), scope), context, Value("DestinationEncryptionContext")),
                 ];
+            // As Alibaba KMS: an alias change needs permission on the alias and on every key it touches,
+            // the key it will point at and the key it points at now (or UpdateAlias could repoint any alias).
+            case "CreateAlias":
+                return [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, ""), Request(ramAction, $"{scope}:{Value("AliasName")}", context, "")];
+            case "UpdateAlias":
             case "DeleteAlias":
-                return [Request(ramAction, $"{scope}:{Value("AliasName")}", context, "")];
+            {
+                List<AccessRequest> targets = action == "UpdateAlias" ? [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, "")] : [];
+                targets.Add(Request(ramAction, $"{scope}:{Value("AliasName")}", context, ""));
+                if (CurrentKeyOf(context, Value("AliasName")) is { } current)
+                {
+                    targets.Add(Request(ramAction, current, context, ""));
+                }
+
+                return targets;
+            }
+
             case "SetDeletionProtection":
-                return [Request(ramAction, Value("ProtectedResourceArn"), context, "")];
+            {
+                // Authorized on the key the ARN names, with its tags. Anything but a key id after key/
+                // (an alias, a nested ARN) is authorized as given; the action refuses it.
+                var arn = Value("ProtectedResourceArn");
+                var marker = arn.IndexOf(":key/", StringComparison.Ordinal);
+                var id = marker < 0 ? "" : arn[(marker + 5)..];
+                var isKeyId = id.Length > 0 && id.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '-');
+                return [Request(ramAction, isKeyId ? KeyArn(context, arn, scope) : (arn, null), context, "")];
+            }
+
             default:
                 var keyId = Value("KeyId");
                 var target = keyId.Length > 0 ? KeyArn(context, keyId, scope) : ($"{scope}:key", null);
@@ -275,12 +359,15 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             return new AccessRequest(action, resource.Arn, NoConditions);
         }
 
-        var conditions = SourceIp(context);
+        var conditions = CallerConditions(context);
         try
         {
             foreach (var pair in EncryptionContext.Parse(encryptionContext).Pairs)
             {
-                conditions["kms:EncryptionContext:" + pair.Key] = [pair.Value];
+                // Condition keys ignore case, context keys do not: {"Tenant":"a","tenant":"b"} gives
+                // kms:EncryptionContext:Tenant both values, and conditions check every one of them.
+                var name = "kms:EncryptionContext:" + pair.Key;
+                conditions[name] = conditions.TryGetValue(name, out var values) ? [.. values, pair.Value] : [pair.Value];
             }
         }
         catch (KmsException)
@@ -317,6 +404,25 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         }
     }
 
+    // The key an alias points at now, or null when there is no such alias (the action reports it).
+    private (string Arn, string? KeyId)? CurrentKeyOf(KmsCallContext context, string aliasName)
+    {
+        if (!aliasName.StartsWith("alias/", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        try
+        {
+            var key = kms.DescribeKey(context, aliasName);
+            return (key.Arn, key.KeyId);
+        }
+        catch (KmsException)
+        {
+            return null;
+        }
+    }
+
     private (string Arn, string? KeyId) KeyOfBlob(string base64, string scope, KmsCallContext context)
     {
         try
@@ -330,8 +436,13 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         }
     }
 
-    private static Dictionary<string, IReadOnlyList<string>> SourceIp(KmsCallContext context) =>
-        new(StringComparer.OrdinalIgnoreCase) { ["acs:SourceIp"] = [context.SourceIp] };
+    // The condition keys every call has: where it comes from and whether over a secure channel.
+    private static Dictionary<string, IReadOnlyList<string>> CallerConditions(KmsCallContext context) =>
+        new(StringComparer.OrdinalIgnoreCase)
+        {
+            ["acs:SourceIp"] = [context.SourceIp],
+            ["acs:SecureTransport"] = [context.SecureTransport ? "true" : "false"],
+        };
 
     private static KmsException Denied(string action, string resource, AccessDecision decision, string service = "kms") =>
         new("Forbidden.RAM", 403, decision.Reason == "ExplicitDeny"

@@ -68,19 +68,38 @@ public sealed class RamService : IDisposable
 
     // ---------------------------------------------------------------- users and roles
 
+    /// <summary>CreateUser. User names are unique in the account without regard to case.</summary>
     public RamUser CreateUser(KmsCallContext context, string userName, string? displayName = null)
     {
         CheckName(userName, "UserName", 64);
+        using (var c = _store.Open())
+        {
+            // The unique index refuses these too; a store that predates it (and holds such pairs already) has only this check.
+            if (FindUser(c, context.AccountId, userName) is { } existing)
+            {
+                throw UserExists(userName, existing.UserName);
+            }
+        }
+
         var user = new RamUser(RandomDigits(16), userName, displayName ?? userName, Now());
         _store.Insert("INSERT INTO Users (UserId, AccountId, UserName, DisplayName, CreateDate) VALUES (@UserId, @AccountId, @UserName, @DisplayName, @CreateDate)",
             new { user.UserId, context.AccountId, user.UserName, user.DisplayName, CreateDate = user.CreateDate.ToUnixTimeMilliseconds() },
-            () => new KmsException("EntityAlreadyExists.User", 409, $"The user '{userName}' already exists."));
+            () => UserExists(userName, userName));
         return user;
     }
 
+    /// <summary>CreateRole. Role names are unique in the account without regard to case (the role ARN is lower case).</summary>
     public RamRole CreateRole(KmsCallContext context, string roleName, string? assumeRolePolicyDocument = null, string? description = null)
     {
         CheckName(roleName, "RoleName", 64);
+        using (var c = _store.Open())
+        {
+            if (FindRole(c, context.AccountId, roleName) is { } existing)
+            {
+                throw RoleExists(roleName, existing.RoleName);
+            }
+        }
+
         if (!string.IsNullOrEmpty(assumeRolePolicyDocument))
         {
             TrustPolicy.Parse(assumeRolePolicyDocument);
@@ -91,7 +110,7 @@ public sealed class RamService : IDisposable
         _store.Insert("INSERT INTO Roles (RoleId, AccountId, RoleName, Description, AssumeRolePolicyDocument, CreateDate) " +
                       "VALUES (@RoleId, @AccountId, @RoleName, @Description, @AssumeRolePolicyDocument, @CreateDate)",
             new { role.RoleId, context.AccountId, role.RoleName, role.Description, role.AssumeRolePolicyDocument, CreateDate = role.CreateDate.ToUnixTimeMilliseconds() },
-            () => new KmsException("EntityAlreadyExists.Role", 409, $"The role '{roleName}' already exists."));
+            () => RoleExists(roleName, roleName));
         return role;
     }
 
@@ -108,50 +127,84 @@ public sealed class RamService : IDisposable
         }
 
         using var c = _store.Open();
-        var changed = c.Execute(
+        var roleId = (FindRole(c, context.AccountId, roleName) ?? throw RoleNotFound(roleName)).RoleId;
+        c.Execute(
             "UPDATE Roles SET AssumeRolePolicyDocument = coalesce(@newAssumeRolePolicyDocument, AssumeRolePolicyDocument), " +
-            "Description = coalesce(@newDescription, Description) WHERE AccountId = @AccountId AND lower(RoleName) = lower(@roleName)",
-            new { newAssumeRolePolicyDocument, newDescription, context.AccountId, roleName });
-        if (changed == 0)
-        {
-            throw RoleNotFound(roleName);
-        }
-
+            "Description = coalesce(@newDescription, Description) WHERE RoleId = @roleId",
+            new { newAssumeRolePolicyDocument, newDescription, roleId });
         var row = c.QuerySingle<(string RoleId, string RoleName, string Description, string AssumeRolePolicyDocument, long CreateDate)>(
-            "SELECT RoleId, RoleName, Description, AssumeRolePolicyDocument, CreateDate FROM Roles WHERE AccountId = @AccountId AND lower(RoleName) = lower(@roleName)",
-            new { context.AccountId, roleName });
+            "SELECT RoleId, RoleName, Description, AssumeRolePolicyDocument, CreateDate FROM Roles WHERE RoleId = @roleId", new { roleId });
         return new RamRole(row.RoleId, row.RoleName, RoleArn(context.AccountId, row.RoleName), row.Description, row.AssumeRolePolicyDocument,
             DateTimeOffset.FromUnixTimeMilliseconds(row.CreateDate));
     }
 
     public static string RoleArn(string accountId, string roleName) => $"acs:ram::{accountId}:role/{roleName.ToLowerInvariant()}";
 
-    /// <summary>The principal of a RAM user of the caller's account.</summary>
+    /// <summary>The principal of a RAM user of the caller's account, found by its name in any case.</summary>
     public KmsPrincipal UserPrincipal(string accountId, string userName)
     {
         using var c = _store.Open();
-        var id = c.QuerySingleOrDefault<string>("SELECT UserId FROM Users WHERE AccountId = @accountId AND UserName = @userName", new { accountId, userName })
-                 ?? throw UserNotFound(userName);
-        return new KmsPrincipal(PrincipalType.RamUser, accountId, id, userName);
+        var user = FindUser(c, accountId, userName) ?? throw UserNotFound(userName);
+        return new KmsPrincipal(PrincipalType.RamUser, accountId, user.UserId, user.UserName);
     }
 
-    /// <summary>The principal of a role assumed by a user or a cloud service.</summary>
+    /// <summary>The principal of a role assumed by a user or a cloud service, found by its name in any case.</summary>
     public KmsPrincipal RolePrincipal(string accountId, string roleName, string sessionName)
     {
         using var c = _store.Open();
-        var id = c.QuerySingleOrDefault<string>("SELECT RoleId FROM Roles WHERE AccountId = @accountId AND RoleName = @roleName", new { accountId, roleName })
-                 ?? throw RoleNotFound(roleName);
-        return new KmsPrincipal(PrincipalType.AssumedRole, accountId, $"{id}:{sessionName}", $"{roleName}/{sessionName}");
+        var role = FindRole(c, accountId, roleName) ?? throw RoleNotFound(roleName);
+        return new KmsPrincipal(PrincipalType.AssumedRole, accountId, $"{role.RoleId}:{sessionName}", $"{role.RoleName}/{sessionName}");
     }
+
+    /// <summary>The name of a user as it was created, given its name in any case; null when there is no such user.</summary>
+    public string? FindUserName(string accountId, string userName)
+    {
+        using var c = _store.Open();
+        return FindUser(c, accountId, userName)?.UserName;
+    }
+
+    // A user or role by name without regard to case. A store from before names were unique in any
+    // case may hold several: the exact spelling wins, so each stays reachable.
+    private static (string UserId, string UserName)? FindUser(Microsoft.Data.Sqlite.SqliteConnection c, string accountId, string userName) =>
+        c.QuerySingleOrDefault<(string UserId, string UserName)>(
+            "SELECT UserId, UserName FROM Users WHERE AccountId = @accountId AND UserName = @userName COLLATE NOCASE " +
+            "ORDER BY UserName = @userName DESC LIMIT 1", new { accountId, userName }) is { UserId: not null } found ? found : null;
+
+    private static (string RoleId, string RoleName, string Trust)? FindRole(Microsoft.Data.Sqlite.SqliteConnection c, string accountId, string roleName) =>
+        c.QuerySingleOrDefault<(string RoleId, string RoleName, string Trust)>(
+            "SELECT RoleId, RoleName, AssumeRolePolicyDocument FROM Roles WHERE AccountId = @accountId AND RoleName = @roleName COLLATE NOCASE " +
+            "ORDER BY RoleName = @roleName DESC LIMIT 1", new { accountId, roleName }) is { RoleId: not null } found ? found : null;
 
     // ---------------------------------------------------------------- access keys
 
-    /// <summary>CreateAccessKey: for a user, or for the account root when <paramref name="userName"/> is null.</summary>
+    /// <summary>
+    /// Whose access keys a CreateAccessKey or DeleteAccessKey call is about, as on Alibaba Cloud: the
+    /// user named by <paramref name="userName"/>; without one, the caller itself, that is its own
+    /// keys for a RAM user and the account root's keys (null) for the root only. A role session has
+    /// no keys of its own and must name the user (<c>MissingParameter</c>).
+    /// </summary>
+    public static string? AccessKeyOwner(KmsCallContext context, string? userName)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return userName ?? context.Principal.Type switch
+        {
+            PrincipalType.Root => null,
+            PrincipalType.RamUser => context.Principal.UserName,
+            _ => throw new KmsException(KmsErrors.Codes.MissingParameter, 400,
+                "The input parameter 'UserName' is mandatory for a role session: it has no access keys of its own. Name the RAM user whose key this is."),
+        };
+    }
+
+    /// <summary>
+    /// CreateAccessKey for the user named, or without a name for the caller itself (see
+    /// <see cref="AccessKeyOwner"/>): only the account root gets a root key.
+    /// </summary>
     public NewAccessKey CreateAccessKey(KmsCallContext context, string? userName = null)
     {
+        userName = AccessKeyOwner(context, userName);
         if (userName is not null)
         {
-            UserPrincipal(context.AccountId, userName);
+            userName = UserPrincipal(context.AccountId, userName).UserName;
             using var c = _store.Open();
             var count = c.ExecuteScalar<long>("SELECT count(*) FROM AccessKeys WHERE AccountId = @AccountId AND UserName = @userName",
                 new { context.AccountId, userName });
@@ -180,9 +233,12 @@ public sealed class RamService : IDisposable
         }
     }
 
+    /// <summary>DeleteAccessKey of the user named, or without a name of the caller itself (see <see cref="AccessKeyOwner"/>).</summary>
     public void DeleteAccessKey(KmsCallContext context, string accessKeyId, string? userName = null)
     {
+        userName = AccessKeyOwner(context, userName);
         using var c = _store.Open();
+        userName = userName is null ? null : FindUser(c, context.AccountId, userName)?.UserName ?? userName;
         var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +
                                 "((@userName IS NULL AND UserName IS NULL) OR UserName = @userName)", new { accessKeyId, context.AccountId, userName });
         Forget(_keys, accessKeyId);
@@ -285,9 +341,7 @@ public sealed class RamService : IDisposable
 
         var (accountId, roleName) = ParseRoleArn(roleArn);
         using var c = _store.Open();
-        var role = c.QuerySingleOrDefault<(string RoleId, string RoleName, string Trust)>(
-            "SELECT RoleId, RoleName, AssumeRolePolicyDocument FROM Roles WHERE AccountId = @accountId AND lower(RoleName) = @roleName",
-            new { accountId, roleName }) is { RoleId: not null } found ? found : throw RoleNotFound(roleName);
+        var role = FindRole(c, accountId, roleName) ?? throw RoleNotFound(roleName);
         if (role.Trust.Length == 0)
         {
             throw new KmsException("NoPermission", 403,
@@ -295,7 +349,11 @@ public sealed class RamService : IDisposable
         }
 
         var user = context.Principal.Type == PrincipalType.RamUser ? context.Principal.UserName : null;
-        var conditions = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase) { ["acs:SourceIp"] = [context.SourceIp] };
+        var conditions = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["acs:SourceIp"] = [context.SourceIp],
+            ["acs:SecureTransport"] = [context.SecureTransport ? "true" : "false"],
+        };
         if (externalId is not null)
         {
             conditions["sts:ExternalId"] = [externalId];
@@ -391,6 +449,24 @@ public sealed class RamService : IDisposable
         return session.CopySecret() is { } copy ? (session.Principal, copy) : FindTemporaryAccessKey(accessKeyId, securityToken);
     }
 
+    /// <summary>
+    /// The ARN of the role that <paramref name="roleArn"/> names, as AssumeRole resolves it (the role
+    /// name in any case), for authorizing <c>sts:AssumeRole</c>; null when it names no role.
+    /// </summary>
+    public string? CanonicalRoleArn(string roleArn)
+    {
+        try
+        {
+            var (accountId, roleName) = ParseRoleArn(roleArn);
+            using var c = _store.Open();
+            return FindRole(c, accountId, roleName) is { } role ? RoleArn(accountId, role.RoleName) : null;
+        }
+        catch (KmsException)
+        {
+            return null;
+        }
+    }
+
     private static (string AccountId, string RoleName) ParseRoleArn(string roleArn)
     {
         const string prefix = "acs:ram::";
@@ -436,7 +512,7 @@ public sealed class RamService : IDisposable
 
     public void AttachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
     {
-        RequirePrincipal(context.AccountId, principalType, principalName);
+        principalName = RequirePrincipal(context.AccountId, principalType, principalName);
         LoadPolicy(context.AccountId, policyType, policyName);
         _policies.Clear();
         using var c = _store.Open();
@@ -446,7 +522,7 @@ public sealed class RamService : IDisposable
 
     public void DetachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
     {
-        RequirePrincipal(context.AccountId, principalType, principalName);
+        principalName = RequirePrincipal(context.AccountId, principalType, principalName);
         _policies.Clear();
         using var c = _store.Open();
         var removed = c.Execute("DELETE FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @principalType AND PrincipalName = @principalName AND PolicyType = @policyType AND PolicyName = @policyName",
@@ -584,23 +660,29 @@ public sealed class RamService : IDisposable
         return new AttachedPolicy(policyName, "Custom", PolicyDocument.Parse(document));
     }
 
-    private void RequirePrincipal(string accountId, string principalType, string principalName)
+    // The principal's name as it was created (attachments are stored under it).
+    private string RequirePrincipal(string accountId, string principalType, string principalName)
     {
         using var c = _store.Open();
-        var exists = principalType switch
+        return principalType switch
         {
-            "User" => c.ExecuteScalar<long>("SELECT count(*) FROM Users WHERE AccountId = @accountId AND UserName = @principalName", new { accountId, principalName }) > 0
-                ? true : throw UserNotFound(principalName),
-            "Role" => c.ExecuteScalar<long>("SELECT count(*) FROM Roles WHERE AccountId = @accountId AND RoleName = @principalName", new { accountId, principalName }) > 0
-                ? true : throw RoleNotFound(principalName),
+            "User" => (FindUser(c, accountId, principalName) ?? throw UserNotFound(principalName)).UserName,
+            "Role" => (FindRole(c, accountId, principalName) ?? throw RoleNotFound(principalName)).RoleName,
             _ => throw KmsErrors.InvalidParameter("PrincipalType", "use User or Role."),
         };
-        _ = exists;
     }
 
     private static KmsException UserNotFound(string name) => new("EntityNotExist.User", 404, $"The user '{name}' does not exist. Create it with CreateUser.");
 
     private static KmsException RoleNotFound(string name) => new("EntityNotExist.Role", 404, $"The role '{name}' does not exist. Create it with CreateRole.");
+
+    private static KmsException UserExists(string name, string existing) => new("EntityAlreadyExists.User", 409, string.Equals(name, existing, StringComparison.Ordinal)
+        ? $"The user '{name}' already exists."
+        : $"The user '{existing}' already exists, and user names are unique without regard to case. Choose another name for '{name}'.");
+
+    private static KmsException RoleExists(string name, string existing) => new("EntityAlreadyExists.Role", 409, string.Equals(name, existing, StringComparison.Ordinal)
+        ? $"The role '{name}' already exists."
+        : $"The role '{existing}' already exists, and role names are unique without regard to case. Choose another name for '{name}'.");
 
     private static KmsException PolicyNotFound(string name) => new("EntityNotExist.Policy", 404, $"The policy '{name}' does not exist. List policies with ListPolicies.");
 

@@ -87,6 +87,12 @@ public static class KmsServer
         var app = builder.Build();
         var gateway = new KmsGateway(kms, ram, audit);
         var replay = new ReplayGuard(kms.Options.TimeProvider);
+        if (audit is AuditTrail trail)
+        {
+            // The nonces this server's predecessor accepted within the window are in the trail.
+            replay.SeedFrom(trail);
+        }
+
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", () =>
         {
@@ -198,7 +204,11 @@ public static class KmsServer
             return;
         }
 
-        var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString());
+        var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString())
+        {
+            SecureTransport = http.Request.IsHttps,
+            SignatureNonce = parameters["SignatureNonce"],
+        };
         var actionParameters = ActionParameters(parameters);
         using var response = parameters["Version"] switch
         {

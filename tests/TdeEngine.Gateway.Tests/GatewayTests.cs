@@ -259,4 +259,199 @@ public sealed class GatewayTests : IDisposable
         Assert.Equal(expected, actual);
         Assert.Equal(new string('0', 64), JsonDocument.Parse(line).RootElement.GetProperty("previousHash").GetString());
     }
+
+    private (KmsApiResponse Response, JsonElement Body) Ram(KmsCallContext caller, string action, params (string, string)[] p)
+    {
+        var response = _gateway.InvokeRam(caller, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+        return (response, JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone());
+    }
+
+    private (KmsApiResponse Response, JsonElement Body) Sts(KmsCallContext caller, string action, params (string, string)[] p)
+    {
+        var response = _gateway.InvokeSts(caller, action, p.ToDictionary(x => x.Item1, x => x.Item2));
+        return (response, JsonDocument.Parse(response.Body.ToArray()).RootElement.Clone());
+    }
+
+    private string NewKey(string? tags = null) =>
+        (tags is null ? Kms(_rootCaller, "CreateKey") : Kms(_rootCaller, "CreateKey", ("Tags", tags))).Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+
+    private static string Code(JsonElement body) => body.GetProperty("Code").GetString()!;
+
+    private KmsPrincipal OwnerOf(string accessKeyId)
+    {
+        var found = _ram.FindAccessKey(accessKeyId)!.Value;
+        found.Secret.Dispose();
+        return found.Principal;
+    }
+
+    [Fact]
+    public void CreateAccessKey_and_DeleteAccessKey_without_UserName_act_on_the_callers_own_keys_never_on_the_roots()
+    {
+        var helpdesk = User("helpdesk", """{"Version":"1","Statement":[{"Effect":"Allow","Action":["ram:CreateAccessKey","ram:DeleteAccessKey"],"Resource":"*"}]}""");
+        using var rootKey = _ram.CreateAccessKey(_rootCaller);
+
+        var (created, body) = Ram(helpdesk, "CreateAccessKey");
+        var (deleteRoot, refusal) = Ram(helpdesk, "DeleteAccessKey", ("UserAccessKeyId", rootKey.AccessKeyId));
+
+        Assert.True(created.IsSuccess, body.ToString());
+        var id = body.GetProperty("AccessKey").GetProperty("AccessKeyId").GetString()!;
+        Assert.Equal((PrincipalType.RamUser, "helpdesk"), (OwnerOf(id).Type, OwnerOf(id).UserName));
+        Assert.Equal((404, "EntityNotExist.User.AccessKey"), (deleteRoot.HttpStatus, Code(refusal)));
+        Assert.Equal(PrincipalType.Root, OwnerOf(rootKey.AccessKeyId).Type);
+        Assert.True(Ram(helpdesk, "DeleteAccessKey", ("UserAccessKeyId", id)).Response.IsSuccess);
+        Assert.Null(_ram.FindAccessKey(id));
+        var events = _audit.ReadAll().Where(e => e.EventName.EndsWith("AccessKey", StringComparison.Ordinal)).ToList();
+        Assert.All(events, e => Assert.Equal($"acs:ram::{Account}:user/helpdesk", e.AdditionalEventData["resource"]));
+    }
+
+    [Fact]
+    public void A_role_session_must_name_the_user_whose_access_key_it_creates_or_deletes()
+    {
+        _ram.CreateUser(_rootCaller, "svc");
+        _ram.CreateRole(_rootCaller, "KeyAdmin");
+        _ram.CreatePolicy(_rootCaller, "RamAll", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:*","Resource":"*"}]}""");
+        _ram.AttachPolicy(_rootCaller, "Role", "KeyAdmin", "Custom", "RamAll");
+        var session = new KmsCallContext(_ram.RolePrincipal(Account, "KeyAdmin", "s1"), "10.1.2.3", KmsCallContext.NewRequestId());
+        using var rootKey = _ram.CreateAccessKey(_rootCaller);
+
+        var (create, createBody) = Ram(session, "CreateAccessKey");
+        var (delete, deleteBody) = Ram(session, "DeleteAccessKey", ("UserAccessKeyId", rootKey.AccessKeyId));
+        var (forSvc, svcBody) = Ram(session, "CreateAccessKey", ("UserName", "svc"));
+
+        Assert.Equal((400, "MissingParameter"), (create.HttpStatus, Code(createBody)));
+        Assert.Contains("UserName", createBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal((400, "MissingParameter"), (delete.HttpStatus, Code(deleteBody)));
+        Assert.Equal(PrincipalType.Root, OwnerOf(rootKey.AccessKeyId).Type);
+        Assert.True(forSvc.IsSuccess, svcBody.ToString());
+        Assert.Equal("svc", OwnerOf(svcBody.GetProperty("AccessKey").GetProperty("AccessKeyId").GetString()!).UserName);
+        Assert.Equal("MissingParameter", _audit.ReadAll().First(e => e.EventName == "CreateAccessKey").ErrorCode);
+    }
+
+    [Fact]
+    public void RAM_actions_are_authorized_on_the_user_role_or_policy_they_touch()
+    {
+        var delegated = User("delegated", $$"""
+            {"Version":"1","Statement":[
+              {"Effect":"Allow","Action":["ram:CreateUser","ram:CreateAccessKey"],"Resource":"acs:ram:*:*:user/svc-*"},
+              {"Effect":"Allow","Action":"ram:AttachPolicyToUser","Resource":["acs:ram:*:*:user/svc-*","acs:ram:*:{{Account}}:policy/AliyunKMSReadOnlyAccess"]},
+              {"Effect":"Allow","Action":"ram:CreateRole","Resource":"acs:ram::{{Account}}:role/app-*"}]}
+            """);
+        _ram.CreateUser(_rootCaller, "boss");
+
+        Assert.True(Ram(delegated, "CreateUser", ("UserName", "svc-a")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "CreateUser", ("UserName", "mallory")).Response.HttpStatus);
+        Assert.True(Ram(delegated, "CreateAccessKey", ("UserName", "svc-a")).Response.IsSuccess);
+        var (bossKey, refusal) = Ram(delegated, "CreateAccessKey", ("UserName", "boss"));
+        Assert.Equal((403, "Forbidden.RAM"), (bossKey.HttpStatus, Code(refusal)));
+        Assert.Contains($"acs:ram::{Account}:user/boss", refusal.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.True(Ram(delegated, "AttachPolicyToUser", ("UserName", "svc-a"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSReadOnlyAccess")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "AttachPolicyToUser", ("UserName", "svc-a"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSFullAccess")).Response.HttpStatus);
+        Assert.Equal(403, Ram(delegated, "AttachPolicyToUser", ("UserName", "boss"), ("PolicyType", "System"), ("PolicyName", "AliyunKMSReadOnlyAccess")).Response.HttpStatus);
+        Assert.True(Ram(delegated, "CreateRole", ("RoleName", "app-orders")).Response.IsSuccess);
+        Assert.Equal(403, Ram(delegated, "CreateRole", ("RoleName", "admin")).Response.HttpStatus);
+
+        // Another spelling of a name is authorized as the name itself; a "*" grant keeps working.
+        var admin = User("admin", $$"""
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:*","Resource":"*"},
+              {"Effect":"Deny","Action":"ram:CreateAccessKey","Resource":"acs:ram::{{Account}}:user/boss"}]}
+            """);
+        Assert.Equal(403, Ram(admin, "CreateAccessKey", ("UserName", "BOSS")).Response.HttpStatus);
+        Assert.True(Ram(admin, "CreateAccessKey", ("UserName", "svc-a")).Response.IsSuccess);
+        Assert.True(Ram(admin, "CreatePolicy", ("PolicyName", "Any"), ("PolicyDocument", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:List*","Resource":"*"}]}""")).Response.IsSuccess);
+    }
+
+    [Fact]
+    public void A_deny_on_assuming_a_role_holds_whatever_the_case_of_the_role_name_in_RoleArn()
+    {
+        _ram.CreateRole(_rootCaller, "Admin", $$$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::{{{Account}}}:root"]}}]}""");
+        var dev = User("dev", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"},{"Effect":"Deny","Action":"sts:AssumeRole","Resource":"acs:ram::{{Account}}:role/admin"}]}""");
+
+        foreach (var spelling in new[] { "admin", "ADMIN", "Admin", "aDmIn" })
+        {
+            var (response, body) = Sts(dev, "AssumeRole", ("RoleArn", $"acs:ram::{Account}:role/{spelling}"), ("RoleSessionName", "s1"));
+            Assert.Equal((403, "Forbidden.RAM"), (response.HttpStatus, Code(body)));
+        }
+
+        Assert.All(_audit.ReadAll(), e => Assert.Equal($"acs:ram::{Account}:role/admin", e.AdditionalEventData["resource"]));
+    }
+
+    [Fact]
+    public void Alias_changes_need_permission_on_the_alias_and_on_every_key_it_points_at()
+    {
+        var victim = NewKey();
+        var mine = NewKey();
+        Kms(_rootCaller, "CreateAlias", ("AliasName", "alias/prod-db"), ("KeyId", victim));
+        var mallory = User("mallory", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":["acs:kms:*:*:key/{{mine}}","acs:kms:*:*:alias/*"]}]}""");
+        var keysOnly = User("keysonly", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"acs:kms:*:*:key/*"}]}""");
+
+        var (hijack, hijackBody) = Kms(mallory, "UpdateAlias", ("AliasName", "alias/prod-db"), ("KeyId", mine));
+        Assert.Equal((403, "Forbidden.RAM"), (hijack.HttpStatus, Code(hijackBody)));
+        Assert.Contains($"key/{victim}", hijackBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(403, Kms(mallory, "DeleteAlias", ("AliasName", "alias/prod-db")).Response.HttpStatus);
+        Assert.Equal(victim, _kms.DescribeKey(_rootCaller, "alias/prod-db").KeyId);
+
+        Assert.True(Kms(mallory, "CreateAlias", ("AliasName", "alias/mine"), ("KeyId", mine)).Response.IsSuccess);
+        Assert.Equal(403, Kms(mallory, "UpdateAlias", ("AliasName", "alias/mine"), ("KeyId", victim)).Response.HttpStatus);
+        Assert.Equal(403, Kms(mallory, "CreateAlias", ("AliasName", "alias/other"), ("KeyId", victim)).Response.HttpStatus);
+
+        var (noAlias, noAliasBody) = Kms(keysOnly, "CreateAlias", ("AliasName", "alias/keys"), ("KeyId", mine));
+        Assert.Equal(403, noAlias.HttpStatus);
+        Assert.Contains($":alias/keys", noAliasBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(403, Kms(keysOnly, "UpdateAlias", ("AliasName", "alias/mine"), ("KeyId", victim)).Response.HttpStatus);
+        Assert.Equal(403, Kms(keysOnly, "DeleteAlias", ("AliasName", "alias/mine")).Response.HttpStatus);
+
+        Assert.True(Kms(mallory, "DeleteAlias", ("AliasName", "alias/mine")).Response.IsSuccess);
+    }
+
+    [Fact]
+    public void SetDeletionProtection_is_authorized_on_the_key_with_its_tags_and_refuses_an_alias_in_the_ARN()
+    {
+        var key = NewKey("""[{"TagKey":"env","TagValue":"prod"}]""");
+        var arn = _kms.DescribeKey(_rootCaller, key).Arn;
+        Kms(_rootCaller, "CreateAlias", ("AliasName", "alias/payroll"), ("KeyId", key));
+        Assert.True(Kms(_rootCaller, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "true")).Response.IsSuccess);
+        var byTag = User("bytag", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:SetDeletionProtection","Resource":"*","Condition":{"StringEquals":{"kms:tag/env":"prod"}}}]}""");
+        var byArn = User("byarn", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:SetDeletionProtection","Resource":"{{arn}}"}]}""");
+        var prefix = arn[..(arn.IndexOf(":key/", StringComparison.Ordinal) + 5)];
+
+        var (tagged, taggedBody) = Kms(byTag, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false"));
+        Assert.Equal((403, "Forbidden.RAM"), (tagged.HttpStatus, Code(taggedBody)));
+        foreach (var sneaky in new[] { prefix + "alias/payroll", prefix + arn[..^key.Length] + "alias/payroll", prefix + arn })
+        {
+            var (response, body) = Kms(byArn, "SetDeletionProtection", ("ProtectedResourceArn", sneaky), ("EnableDeletionProtection", "false"));
+            Assert.Equal((400, "InvalidParameter"), (response.HttpStatus, Code(body)));
+            Assert.Equal("InvalidParameter", Code(Kms(_rootCaller, "SetDeletionProtection", ("ProtectedResourceArn", sneaky), ("EnableDeletionProtection", "false")).Body));
+        }
+
+        Assert.Equal(403, Kms(byArn, "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false")).Response.HttpStatus);
+        Assert.True(_kms.DescribeKey(_rootCaller, key).DeletionProtection);
+        Assert.True(Kms(User("free", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"""),
+            "SetDeletionProtection", ("ProtectedResourceArn", arn), ("EnableDeletionProtection", "false")).Response.IsSuccess);
+        Assert.False(_kms.DescribeKey(_rootCaller, key).DeletionProtection);
+    }
+
+    [Fact]
+    public void Encryption_context_keys_differing_only_in_case_are_all_checked_by_conditions()
+    {
+        var key = NewKey();
+        var onlyOrders = User("orders", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""");
+        var notPayroll = User("notpayroll", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*"},{"Effect":"Deny","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"payroll"}}}]}""");
+
+        Assert.True(Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders"}""")).Response.IsSuccess);
+        Assert.True(Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","TENANT":"orders"}""")).Response.IsSuccess);
+        Assert.Equal(403, Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"payroll","tenant":"orders"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(onlyOrders, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"tenant":"orders","Tenant":"payroll"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","tenant":"payroll"}""")).Response.HttpStatus);
+        Assert.Equal(403, Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"tenant":"payroll","Tenant":"orders"}""")).Response.HttpStatus);
+        Assert.True(Kms(notPayroll, "GenerateDataKey", ("KeyId", key), ("EncryptionContext", """{"Tenant":"orders","tenant":"hr"}""")).Response.IsSuccess);
+    }
+
+    [Fact]
+    public void In_process_calls_count_as_secure_transport()
+    {
+        var key = NewKey();
+        var tlsOnly = User("tlsonly", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:DescribeKey","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}""");
+
+        Assert.True(Kms(tlsOnly, "DescribeKey", ("KeyId", key)).Response.IsSuccess);
+    }
 }

@@ -108,4 +108,70 @@ public class PolicyTests
         Assert.True(Decide(policy, Request(context: [("acs:SourceIp", "::1")])).Allowed);
         Assert.False(Decide(policy, Request(context: [("acs:SourceIp", "::2")])).Allowed);
     }
+
+    [Theory]
+    [InlineData("10.1/16")]
+    [InlineData("10.1")]
+    [InlineData("10")]
+    [InlineData("167772161")]
+    [InlineData("0x0a.0.0.1")]
+    [InlineData("010.0.0.1")]
+    [InlineData("10.0.0.256")]
+    [InlineData("10.0.0.1/33")]
+    [InlineData("10.0.0.1/")]
+    [InlineData("10.0.0.1/+8")]
+    [InlineData(" 10.0.0.1")]
+    [InlineData("10.0.0.1%eth0")]
+    [InlineData("fe80::1%eth0")]
+    [InlineData("fe80::1%2/64")]
+    [InlineData("::1/129")]
+    [InlineData("::ffff:10.0.0.0/95")]
+    public void An_address_that_is_not_a_dotted_quad_or_a_plain_IPv6_address_is_refused_naming_the_field(string range)
+    {
+        var e = Assert.Throws<KmsException>(() => PolicyDocument.Parse(
+            $$$$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"NotIpAddress":{"acs:SourceIp":["10.0.0.0/8","{{{{range}}}}"]}}}]}"""));
+
+        Assert.Equal("MalformedPolicyDocument", e.Code);
+        Assert.Contains("at Statement[0].Condition.NotIpAddress.acs:SourceIp:", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{range}'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("::ffff:10.0.0.0/104", "10.1.2.3", true)]
+    [InlineData("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", true)]
+    [InlineData("::ffff:10.0.0.0/104", "11.1.2.3", false)]
+    [InlineData("::ffff:10.0.0.7", "10.0.0.7", true)]
+    [InlineData("::ffff:10.0.0.7", "10.0.0.8", false)]
+    [InlineData("::ffff:0:0/96", "192.168.1.1", true)]
+    [InlineData("10.1.0.0/16", "10.1.200.3", true)]
+    [InlineData("10.1.0.0/16", "10.0.0.1", false)]
+    [InlineData("2001:db8::/32", "2001:db8::5", true)]
+    public void IPv4_mapped_IPv6_ranges_match_IPv4_callers(string range, string caller, bool inRange)
+    {
+        var deny = $$$$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":"{{{{range}}}}"}}}]}""";
+
+        var decision = Decide(deny, Request(context: [("acs:SourceIp", caller)]));
+
+        Assert.Equal(inRange ? "ExplicitDeny" : "ExplicitAllow", decision.Reason);
+    }
+
+    [Fact]
+    public void A_condition_key_with_several_values_must_match_in_every_value_to_allow_and_in_any_value_to_deny()
+    {
+        const string allowOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""";
+        const string allowLikeOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringLike":{"kms:EncryptionContext:Tenant":"ord*"}}}]}""";
+        const string denyPayroll = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:Tenant":"payroll"}}}]}""";
+        const string denyNotOrders = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringNotEquals":{"kms:EncryptionContext:Tenant":"orders"}}}]}""";
+        (string, string)[] mixed = [("kms:EncryptionContext:Tenant", "payroll"), ("kms:EncryptionContext:tenant", "orders")];
+        (string, string)[] both = [("kms:EncryptionContext:Tenant", "orders"), ("kms:EncryptionContext:tenant", "orders")];
+
+        Assert.False(Decide(allowOrders, Request(context: mixed)).Allowed);
+        Assert.False(Decide(allowLikeOrders, Request(context: mixed)).Allowed);
+        Assert.Equal("ExplicitDeny", Decide(denyPayroll, Request(context: [("kms:EncryptionContext:tenant", "orders"), ("kms:EncryptionContext:Tenant", "payroll")])).Reason);
+        Assert.Equal("ExplicitDeny", Decide(denyNotOrders, Request(context: mixed)).Reason);
+        Assert.True(Decide(allowOrders, Request(context: both)).Allowed);
+        Assert.True(Decide(allowLikeOrders, Request(context: both)).Allowed);
+        Assert.True(Decide(denyPayroll, Request(context: both)).Allowed);
+        Assert.True(Decide(denyNotOrders, Request(context: both)).Allowed);
+    }
 }

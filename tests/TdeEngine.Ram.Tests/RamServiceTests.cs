@@ -128,4 +128,80 @@ public sealed class RamServiceTests : IDisposable
         Assert.Equal("ImplicitDeny", denied.GetProperty("Decision").GetString());
         Assert.Equal(1, policies[0].GetProperty("AttachmentCount").GetInt32());
     }
+
+    [Fact]
+    public void User_and_role_names_are_unique_without_regard_to_case_and_found_by_any_case()
+    {
+        _ram.CreateUser(_root, "alice");
+        _ram.CreateRole(_root, "Ops", description: "first");
+
+        Assert.Equal("EntityAlreadyExists.User", Assert.Throws<KmsException>(() => _ram.CreateUser(_root, "Alice")).Code);
+        Assert.Equal("EntityAlreadyExists.Role", Assert.Throws<KmsException>(() => _ram.CreateRole(_root, "ops")).Code);
+        Assert.Equal("alice", _ram.UserPrincipal(_root.AccountId, "ALICE").UserName);
+        Assert.Equal("Ops/s1", _ram.RolePrincipal(_root.AccountId, "OPS", "s1").UserName);
+
+        var updated = _ram.UpdateRole(_root, "oPs", newDescription: "second");
+        Assert.Equal(("Ops", "second"), (updated.RoleName, updated.Description));
+
+        // Attached through another spelling, the policy applies to the one user.
+        _ram.AttachPolicy(_root, "User", "ALICE", "System", "AliyunKMSCryptoUserAccess");
+        Assert.True(_ram.Authorize(_ram.UserPrincipal(_root.AccountId, "alice"), Decrypt()).Allowed);
+    }
+
+    [Fact]
+    public void A_store_made_with_the_old_case_sensitive_schema_refuses_new_names_that_differ_only_in_case()
+    {
+        var home = Path.Combine(_home, "legacy");
+        Directory.CreateDirectory(home);
+        using (var db = new SqliteConnection("Data Source=" + Path.Combine(home, "ram.db")))
+        {
+            db.Open();
+            using var create = db.CreateCommand();
+            create.CommandText = """
+                CREATE TABLE Users (UserId TEXT PRIMARY KEY, AccountId TEXT NOT NULL, UserName TEXT NOT NULL,
+                    DisplayName TEXT NOT NULL, CreateDate INTEGER NOT NULL, UNIQUE (AccountId, UserName));
+                CREATE TABLE Roles (RoleId TEXT PRIMARY KEY, AccountId TEXT NOT NULL, RoleName TEXT NOT NULL, Description TEXT NOT NULL,
+                    AssumeRolePolicyDocument TEXT NOT NULL, CreateDate INTEGER NOT NULL, UNIQUE (AccountId, RoleName));
+                INSERT INTO Users VALUES ('1', '1111222233334444', 'bob', 'bob', 0);
+                INSERT INTO Roles VALUES ('2', '1111222233334444', 'Ops', 'one', '', 0);
+                INSERT INTO Roles VALUES ('3', '1111222233334444', 'ops', 'two', '', 0);
+                """;
+            create.ExecuteNonQuery();
+        }
+
+        using var ram = RamService.Open(home);
+
+        Assert.Equal("EntityAlreadyExists.User", Assert.Throws<KmsException>(() => ram.CreateUser(_root, "Bob")).Code);
+        Assert.Equal("EntityAlreadyExists.Role", Assert.Throws<KmsException>(() => ram.CreateRole(_root, "OPS")).Code);
+        // Two roles made before the change keep working; an exact spelling picks its own, and an update touches one role only.
+        Assert.Equal("3:s", ram.RolePrincipal(_root.AccountId, "ops", "s").PrincipalId);
+        Assert.Equal(("Ops", "changed"), (ram.UpdateRole(_root, "Ops", newDescription: "changed").RoleName, ram.UpdateRole(_root, "Ops").Description));
+        Assert.Equal("two", ram.UpdateRole(_root, "ops").Description);
+    }
+
+    [Fact]
+    public void CreateAccessKey_without_a_user_name_is_the_callers_own_key_and_a_role_session_must_name_a_user()
+    {
+        _ram.CreateUser(_root, "grace");
+        _ram.CreateRole(_root, "KeyAdmin");
+        var grace = KmsCallContext.ForRoot(_root.AccountId) with { Principal = _ram.UserPrincipal(_root.AccountId, "grace") };
+        var session = grace with { Principal = _ram.RolePrincipal(_root.AccountId, "KeyAdmin", "s1") };
+        using var rootKey = _ram.CreateAccessKey(_root);
+
+        using (var own = _ram.CreateAccessKey(grace))
+        {
+            var found = _ram.FindAccessKey(own.AccessKeyId)!.Value;
+            found.Secret.Dispose();
+            Assert.Equal((PrincipalType.RamUser, "grace"), (found.Principal.Type, found.Principal.UserName));
+            Assert.Equal("EntityNotExist.User.AccessKey", Assert.Throws<KmsException>(() => _ram.DeleteAccessKey(grace, rootKey.AccessKeyId)).Code);
+            _ram.DeleteAccessKey(grace, own.AccessKeyId);
+            Assert.Null(_ram.FindAccessKey(own.AccessKeyId));
+        }
+
+        var refused = Assert.Throws<KmsException>(() => _ram.CreateAccessKey(session));
+        Assert.Equal("MissingParameter", refused.Code);
+        Assert.Contains("UserName", refused.Message, StringComparison.Ordinal);
+        Assert.Equal("MissingParameter", Assert.Throws<KmsException>(() => _ram.DeleteAccessKey(session, rootKey.AccessKeyId)).Code);
+        Assert.Equal(PrincipalType.Root, _ram.FindAccessKey(rootKey.AccessKeyId)!.Value.Principal.Type);
+    }
 }

@@ -316,6 +316,26 @@ public sealed class StsTests : IDisposable
     }
 
     [Fact]
+    public void A_trust_policy_naming_a_user_trusts_that_user_only_because_no_other_user_can_share_its_name_in_another_case()
+    {
+        _ram.CreateUser(_root, "bob");
+        _ram.CreateUser(_root, "bobby");
+        _ram.CreateRole(_root, "BobOnly", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:user/bob"]}}]}
+            """);
+        _ram.CreateRole(_root, "BobUpper", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1111222233334444:user/BOB"]}}]}
+            """);
+        KmsCallContext As(string user) => new(_ram.UserPrincipal(Account, user), "127.0.0.1", KmsCallContext.NewRequestId());
+
+        Assert.Equal("EntityAlreadyExists.User", Assert.Throws<KmsException>(() => _ram.CreateUser(_root, "Bob")).Code);
+        _ram.AssumeRole(As("bob"), RamService.RoleArn(Account, "BobOnly"), "s1").Dispose();
+        _ram.AssumeRole(As("BOB"), RamService.RoleArn(Account, "BobOnly"), "s2").Dispose();
+        _ram.AssumeRole(As("bob"), RamService.RoleArn(Account, "BobUpper"), "s3").Dispose();
+        Assert.Equal("NoPermission", Assert.Throws<KmsException>(() => _ram.AssumeRole(As("bobby"), RamService.RoleArn(Account, "BobOnly"), "s4")).Code);
+    }
+
+    [Fact]
     public void The_STS_API_writes_Alibaba_shaped_answers()
     {
         var sts = new StsApi(_ram);

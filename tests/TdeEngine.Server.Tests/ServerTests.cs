@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
+using TdeEngine.Kms.Api;
+using TdeEngine.Kms.Identity;
 
 namespace TdeEngine.Server.Tests;
 
@@ -30,6 +32,56 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.Equal(200, first.Status);
         Assert.Equal("over http", JsonDocument.Parse(first.Body).RootElement.GetProperty("KeyMetadata").GetProperty("Description").GetString());
         Assert.Equal((400, "SignatureNonceUsed"), (replay.Status, Code(replay.Body)));
+    }
+
+    [Fact]
+    public async Task A_replay_after_a_restart_is_refused_as_a_replay_because_the_nonce_is_in_the_audit_trail()
+    {
+        var request = _server.Signed("CreateKey", new Dictionary<string, string> { ["Description"] = "once" });
+        var first = await _server.Post(request);
+        Assert.Equal(200, first.Status);
+        Assert.Equal(request["SignatureNonce"], _server.Audit.ReadAll().Single(e => e.EventName == "CreateKey").AdditionalEventData["signatureNonce"]);
+
+        await _server.App.StopAsync();
+        await using var restarted = KmsServer.Build(new KmsServerOptions { Port = 0 }, _server.Kms, _server.Ram, _server.Audit);
+        await restarted.StartAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(restarted.Urls.First()) };
+            using var replay = await http.PostAsync("/", new FormUrlEncodedContent(request));
+            var body = await replay.Content.ReadAsStringAsync();
+            var fresh = _server.Signed("ListKeys");
+            using var other = await http.PostAsync("/", new FormUrlEncodedContent(fresh));
+
+            Assert.Equal((400, "SignatureNonceUsed"), ((int)replay.StatusCode, Code(body)));
+            Assert.Equal(200, (int)other.StatusCode);
+            Assert.Single(_server.Kms.ListKeys(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), 1, 100).Items);
+        }
+        finally
+        {
+            await restarted.StopAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_deny_on_plain_http_by_acs_SecureTransport_refuses_requests_over_http()
+    {
+        var root = KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId);
+        _server.Ram.CreateUser(root, "app");
+        _server.Ram.CreatePolicy(root, "HttpsOnly", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},
+              {"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":"false"}}}]}
+            """);
+        _server.Ram.AttachPolicy(root, "User", "app", "Custom", "HttpsOnly");
+        using var key = _server.Ram.CreateAccessKey(root, "app");
+        var request = new Dictionary<string, string>();
+        RpcSignature.SignRequest(request, "ListKeys", "2016-01-20", key.AccessKeyId, key.Secret.Span);
+
+        var (status, body) = await _server.Post(request);
+
+        Assert.Equal("http", _server.BaseAddress.Scheme);
+        Assert.Equal((403, "Forbidden.RAM"), (status, Code(body)));
+        Assert.Contains("HttpsOnly", body, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -169,6 +221,16 @@ public sealed class ServerTests : IAsyncLifetime
             var (status, body) = await tls.Post(tls.Signed("ListKeys"));
             Assert.Equal(200, status);
             Assert.Equal(0, JsonDocument.Parse(body).RootElement.GetProperty("TotalCount").GetInt32());
+
+            // Over HTTPS, acs:SecureTransport is true: an allow that requires it holds.
+            var root = KmsCallContext.ForRoot(tls.Kms.Options.DefaultAccountId);
+            tls.Ram.CreateUser(root, "app");
+            tls.Ram.CreatePolicy(root, "HttpsOnly", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}""");
+            tls.Ram.AttachPolicy(root, "User", "app", "Custom", "HttpsOnly");
+            using var key = tls.Ram.CreateAccessKey(root, "app");
+            var request = new Dictionary<string, string>();
+            RpcSignature.SignRequest(request, "ListKeys", "2016-01-20", key.AccessKeyId, key.Secret.Span);
+            Assert.Equal(200, (await tls.Post(request)).Status);
         }
         finally
         {

@@ -16,4 +16,17 @@ public sealed record KmsCallContext(KmsPrincipal Principal, string SourceIp, str
 
     /// <summary>The account the call acts in.</summary>
     public string AccountId => Principal.AccountId;
+
+    /// <summary>
+    /// Whether the call came over a secure channel: the server sets it from the request (HTTPS or
+    /// not); in-process calls never cross a network and default to true. RAM policies see it as
+    /// <c>acs:SecureTransport</c>.
+    /// </summary>
+    public bool SecureTransport { get; init; } = true;
+
+    /// <summary>
+    /// The request's <c>SignatureNonce</c> (server calls only). Not a secret: it is recorded with the
+    /// call's audit event, from which a restarted server learns the nonces it must still refuse.
+    /// </summary>
+    public string? SignatureNonce { get; init; }
 }

@@ -320,10 +320,13 @@ public sealed class KeyManagementService : IDisposable
     public void SetDeletionProtection(KmsCallContext context, string protectedResourceArn, bool enable, string? description = null)
     {
         ArgumentNullException.ThrowIfNull(context);
+        // Only a key id may follow key/: an alias (key/alias/x) or a nested ARN would be resolved to a
+        // key other than the one the ARN names, which is what RAM authorized.
         if (!KeyIdentifiers.TryParseArn(protectedResourceArn, RegionId, out var account, out var resource) ||
-            !resource.StartsWith("key/", StringComparison.Ordinal))
+            !resource.StartsWith("key/", StringComparison.Ordinal) || resource.Length == "key/".Length ||
+            !resource["key/".Length..].All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '-'))
         {
-            throw KmsErrors.InvalidParameter("ProtectedResourceArn", "pass the key ARN, acs:kms:<region>:<account>:key/<keyId>, as DescribeKey returns it.");
+            throw KmsErrors.InvalidParameter("ProtectedResourceArn", "pass the key ARN, acs:kms:<region>:<account>:key/<keyId>, as DescribeKey returns it (not an alias).");
         }
 
         if (account != context.AccountId)

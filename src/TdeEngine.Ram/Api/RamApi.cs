@@ -29,7 +29,7 @@ public sealed class RamApi(RamService ram)
             w.WriteString("Status", "Active");
             w.WriteString("CreateDate", RamService.FormatDate(key.CreateDate));
             w.WriteEndObject();
-        }, "[--UserName NAME]   (without --UserName: a key of the account root)"),
+        }, "[--UserName NAME]   (without --UserName: a key of the caller itself; the account root's for the root)"),
         ["DeleteAccessKey"] = ((ram, c, p, _) => ram.DeleteAccessKey(c, p.Required("UserAccessKeyId"), p.Optional("UserName")),
             "--UserAccessKeyId ID [--UserName NAME]"),
         ["CreatePolicy"] = ((ram, c, p, w) =>
@@ -93,7 +93,9 @@ public sealed class RamApi(RamService ram)
 
         foreach (var pair in p.Context("EncryptionContext").Pairs)
         {
-            context["kms:EncryptionContext:" + pair.Key] = [pair.Value];
+            // Keys differing only in case are one condition key with several values (as the gateway gathers them).
+            context["kms:EncryptionContext:" + pair.Key] = context.TryGetValue("kms:EncryptionContext:" + pair.Key, out var values)
+                ? [.. values, pair.Value] : [pair.Value];
         }
 
         foreach (var tag in p.Tags("Tags"))

@@ -33,6 +33,21 @@ internal sealed class RamStore
                 SessionName TEXT NOT NULL, WrappedSecret BLOB NOT NULL, TokenHash BLOB NOT NULL, Expiration INTEGER NOT NULL,
                 SessionPolicy TEXT);
             """);
+        // User and role names are unique without regard to case (as on Alibaba Cloud; role ARNs are
+        // lower case). Stores made before this gain the indexes; one that already holds two names
+        // differing only in case cannot, and RamService checks before each insert instead.
+        foreach (var (table, column) in new[] { ("Users", "UserName"), ("Roles", "RoleName") })
+        {
+            try
+            {
+                c.Execute($"CREATE UNIQUE INDEX IF NOT EXISTS {table}NameNoCase ON {table} (AccountId, {column} COLLATE NOCASE)");
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode == 19)
+            {
+                // Duplicates from before: kept, and reachable by their exact spelling.
+            }
+        }
+
         // Stores made before session policies existed gain the column (existing sessions have none).
         if (!c.Query<string>("SELECT name FROM pragma_table_info('TemporaryKeys')").Contains("SessionPolicy"))
         {

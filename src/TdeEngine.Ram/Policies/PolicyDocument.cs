@@ -146,7 +146,7 @@ public sealed class PolicyDocument
                         {
                             if (!IpRange.TryParse(value, out _))
                             {
-                                throw Malformed($"{path}.Condition.{op.Name}.{key.Name}", $"'{value}' is not an IP address or CIDR range.");
+                                throw Malformed($"{path}.Condition.{op.Name}.{key.Name}", $"'{value}' is not an IP address or CIDR range; write IPv4 as four decimal numbers (10.1.0.0/16) and IPv6 without a zone (fd00::/8).");
                             }
                         }
                     }

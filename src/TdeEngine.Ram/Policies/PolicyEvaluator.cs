@@ -54,23 +54,35 @@ public static class PolicyEvaluator
     private static bool Matches(PolicyStatement statement, AccessRequest request) =>
         statement.Actions.Any(a => Wildcard.IsMatch(a, request.Action, ignoreCase: true)) &&
         statement.Resources.Any(r => Wildcard.IsMatch(r, request.Resource, ignoreCase: false)) &&
-        statement.Conditions.All(c => ConditionHolds(c, request.Context));
+        statement.Conditions.All(c => ConditionHolds(c, request.Context, statement.Effect));
 
-    internal static bool ConditionHolds(PolicyCondition condition, IReadOnlyDictionary<string, IReadOnlyList<string>> context)
+    /// <summary>
+    /// Whether a condition holds for the call. A condition key can have several values in one call
+    /// (encryption-context keys that differ only in case: <c>{"Tenant":"a","tenant":"b"}</c>); then,
+    /// for an Allow, the condition must hold for every value, and for a Deny, for any value, so that
+    /// a value the policy does not name never slips past either.
+    /// </summary>
+    internal static bool ConditionHolds(PolicyCondition condition, IReadOnlyDictionary<string, IReadOnlyList<string>> context, PolicyEffect effect)
     {
-        var present = context.TryGetValue(condition.Key, out var actual) && actual.Count > 0;
-        actual ??= [];
-        return condition.Operator switch
+        if (!context.TryGetValue(condition.Key, out var actual) || actual.Count == 0)
         {
-            "StringEquals" => present && actual.Any(a => condition.Values.Contains(a, StringComparer.Ordinal)),
-            "StringNotEquals" => !present || !actual.Any(a => condition.Values.Contains(a, StringComparer.Ordinal)),
-            "StringLike" => present && actual.Any(a => condition.Values.Any(p => Wildcard.IsMatch(p, a, ignoreCase: false))),
-            "StringNotLike" => !present || !actual.Any(a => condition.Values.Any(p => Wildcard.IsMatch(p, a, ignoreCase: false))),
-            "IpAddress" => present && actual.Any(a => InAnyRange(a, condition.Values)),
-            "NotIpAddress" => present && !actual.Any(a => InAnyRange(a, condition.Values)),
-            "Bool" => present && actual.Any(a => condition.Values.Contains(a, StringComparer.OrdinalIgnoreCase)),
+            // A missing key fails every operator but the negated string ones.
+            return condition.Operator is "StringNotEquals" or "StringNotLike";
+        }
+
+        bool HoldsFor(string value) => condition.Operator switch
+        {
+            "StringEquals" => condition.Values.Contains(value, StringComparer.Ordinal),
+            "StringNotEquals" => !condition.Values.Contains(value, StringComparer.Ordinal),
+            "StringLike" => condition.Values.Any(p => Wildcard.IsMatch(p, value, ignoreCase: false)),
+            "StringNotLike" => !condition.Values.Any(p => Wildcard.IsMatch(p, value, ignoreCase: false)),
+            "IpAddress" => InAnyRange(value, condition.Values),
+            "NotIpAddress" => !InAnyRange(value, condition.Values),
+            "Bool" => condition.Values.Contains(value, StringComparer.OrdinalIgnoreCase),
             _ => false,
         };
+
+        return effect == PolicyEffect.Allow ? actual.All(HoldsFor) : actual.Any(HoldsFor);
     }
 
     private static bool InAnyRange(string address, IReadOnlyList<string> ranges) =>

@@ -87,7 +87,7 @@ public sealed class TrustPolicy
         bool Applies((bool Allow, List<string> Ram, List<PolicyCondition> Conditions) s) =>
             s.Ram.Any(arn => arn == $"acs:ram::{accountId}:root" ||
                              (userName is not null && string.Equals(arn, $"acs:ram::{accountId}:user/{userName}", StringComparison.OrdinalIgnoreCase))) &&
-            s.Conditions.All(c => PolicyEvaluator.ConditionHolds(c, conditions));
+            s.Conditions.All(c => PolicyEvaluator.ConditionHolds(c, conditions, s.Allow ? PolicyEffect.Allow : PolicyEffect.Deny));
 
         if (_statements.Any(s => !s.Allow && Applies(s)))
         {
