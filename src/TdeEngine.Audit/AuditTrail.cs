@@ -531,7 +531,7 @@ public sealed class AuditTrail : IAuditSink, IDisposable
             : "";
         var tornRecord = snapshot.SignedTorn ? " checkpoints.jsonl ends with an unfinished record, never completed: the next checkpoint sets it aside." : "";
         return new AuditVerification(true, events, matched, null, null,
-            $"The trail is intact: {events} events{where}, {matched} signed checkpoints.{prunedNote}{unsignedNote}{torn}{tornRecord}{asideNote}");
+            $"The trail is intact: {events} events{where}, {matched} signed checkpoint{(matched == 1 ? "" : "s")}.{prunedNote}{unsignedNote}{torn}{tornRecord}{asideNote}");
     }
 
     /// <summary>
