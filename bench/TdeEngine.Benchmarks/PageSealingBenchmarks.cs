@@ -42,7 +42,7 @@ public unsafe class PageSealingBenchmarks : IDisposable
     {
         var ciphers = new Dictionary<uint, IPageCipher> { [1] = PageCipher.Create(suite, _key) };
         var counter = new SealCounter("bench", 0, ulong.MaxValue, ulong.MaxValue);
-        return new DatabaseCrypto(new byte[16], PageSize, PageCipherSuites.ReserveBytes(suite), 1, ciphers, counter);
+        return new DatabaseCrypto(new byte[16], PageSize, PageCipherSuites.ReserveBytes(suite), 1, ciphers, [], counter);
     }
 
     [Benchmark(Baseline = true, Description = "raw libsodium AES-256-GCM, 4064 B")]

@@ -109,24 +109,38 @@ internal sealed class DekReencryption : IDisposable
                 return;
             }
 
+            // The envelope must authenticate under its active DEK before it is signed under the new one.
+            EnvelopeAuthentication.Authenticate(current, _path, _keys).Dispose();
+
             // The new DEK under the key that wraps the current ones, as they name it themselves (the
-            // envelope's ARN field is not authenticated).
-            using var dek = _keys.Provider.GenerateDataKey(current.WrappingKeyId(_path), current.DekContext);
-            _keys.Add(dek.Wrapped, current.DekContext, dek.Plaintext.Span);
+            // envelope's ARN field may come from an earlier build's unauthenticated envelope), and
+            // bound to authenticated envelopes (its EncryptionContext): once the old DEKs are gone, the
+            // envelope cannot be rewritten in the old format without a MAC.
+            var context = DatabaseEnvelope.ContextFor(current.DatabaseId, envelopeBound: true);
+            using var dek = _keys.Provider.GenerateDataKey(current.WrappingKeyId(_path), context);
+            _keys.Add(dek.Wrapped, context, dek.Plaintext.Span);
             var version = current.Deks.Max(d => d.Version) + 1;
             envelope = current with
             {
                 Sequence = current.Sequence + 1,
                 ActiveDekVersion = version,
                 KmsKeyArn = dek.KmsKeyArn,
-                Deks = [.. current.Deks, new EnvelopeDek(version, current.Suite, 0, dek.Wrapped)],
+                Deks = [.. current.Deks, new EnvelopeDek(version, current.Suite, 0, dek.Wrapped) { EnvelopeBound = true }],
             };
-            TdeDatabases.WriteEnvelopeSlot(_file, envelope);
+            using var macKey = EnvelopeMacKey.Derive(dek.Plaintext.Span);
+            TdeDatabases.WriteEnvelopeSlot(_file, envelope, macKey);
         });
+
+        // The envelope just written (or, resumed, the one read): OpenCrypto checks its MAC again.
+        if (!resumed)
+        {
+            envelope = TdeDatabases.ReadEnvelope(_file);
+        }
 
         using var crypto = MainDatabaseHandler.OpenCrypto(envelope, _path, _keys);
         crypto.PersistReservation = reserved => DatabaseEnvelope.PersistReservation(_path, crypto.ActiveVersion, reserved,
-            () => TdeDatabases.ReadEnvelope(_file), (slot, offset) => _file.Write(slot, offset));
+            () => TdeDatabases.ReadEnvelope(_file), current => EnvelopeAuthentication.Authenticate(current, _path, _keys, crypto, requireMac: true),
+            (slot, offset) => _file.Write(slot, offset));
 
         // 2. The pages the file had at the switch (or when this run resumed), batch by batch, each
         //    batch under the lock for a moment only: pages added since were sealed under the new DEK
@@ -154,13 +168,14 @@ internal sealed class DekReencryption : IDisposable
             var total = PageCount(crypto.PageSize);
             rewritten += Rewrite(crypto, 1, total);
             var current = TdeDatabases.ReadEnvelope(_file);
+            using var macKey = EnvelopeAuthentication.Authenticate(current, _path, _keys, crypto, requireMac: true);
             var final = current with
             {
                 Sequence = current.Sequence + 1,
                 Deks = current.Deks.Where(d => d.Version == crypto.ActiveVersion).ToList(),
             };
-            TdeDatabases.WriteEnvelopeSlot(_file, final);
-            TdeDatabases.WriteEnvelopeSlot(_file, final with { Sequence = final.Sequence + 1 });
+            TdeDatabases.WriteEnvelopeSlot(_file, final, macKey);
+            TdeDatabases.WriteEnvelopeSlot(_file, final with { Sequence = final.Sequence + 1 }, macKey);
             RekeyJournal.Delete(_path);
             progress?.Invoke(new TdeRekeyProgress(total, total, rewritten, crypto.ActiveVersion, resumed));
         });

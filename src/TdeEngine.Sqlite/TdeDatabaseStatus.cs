@@ -15,6 +15,20 @@ public sealed record TdeDatabaseStatus
     public required uint ActiveDekVersion { get; init; }
     public required ulong EnvelopeSequence { get; init; }
 
+    /// <summary>
+    /// True when the envelope carries a MAC (format version 2; checked whenever a DEK is unwrapped,
+    /// not by status, which holds no key). False for an envelope written by an earlier build: its
+    /// fields are unauthenticated until its next write (the first write transaction, a re-wrap or a re-encryption).
+    /// </summary>
+    public bool EnvelopeAuthenticated { get; init; }
+
+    /// <summary>
+    /// True when, in addition, every DEK is bound to authenticated envelopes by its KMS
+    /// EncryptionContext, so the envelope cannot be rewritten in the old format without a MAC.
+    /// DEKs made by an earlier build are not bound until <c>tde db rekey</c> replaces them.
+    /// </summary>
+    public bool EnvelopeDowngradeProtected { get; init; }
+
     /// <summary>Every DEK in the envelope, with the seals reserved under it and its limit.</summary>
     public required IReadOnlyList<TdeDekStatus> Deks { get; init; }
 

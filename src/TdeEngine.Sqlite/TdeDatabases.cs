@@ -110,7 +110,10 @@ public static class TdeDatabases
         }
     }
 
-    /// <summary>Reads the envelope and page trailers of a TDE file. Needs no key and no KMS.</summary>
+    /// <summary>
+    /// Reads the envelope and page trailers of a TDE file. Needs no key and no KMS, so it does not
+    /// check the envelope's MAC (it needs the DEK); it says whether the envelope carries one.
+    /// </summary>
     public static TdeDatabaseStatus Status(string path)
     {
         path = Path.GetFullPath(path);
@@ -143,6 +146,8 @@ public static class TdeDatabases
             PageCount = pages,
             ActiveDekVersion = envelope.ActiveDekVersion,
             EnvelopeSequence = envelope.Sequence,
+            EnvelopeAuthenticated = envelope.Authenticated,
+            EnvelopeDowngradeProtected = envelope.Authenticated && envelope.Deks.All(d => d.EnvelopeBound),
             Deks = envelope.Deks.Select(d => new TdeDekStatus(d.Version, d.Suite, d.SealsReserved, PageCipherSuites.SealLimit(d.Suite),
                 d.SealsReserved >= PageCipherSuites.SealLimit(d.Suite) / 2)).ToList(),
             PagesPerDekVersion = perVersion,
@@ -167,7 +172,8 @@ public static class TdeDatabases
         path = Path.GetFullPath(path);
         using var file = RawDatabaseFile.Open(path, writable: true);
         _ = ReadEnvelope(file);   // a TDE database, or Tde.NotTdeDatabase before anything else
-        var provider = Storage.Vfs.TdeVfs.Current.Keys.Provider;
+        var keys = Storage.Vfs.TdeVfs.Current.Keys;
+        var provider = keys.Provider;
         using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path, SqliteOpenMode.ReadWrite));
         TdeSqlite.Explain(() =>
         {
@@ -180,6 +186,9 @@ public static class TdeDatabases
             for (var attempt = 0; ; attempt++)
             {
                 var current = ReadEnvelope(file);
+                // The DEK stays the same, so does the MAC key: an edited envelope is refused here
+                // (Tde.EnvelopeTampered) rather than signed again with the new wrapping.
+                using var macKey = EnvelopeAuthentication.Authenticate(current, path, keys);
                 // Without --key the DEKs stay with the key that wraps them now, as the wrapped DEKs
                 // themselves name it: the envelope's ARN field is not authenticated.
                 var destination = kmsKeyId ?? current.WrappingKeyId(path);
@@ -187,15 +196,15 @@ public static class TdeDatabases
                 var deks = new List<EnvelopeDek>(current.Deks.Count);
                 foreach (var dek in current.Deks)
                 {
-                    var rewrapped = provider.ReEncrypt(dek.WrappedDek, current.DekContext, destination);
+                    var rewrapped = provider.ReEncrypt(dek.WrappedDek, current.ContextOf(dek), destination);
                     deks.Add(dek with { WrappedDek = rewrapped.Wrapped });
                     arn = rewrapped.KmsKeyArn;
                 }
 
                 // Both slots, one after the other: no copy of the old wrapping stays behind.
                 var next = current with { Sequence = current.Sequence + 1, KmsKeyArn = arn, Deks = deks };
-                WriteEnvelopeSlot(file, next);
-                WriteEnvelopeSlot(file, next with { Sequence = next.Sequence + 1 });
+                WriteEnvelopeSlot(file, next, macKey);
+                WriteEnvelopeSlot(file, next with { Sequence = next.Sequence + 1 }, macKey);
 
                 var written = ReadEnvelope(file);
                 if (written.KmsKeyArn == arn && written.Deks.Count == deks.Count &&
@@ -256,10 +265,11 @@ public static class TdeDatabases
         return DatabaseEnvelope.Read(region, file.Path);
     }
 
-    internal static void WriteEnvelopeSlot(RawDatabaseFile file, DatabaseEnvelope envelope)
+    /// <summary>Writes the envelope (with its MAC under <paramref name="macKey"/>, the MAC key of its active DEK) into its slot, and syncs.</summary>
+    internal static void WriteEnvelopeSlot(RawDatabaseFile file, DatabaseEnvelope envelope, EnvelopeMacKey macKey)
     {
         var slot = new byte[DatabaseEnvelope.SlotSize];
-        envelope.WriteSlot(slot);
+        envelope.WriteSlot(slot, macKey);
         file.Write(slot, DatabaseEnvelope.SlotOffset(envelope.Sequence));
         file.Sync();
     }

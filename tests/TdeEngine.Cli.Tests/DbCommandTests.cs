@@ -240,6 +240,9 @@ public sealed class DbCommandTests : IDisposable
                 Assert.Contains("re-encryption:   running or interrupted", Ok("db", "status", name).Stdout, StringComparison.Ordinal);
             }
 
+            // The envelope the kill left carries a valid MAC: the open above checked it ('db sql').
+            Assert.True(JsonDocument.Parse(Ok("db", "status", name, "--json").Stdout).RootElement.GetProperty("EnvelopeAuthenticated").GetBoolean());
+
             // Run again: it repairs and resumes (or starts, if the kill came first), and ends with one DEK.
             var again = Ok("db", "rekey", name);
             Assert.Contains("every page is under DEK version", again.Stdout, StringComparison.Ordinal);
@@ -249,7 +252,10 @@ public sealed class DbCommandTests : IDisposable
             Assert.True(version >= 2);
             Assert.Equal(1, status.GetProperty("Deks").GetArrayLength());
             Assert.Equal(status.GetProperty("PageCount").GetInt64(), status.GetProperty("PagesPerDekVersion").GetProperty(version.ToString(CultureInfo.InvariantCulture)).GetInt64());
-            Assert.Contains("PRAGMA integrity_check is ok", Ok("db", "verify", name).Stdout, StringComparison.Ordinal);
+            Assert.True(status.GetProperty("EnvelopeAuthenticated").GetBoolean());
+            Assert.True(status.GetProperty("EnvelopeDowngradeProtected").GetBoolean());
+            Assert.Contains("envelope:        authenticated (HMAC under the DEK; checked on open, not by status)\n", Ok("db", "status", name).Stdout.Replace("\r", "", StringComparison.Ordinal), StringComparison.Ordinal);
+            Assert.Contains("PRAGMA integrity_check is ok", Ok("db", "verify", name).Stdout, StringComparison.Ordinal);   // verify checks the MAC too
             Assert.False(System.IO.File.Exists(name + "-tderekey"));
         }
 

@@ -280,7 +280,7 @@ public sealed class RekeyTests : IDisposable
     }
 
     [Fact]
-    public void An_edited_key_ARN_in_the_envelope_is_refused_before_a_new_DEK_is_made()
+    public void An_edited_key_ARN_in_an_envelope_of_an_earlier_build_is_refused_before_a_new_DEK_is_made()
     {
         var victimKey = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "victim" }).KeyId;
         var attackerKey = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "attacker" }).KeyId;

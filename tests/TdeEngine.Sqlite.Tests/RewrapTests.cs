@@ -154,21 +154,21 @@ public sealed class RewrapTests : IDisposable
         return answer == "held";
     }
 
-    // Anyone who can write the file can change the key ARN: the envelope's SHA-256 has no key.
+    // In an envelope of an earlier build (no MAC, only an unkeyed SHA-256), anyone who can write the
+    // file can change the key ARN; the cross-check against the wrapped DEK is what catches it there.
+    // (An envelope with a MAC refuses the edit outright: EnvelopeMacTests.)
     internal static void ForgeEnvelopeKeyArn(string file, string from, string to)
     {
-        var envelope = DatabaseEnvelope.Read(File.ReadAllBytes(file).AsSpan(0, DatabaseEnvelope.RegionSize), file);
+        TestEnvelopes.MakeLegacy(file);
+        var envelope = TestEnvelopes.Read(file);
+        Assert.False(envelope.Authenticated);
         var forged = envelope with { Sequence = envelope.Sequence + 1, KmsKeyArn = envelope.KmsKeyArn.Replace(from, to, StringComparison.Ordinal) };
         Assert.NotEqual(envelope.KmsKeyArn, forged.KmsKeyArn);
-        var slot = new byte[DatabaseEnvelope.SlotSize];
-        forged.WriteSlot(slot);
-        using var stream = File.Open(file, FileMode.Open);
-        stream.Position = DatabaseEnvelope.SlotOffset(forged.Sequence);
-        stream.Write(slot);
+        TestEnvelopes.WriteLegacy(file, forged);
     }
 
     [Fact]
-    public void An_edited_key_ARN_in_the_envelope_is_refused_instead_of_redirecting_the_rewrap()
+    public void An_edited_key_ARN_in_an_envelope_of_an_earlier_build_is_refused_instead_of_redirecting_the_rewrap()
     {
         var victimKey = NewKey("victim");
         var attackerKey = NewKey("attacker");

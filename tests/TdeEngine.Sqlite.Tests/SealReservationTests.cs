@@ -54,10 +54,7 @@ public sealed class SealReservationTests : IDisposable
                 {
                     Deks = ours.Deks.Select(d => d with { SealsReserved = before + 1 }).ToList(),
                 };
-                var slot = new byte[DatabaseEnvelope.SlotSize];
-                theirs.WriteSlot(slot);
-                using var raw = RawDatabaseFile.Open(file, writable: true);
-                raw.Write(slot, DatabaseEnvelope.SlotOffset(theirs.Sequence));
+                TestEnvelopes.WriteSigned(file, theirs);
             }
         };
 
@@ -96,10 +93,7 @@ public sealed class SealReservationTests : IDisposable
 
             var ours = Envelope(file);
             var theirs = original with { Sequence = ours.Sequence, KmsKeyArn = original.KmsKeyArn + "-moved" };
-            var slot = new byte[DatabaseEnvelope.SlotSize];
-            theirs.WriteSlot(slot);
-            using var raw = RawDatabaseFile.Open(file, writable: true);
-            raw.Write(slot, DatabaseEnvelope.SlotOffset(theirs.Sequence));
+            TestEnvelopes.WriteSigned(file, theirs);
         };
 
         db.Exec("INSERT INTO t VALUES (zeroblob(40000000))");

@@ -240,6 +240,8 @@ internal static class DbCommand
                 w.WriteNumber("PageCount", status.PageCount);
                 w.WriteNumber("ActiveDekVersion", status.ActiveDekVersion);
                 w.WriteNumber("EnvelopeSequence", status.EnvelopeSequence);
+                w.WriteBoolean("EnvelopeAuthenticated", status.EnvelopeAuthenticated);
+                w.WriteBoolean("EnvelopeDowngradeProtected", status.EnvelopeDowngradeProtected);
                 w.WriteStartArray("Deks");
                 foreach (var dek in status.Deks)
                 {
@@ -273,6 +275,11 @@ internal static class DbCommand
         stdout.WriteLine($"cipher:          {PageCipherSuites.Name(status.Cipher)}");
         stdout.WriteLine($"page size:       {status.PageSize} bytes, {status.ReservedBytes} reserved");
         stdout.WriteLine($"pages:           {status.PageCount}");
+        stdout.WriteLine($"envelope:        {(status.EnvelopeDowngradeProtected
+            ? "authenticated (HMAC under the DEK; checked on open, not by status)"
+            : status.EnvelopeAuthenticated
+                ? "authenticated (HMAC under the DEK; checked on open, not by status); its DEK predates this, so a rewrite in the old format is not detected until 'tde db rekey'"
+                : "NOT authenticated (written by an earlier build); it gets a MAC on its next write (any write transaction, 'tde db rewrap' or 'tde db rekey')")}");
         stdout.WriteLine($"active DEK:      version {status.ActiveDekVersion}");
         foreach (var dek in status.Deks)
         {

@@ -12,7 +12,16 @@ namespace TdeEngine.Storage.Envelope;
 /// <param name="Suite">The cipher suite the DEK is used with.</param>
 /// <param name="SealsReserved">The high-water mark of pages sealed under this DEK (see <see cref="SealCounter"/>).</param>
 /// <param name="WrappedDek">The KMS CiphertextBlob of the DEK (EncryptionContext <c>{"tde-db":"&lt;database id&gt;"}</c>).</param>
-public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong SealsReserved, byte[] WrappedDek);
+public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong SealsReserved, byte[] WrappedDek)
+{
+    /// <summary>
+    /// True when the DEK is wrapped with the EncryptionContext of authenticated envelopes
+    /// (<c>{"tde-db":"&lt;id&gt;","tde-envelope":"2"}</c>): the KMS then unwraps it only for an
+    /// envelope of format version 2, so rewriting the envelope in the old, unauthenticated format
+    /// makes it unusable. DEKs made by earlier builds are not (flag bit 0 of their entry).
+    /// </summary>
+    public bool EnvelopeBound { get; init; }
+}
 
 /// <summary>
 /// The envelope a TDE database carries in its first 4 KiB: everything needed to open it given
@@ -20,11 +29,11 @@ public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong Seal
 /// a torn write leaves the other slot intact; the slot with the highest valid sequence wins.
 /// </summary>
 /// <remarks>
-/// Slot layout (big-endian integers):
+/// Slot layout (big-endian integers); format version 1 (earlier builds) has no flags byte and no MAC:
 /// <code>
 ///  0     8   magic "TDESQLv1"
-///  8     2   format version = 1
-///  10    2   L = bytes used by this slot, checksum included
+///  8     2   format version = 2 (1: earlier builds, read only)
+///  10    2   L = bytes used by this slot, MAC and checksum included
 ///  12    8   sequence
 ///  20    16  database id
 ///  36    4   page size
@@ -33,9 +42,14 @@ public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong Seal
 ///  42    4   active DEK version
 ///  46    2   K = length of the KMS key ARN, then K bytes UTF-8
 ///  .     1   n = number of DEKs (1..8), then n times:
-///              4 version | 1 suite | 8 seals reserved | 2 B = blob length | B bytes KMS CiphertextBlob
+///              4 version | 1 suite | 1 flags (v2 only; bit 0: EnvelopeBound) | 8 seals reserved |
+///              2 B = blob length | B bytes KMS CiphertextBlob
+///  L-64  32  HMAC-SHA256 of bytes [0, L-64) under HKDF-SHA256(active DEK, info "TdeEngine envelope MAC v1")   (v2 only)
 ///  L-32  32  SHA-256 of bytes [0, L-32)
 /// </code>
+/// The SHA-256 (no key) tells a torn or damaged slot apart, so the other slot can be used; the
+/// HMAC (keyed by the active DEK) tells an edited one, and is checked once the active DEK is
+/// unwrapped (<see cref="VerifyMac"/>).
 /// </remarks>
 public sealed record DatabaseEnvelope
 {
@@ -50,6 +64,41 @@ public sealed record DatabaseEnvelope
 
     private const int MaxDeks = 8;
 
+    /// <summary>The format version this build writes: every envelope it writes carries a MAC.</summary>
+    public const ushort AuthenticatedVersion = 2;
+
+    /// <summary>The format version of earlier builds (no MAC); read, and upgraded on the next write.</summary>
+    public const ushort LegacyVersion = 1;
+
+    /// <summary>The format version of the slot this envelope was read from (<see cref="LegacyVersion"/> or <see cref="AuthenticatedVersion"/>).</summary>
+    public ushort FormatVersion { get; init; } = AuthenticatedVersion;
+
+    /// <summary>True when this envelope was read from a slot with a MAC (see <see cref="VerifyMac"/>).</summary>
+    public bool Authenticated => FormatVersion >= AuthenticatedVersion;
+
+    // As read from the slot (null for an envelope made in memory): the bytes the MAC covers, and the MAC.
+    private byte[]? _macInput;
+    private byte[]? _mac;
+
+    public DatabaseEnvelope()
+    {
+    }
+
+    // What `with` uses: a changed copy is no longer the envelope that was read, so it carries no MAC
+    // to check (VerifyMac fails on it) until it is written again.
+    private DatabaseEnvelope(DatabaseEnvelope original)
+    {
+        Sequence = original.Sequence;
+        DatabaseId = original.DatabaseId;
+        PageSize = original.PageSize;
+        Reserve = original.Reserve;
+        Suite = original.Suite;
+        ActiveDekVersion = original.ActiveDekVersion;
+        KmsKeyArn = original.KmsKeyArn;
+        Deks = original.Deks;
+        FormatVersion = original.FormatVersion;
+    }
+
     public required ulong Sequence { get; init; }
     public required byte[] DatabaseId { get; init; }
     public required int PageSize { get; init; }
@@ -62,14 +111,19 @@ public sealed record DatabaseEnvelope
     /// <summary>The database id in hex, as used in the DEK's EncryptionContext.</summary>
     public string DatabaseIdHex => Convert.ToHexStringLower(DatabaseId);
 
-    /// <summary>The EncryptionContext every DEK of this database is wrapped with.</summary>
-    public EncryptionContext DekContext => ContextFor(DatabaseId);
+    /// <summary>The EncryptionContext a DEK of this database is wrapped with (see <see cref="EnvelopeDek.EnvelopeBound"/>).</summary>
+    public EncryptionContext ContextOf(EnvelopeDek dek) => ContextFor(DatabaseId, dek.EnvelopeBound);
 
     /// <summary>The active DEK entry.</summary>
     public EnvelopeDek ActiveDek => Deks.Single(d => d.Version == ActiveDekVersion);
 
-    public static EncryptionContext ContextFor(ReadOnlySpan<byte> databaseId) =>
-        EncryptionContext.From([new("tde-db", Convert.ToHexStringLower(databaseId))]);
+    /// <summary>
+    /// The EncryptionContext of a DEK: <c>{"tde-db":"&lt;id&gt;"}</c>, plus <c>"tde-envelope":"2"</c>
+    /// for a DEK made by this build (<paramref name="envelopeBound"/>), which binds it to envelopes that carry a MAC.
+    /// </summary>
+    public static EncryptionContext ContextFor(ReadOnlySpan<byte> databaseId, bool envelopeBound) => envelopeBound
+        ? EncryptionContext.From([new("tde-db", Convert.ToHexStringLower(databaseId)), new("tde-envelope", "2")])
+        : EncryptionContext.From([new("tde-db", Convert.ToHexStringLower(databaseId))]);
 
     /// <summary>
     /// Writes a new envelope that reserves seals up to <paramref name="reserved"/> under DEK
@@ -83,7 +137,12 @@ public sealed record DatabaseEnvelope
     /// is written again on top of the winner, keeping everything else the winner says (a re-wrapped
     /// DEK, another process's reservation).
     /// </remarks>
-    internal static DatabaseEnvelope PersistReservation(string path, uint version, ulong reserved, Func<DatabaseEnvelope> read, Action<byte[], int> writeSlot)
+    /// <para>
+    /// <paramref name="authenticate"/> checks the MAC of the envelope read (so an edited envelope is
+    /// never signed again) and returns the MAC key of its active DEK, which the caller disposes.
+    /// </para>
+    internal static DatabaseEnvelope PersistReservation(string path, uint version, ulong reserved, Func<DatabaseEnvelope> read,
+        Func<DatabaseEnvelope, EnvelopeMacKey> authenticate, Action<byte[], int> writeSlot)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -93,7 +152,11 @@ public sealed record DatabaseEnvelope
                 : d).ToList();
             var next = current with { Sequence = current.Sequence + 1, Deks = deks };
             var slot = new byte[SlotSize];
-            next.WriteSlot(slot);
+            using (var macKey = authenticate(current))
+            {
+                next.WriteSlot(slot, macKey);
+            }
+
             writeSlot(slot, SlotOffset(next.Sequence));
             var written = read();
             if (written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved))
@@ -108,8 +171,11 @@ public sealed record DatabaseEnvelope
         }
     }
 
-    /// <summary>Writes this envelope into a 2048-byte slot.</summary>
-    public void WriteSlot(Span<byte> slot)
+    /// <summary>
+    /// Writes this envelope into a 2048-byte slot, in format version 2, with its MAC under
+    /// <paramref name="macKey"/>, which must be the MAC key of the active DEK.
+    /// </summary>
+    internal void WriteSlot(Span<byte> slot, EnvelopeMacKey macKey)
     {
         if (Deks.Count is 0 or > MaxDeks)
         {
@@ -118,7 +184,7 @@ public sealed record DatabaseEnvelope
 
         slot.Clear();
         Magic.CopyTo(slot);
-        BinaryPrimitives.WriteUInt16BigEndian(slot[8..], 1);
+        BinaryPrimitives.WriteUInt16BigEndian(slot[8..], AuthenticatedVersion);
         BinaryPrimitives.WriteUInt64BigEndian(slot[12..], Sequence);
         DatabaseId.CopyTo(slot[20..36]);
         BinaryPrimitives.WriteInt32BigEndian(slot[36..], PageSize);
@@ -135,29 +201,71 @@ public sealed record DatabaseEnvelope
         {
             BinaryPrimitives.WriteUInt32BigEndian(slot[at..], dek.Version);
             slot[at + 4] = (byte)dek.Suite;
-            BinaryPrimitives.WriteUInt64BigEndian(slot[(at + 5)..], dek.SealsReserved);
-            BinaryPrimitives.WriteUInt16BigEndian(slot[(at + 13)..], (ushort)dek.WrappedDek.Length);
-            dek.WrappedDek.CopyTo(slot[(at + 15)..]);
-            at += 15 + dek.WrappedDek.Length;
+            slot[at + 5] = dek.EnvelopeBound ? FlagEnvelopeBound : (byte)0;
+            BinaryPrimitives.WriteUInt64BigEndian(slot[(at + 6)..], dek.SealsReserved);
+            BinaryPrimitives.WriteUInt16BigEndian(slot[(at + 14)..], (ushort)dek.WrappedDek.Length);
+            dek.WrappedDek.CopyTo(slot[(at + 16)..]);
+            at += 16 + dek.WrappedDek.Length;
         }
 
-        var length = at + 32;
+        var length = at + EnvelopeMacKey.Size + 32;
         if (length > SlotSize)
         {
             throw new InvalidOperationException("The envelope does not fit its 2048-byte slot.");
         }
 
+        // The MAC covers every byte before it, length field included; the checksum covers the MAC too.
         BinaryPrimitives.WriteUInt16BigEndian(slot[10..], (ushort)length);
-        SHA256.HashData(slot[..at], slot[at..length]);
+        macKey.Compute(slot[..at], slot[at..(at + EnvelopeMacKey.Size)]);
+        SHA256.HashData(slot[..(length - 32)], slot[(length - 32)..length]);
     }
+
+    private const byte FlagEnvelopeBound = 0x01;
+
+    /// <summary>
+    /// Checks the MAC of an envelope read from a file with the MAC key of its active DEK; throws
+    /// <c>Tde.EnvelopeTampered</c> when it fails. An envelope of an earlier build (format version
+    /// 1) has no MAC and passes, unless <paramref name="requireMac"/> (this file was seen with a
+    /// MAC before, so a version-1 envelope now is a downgrade).
+    /// </summary>
+    internal void VerifyMac(EnvelopeMacKey activeMacKey, string file, bool requireMac = false)
+    {
+        if (!Authenticated)
+        {
+            if (requireMac)
+            {
+                throw Tampered(file, "it was rewritten in the format of earlier builds, which has no MAC, after it had been written with one");
+            }
+
+            return;
+        }
+
+        if (_macInput is null || _mac is null || !activeMacKey.Verify(_macInput, _mac))
+        {
+            throw Tampered(file, "its MAC does not match");
+        }
+    }
+
+    internal static TdeStorageException Tampered(string file, string what) => new(TdeStorageException.Codes.EnvelopeTampered,
+        $"The envelope of '{file}' failed authentication: {what}. It was edited after it was written (for example its seal reservation or its key ARN); nothing was changed. Restore the file from a backup.",
+        file);
 
     /// <summary>Parses one slot; null when it is empty, torn or not an envelope.</summary>
     public static DatabaseEnvelope? TryReadSlot(ReadOnlySpan<byte> slot)
     {
-        if (slot.Length < SlotSize || !slot[..8].SequenceEqual(Magic) || BinaryPrimitives.ReadUInt16BigEndian(slot[8..]) != 1)
+        if (slot.Length < SlotSize || !slot[..8].SequenceEqual(Magic))
         {
             return null;
         }
+
+        var version = BinaryPrimitives.ReadUInt16BigEndian(slot[8..]);
+        if (version is not (LegacyVersion or AuthenticatedVersion))
+        {
+            return null;
+        }
+
+        var authenticated = version == AuthenticatedVersion;
+        var entryHeader = authenticated ? 16 : 15;   // the flags byte is new in version 2
 
         int length = BinaryPrimitives.ReadUInt16BigEndian(slot[10..]);
         if (length is < 100 or > SlotSize)
@@ -182,10 +290,26 @@ public sealed record DatabaseEnvelope
             var deks = new List<EnvelopeDek>(count);
             for (var i = 0; i < count; i++)
             {
-                int blobLength = BinaryPrimitives.ReadUInt16BigEndian(slot[(at + 13)..]);
+                var flags = authenticated ? slot[at + 5] : (byte)0;
+                var fields = at + entryHeader - 10;   // seals reserved, then the blob length
+                int blobLength = BinaryPrimitives.ReadUInt16BigEndian(slot[(fields + 8)..]);
                 deks.Add(new EnvelopeDek(BinaryPrimitives.ReadUInt32BigEndian(slot[at..]), (PageCipherSuite)slot[at + 4],
-                    BinaryPrimitives.ReadUInt64BigEndian(slot[(at + 5)..]), slot.Slice(at + 15, blobLength).ToArray()));
-                at += 15 + blobLength;
+                    BinaryPrimitives.ReadUInt64BigEndian(slot[fields..]), slot.Slice(at + entryHeader, blobLength).ToArray())
+                {
+                    EnvelopeBound = (flags & FlagEnvelopeBound) != 0,
+                });
+                if ((flags & ~FlagEnvelopeBound) != 0)
+                {
+                    return null;
+                }
+
+                at += entryHeader + blobLength;
+            }
+
+            // Version 2 is canonical: the DEK entries end exactly where the MAC starts.
+            if (authenticated && at != length - 32 - EnvelopeMacKey.Size)
+            {
+                return null;
             }
 
             var envelope = new DatabaseEnvelope
@@ -198,6 +322,9 @@ public sealed record DatabaseEnvelope
                 ActiveDekVersion = BinaryPrimitives.ReadUInt32BigEndian(slot[42..]),
                 KmsKeyArn = arn,
                 Deks = deks,
+                FormatVersion = version,
+                _macInput = authenticated ? slot[..at].ToArray() : null,
+                _mac = authenticated ? slot.Slice(at, EnvelopeMacKey.Size).ToArray() : null,
             };
             return envelope.IsConsistent() ? envelope : null;
         }
@@ -242,8 +369,8 @@ public sealed record DatabaseEnvelope
     /// CiphertextBlob names its key in a header its tag covers), not from <see cref="KmsKeyArn"/>.
     /// </summary>
     /// <remarks>
-    /// The envelope's only integrity check is an unkeyed SHA-256, so anyone who can write the file
-    /// can change <see cref="KmsKeyArn"/>; a re-wrap or a DEK re-encryption that took its destination
+    /// An envelope of an earlier build (format version 1) has only an unkeyed SHA-256, so anyone who
+    /// can write the file can change <see cref="KmsKeyArn"/> there; a re-wrap or a DEK re-encryption that took its destination
     /// key from there would wrap the DEK under a key of their choosing. Throws
     /// <c>Tde.EnvelopeKeyMismatch</c> when the field and the wrapped DEKs disagree, or the DEKs
     /// name different keys.

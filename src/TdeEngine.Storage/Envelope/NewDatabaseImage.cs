@@ -10,7 +10,8 @@ internal static class NewDatabaseImage
     {
         var databaseId = new byte[16];
         Kms.Crypto.FastRandom.Fill(databaseId);
-        var context = DatabaseEnvelope.ContextFor(databaseId);
+        // Bound to authenticated envelopes: the KMS unwraps this DEK only for an envelope with a MAC.
+        var context = DatabaseEnvelope.ContextFor(databaseId, envelopeBound: true);
         using var dek = keys.Provider.GenerateDataKey(kmsKeyId, context);
         var reserve = PageCipherSuites.ReserveBytes(suite);
         var envelope = new DatabaseEnvelope
@@ -22,17 +23,21 @@ internal static class NewDatabaseImage
             Suite = suite,
             ActiveDekVersion = 1,
             KmsKeyArn = dek.KmsKeyArn,
-            Deks = [new EnvelopeDek(1, suite, SealCounter.Block, dek.Wrapped)],
+            Deks = [new EnvelopeDek(1, suite, SealCounter.Block, dek.Wrapped) { EnvelopeBound = true }],
         };
 
         var image = new byte[DatabaseEnvelope.RegionSize + pageSize];
-        envelope.WriteSlot(image.AsSpan(DatabaseEnvelope.SlotOffset(1), DatabaseEnvelope.SlotSize));
+        using (var macKey = EnvelopeMacKey.Derive(dek.Plaintext.Span))
+        {
+            envelope.WriteSlot(image.AsSpan(DatabaseEnvelope.SlotOffset(1), DatabaseEnvelope.SlotSize), macKey);
+        }
+
         var page = new byte[pageSize];
         EmptyDatabase.WritePage1(page, pageSize, reserve);
         var ciphers = new Dictionary<uint, IPageCipher> { [1] = PageCipher.Create(suite, dek.Plaintext.Span) };
         // Page 1 is the first of the seals the envelope reserves; the shared counter starts from the reservation.
         var counter = new SealCounter(path, 0, SealCounter.Block, PageCipherSuites.SealLimit(suite));
-        using (var crypto = new DatabaseCrypto(databaseId, pageSize, reserve, 1, ciphers, counter))
+        using (var crypto = new DatabaseCrypto(databaseId, pageSize, reserve, 1, ciphers, [], counter))
         {
             crypto.Seal(PageFileKind.Database, 1, page, image.AsSpan(DatabaseEnvelope.RegionSize));
         }

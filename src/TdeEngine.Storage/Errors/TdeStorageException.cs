@@ -32,6 +32,7 @@ public sealed class TdeStorageException : Exception
         public const string PlaintextDatabase = "Tde.PlaintextDatabase";
         public const string EnvelopeDamaged = "Tde.EnvelopeDamaged";
         public const string EnvelopeKeyMismatch = "Tde.EnvelopeKeyMismatch";
+        public const string EnvelopeTampered = "Tde.EnvelopeTampered";
         public const string KeyUnavailable = "Tde.KeyUnavailable";
         public const string KmsUnreachable = "Tde.KmsUnreachable";
         public const string NonceBudgetExhausted = "Tde.NonceBudgetExhausted";

@@ -1,4 +1,5 @@
 using TdeEngine.Kms.Crypto;
+using TdeEngine.Storage.Envelope;
 
 namespace TdeEngine.Storage.Pages;
 
@@ -7,16 +8,22 @@ namespace TdeEngine.Storage.Pages;
 /// geometry, and a cipher per DEK version. Pages under several DEK versions can coexist (the
 /// online DEK rotation builds on this); new pages are sealed under the active version.
 /// </summary>
-/// <remarks>Thread-safe for sealing and opening. Owns its ciphers; disposing wipes them.</remarks>
+/// <remarks>
+/// Thread-safe for sealing and opening. Owns its ciphers and the envelope MAC key of each DEK
+/// version; disposing wipes them.
+/// </remarks>
 internal sealed class DatabaseCrypto : IDisposable
 {
     private readonly byte[] _databaseId;
     private Dictionary<uint, IPageCipher> _ciphers;
+    private Dictionary<uint, EnvelopeMacKey> _macKeys;
     private IPageCipher _active;
 
-    public DatabaseCrypto(byte[] databaseId, int pageSize, int reserve, uint activeVersion, Dictionary<uint, IPageCipher> ciphers, SealCounter counter)
+    public DatabaseCrypto(byte[] databaseId, int pageSize, int reserve, uint activeVersion, Dictionary<uint, IPageCipher> ciphers,
+        Dictionary<uint, EnvelopeMacKey> macKeys, SealCounter counter)
     {
         _databaseId = databaseId;
+        _macKeys = macKeys;
         PageSize = pageSize;
         Reserve = reserve;
         ActiveVersion = activeVersion;
@@ -55,18 +62,32 @@ internal sealed class DatabaseCrypto : IDisposable
     /// <summary>The DEK versions this connection can open.</summary>
     public IReadOnlyCollection<uint> Versions => _ciphers.Keys;
 
+    /// <summary>A copy (the caller disposes it) of the envelope MAC key of DEK <paramref name="version"/>, or null when this connection does not hold that DEK.</summary>
+    public EnvelopeMacKey? CopyMacKey(uint version) => _macKeys.TryGetValue(version, out var key) ? key.Copy() : null;
+
     /// <summary>
     /// Takes up another set of DEKs: versions not held yet get a cipher from <paramref name="create"/>,
     /// versions no longer listed are wiped, and new pages are sealed under <paramref name="activeVersion"/>.
     /// </summary>
-    public void Update(uint activeVersion, IReadOnlyCollection<uint> versions, Func<uint, IPageCipher> create, SealCounter counter)
+    public void Update(uint activeVersion, IReadOnlyCollection<uint> versions, Func<uint, (IPageCipher Cipher, EnvelopeMacKey MacKey)> create, SealCounter counter)
     {
         var next = new Dictionary<uint, IPageCipher>();
+        var nextMacKeys = new Dictionary<uint, EnvelopeMacKey>();
         try
         {
             foreach (var version in versions)
             {
-                next[version] = _ciphers.TryGetValue(version, out var held) ? held : create(version);
+                if (_ciphers.TryGetValue(version, out var held))
+                {
+                    next[version] = held;
+                    nextMacKeys[version] = _macKeys[version];
+                }
+                else
+                {
+                    var (cipher, macKey) = create(version);
+                    next[version] = cipher;
+                    nextMacKeys[version] = macKey;
+                }
             }
 
             if (!next.TryGetValue(activeVersion, out var active) || PageCipherSuites.ReserveBytes(active.Suite) != Reserve)
@@ -81,6 +102,7 @@ internal sealed class DatabaseCrypto : IDisposable
                 if (!_ciphers.ContainsKey(version))
                 {
                     cipher.Dispose();
+                    nextMacKeys.GetValueOrDefault(version)?.Dispose();
                 }
             }
 
@@ -92,10 +114,12 @@ internal sealed class DatabaseCrypto : IDisposable
             if (!next.ContainsKey(version))
             {
                 cipher.Dispose();
+                _macKeys[version].Dispose();
             }
         }
 
         _ciphers = next;
+        _macKeys = nextMacKeys;
         _active = next[activeVersion];
         ActiveVersion = activeVersion;
         Counter = counter;
@@ -167,6 +191,11 @@ internal sealed class DatabaseCrypto : IDisposable
         foreach (var cipher in _ciphers.Values)
         {
             cipher.Dispose();
+        }
+
+        foreach (var macKey in _macKeys.Values)
+        {
+            macKey.Dispose();
         }
     }
 }

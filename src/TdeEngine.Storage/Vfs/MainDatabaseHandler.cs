@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using TdeEngine.Kms.Errors;
 using TdeEngine.Storage.Envelope;
 using TdeEngine.Storage.Errors;
 using TdeEngine.Storage.Keys;
@@ -40,6 +39,10 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private const int TornReadRetries = 4;
 
     private readonly DekCache _keys;
+
+    // Set once this connection has checked a MAC'd envelope of the file: an envelope without a MAC
+    // (the format of earlier builds) read after that is a downgrade, refused as tampered.
+    private bool _sawAuthenticated;
     private byte[] _envelopeRegion;
     private byte[] _envelopeScratch = new byte[E];
     private int _lockLevel;
@@ -56,6 +59,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _page1Plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _page1Trailer = new byte[crypto.Reserve];
+        _sawAuthenticated = envelope.Authenticated;
         crypto.PersistReservation = PersistReservation;
     }
 
@@ -99,19 +103,27 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return new MainDatabaseHandler(underlying, path, region, envelope, crypto, keys);
     }
 
+    /// <summary>
+    /// Unwraps every DEK of the envelope, checks the envelope's MAC with the active one (throws
+    /// <c>Tde.EnvelopeTampered</c>), and makes the page ciphers.
+    /// </summary>
     internal static DatabaseCrypto OpenCrypto(DatabaseEnvelope envelope, string path, DekCache keys)
     {
         var ciphers = new Dictionary<uint, IPageCipher>();
+        var macKeys = new Dictionary<uint, EnvelopeMacKey>();
         try
         {
             foreach (var dek in envelope.Deks)
             {
-                using var key = UnwrapDek(keys, dek, envelope, path);
+                using var key = EnvelopeAuthentication.UnwrapDek(keys, dek, envelope, path);
                 ciphers[dek.Version] = PageCipher.Create(dek.Suite, key.Span);
+                macKeys[dek.Version] = EnvelopeMacKey.Derive(key.Span);
             }
 
+            // Before any page is opened or the seal count is taken from the envelope.
+            envelope.VerifyMac(macKeys[envelope.ActiveDekVersion], path);
             var counter = SealCounters.For(envelope, path);
-            return new DatabaseCrypto(envelope.DatabaseId, envelope.PageSize, envelope.Reserve, envelope.ActiveDekVersion, ciphers, counter);
+            return new DatabaseCrypto(envelope.DatabaseId, envelope.PageSize, envelope.Reserve, envelope.ActiveDekVersion, ciphers, macKeys, counter);
         }
         catch
         {
@@ -120,26 +132,12 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 cipher.Dispose();
             }
 
-            throw;
-        }
-    }
+            foreach (var macKey in macKeys.Values)
+            {
+                macKey.Dispose();
+            }
 
-    private static Kms.Secrets.SecretBuffer UnwrapDek(DekCache keys, EnvelopeDek dek, DatabaseEnvelope envelope, string path)
-    {
-        try
-        {
-            return keys.Get(dek.WrappedDek, envelope.DekContext);
-        }
-        catch (KmsException e)
-        {
-            throw new TdeStorageException(TdeStorageException.Codes.KeyUnavailable,
-                $"The KMS refused the DEK of '{path}' (key {envelope.KmsKeyArn}): {e.Code}: {e.Message}", path, inner: e);
-        }
-        catch (Exception e) when (e is not TdeStorageException)
-        {
-            throw new TdeStorageException(TdeStorageException.Codes.KmsUnreachable,
-                $"The KMS could not be reached to unwrap the DEK of '{path}' (key {envelope.KmsKeyArn}): {e.Message} Check that the KMS is running and reachable, then retry.",
-                path, inner: e);
+            throw;
         }
     }
 
@@ -562,22 +560,37 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         }
 
         var current = DatabaseEnvelope.Read(region, Path);
-        (_envelopeScratch, _envelopeRegion) = (_envelopeRegion, region);
-        Envelope = current;
         var versions = current.Deks.Select(d => d.Version).ToList();
-        if (current.ActiveDekVersion == Crypto.ActiveVersion && versions.Count == Crypto.Versions.Count && versions.All(Crypto.Versions.Contains))
+        var changed = !(current.ActiveDekVersion == Crypto.ActiveVersion && versions.Count == Crypto.Versions.Count && versions.All(Crypto.Versions.Contains));
+        // With the same DEKs the active one's MAC key is held; a new active DEK (a DEK re-encryption)
+        // is unwrapped first. Either way the envelope authenticates before anything is sealed under it.
+        Authenticate(current).Dispose();
+        if (changed)
         {
-            return false;
+            Crypto.Update(current.ActiveDekVersion, versions, version =>
+            {
+                var dek = current.Deks.Single(d => d.Version == version);
+                using var key = EnvelopeAuthentication.UnwrapDek(_keys, dek, current, Path);
+                var cipher = PageCipher.Create(dek.Suite, key.Span);
+                return (cipher, EnvelopeMacKey.Derive(key.Span));
+            }, SealCounters.For(current, Path));
+            _page1Cached = false;
         }
 
-        Crypto.Update(current.ActiveDekVersion, versions, version =>
-        {
-            var dek = current.Deks.Single(d => d.Version == version);
-            using var key = UnwrapDek(_keys, dek, current, Path);
-            return PageCipher.Create(dek.Suite, key.Span);
-        }, SealCounters.For(current, Path));
-        _page1Cached = false;
-        return true;
+        (_envelopeScratch, _envelopeRegion) = (_envelopeRegion, region);
+        Envelope = current;
+        return changed;
+    }
+
+    /// <summary>
+    /// Checks the MAC of an envelope read from the file (refusing one without a MAC once this
+    /// connection has seen one with it) and returns the MAC key of its active DEK, which the caller disposes.
+    /// </summary>
+    private EnvelopeMacKey Authenticate(DatabaseEnvelope envelope)
+    {
+        var macKey = EnvelopeAuthentication.Authenticate(envelope, Path, _keys, Crypto, requireMac: _sawAuthenticated);
+        _sawAuthenticated |= envelope.Authenticated;
+        return macKey;
     }
 
     /// <summary>
@@ -588,7 +601,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     /// <summary>Writes a new envelope that reserves seals up to <paramref name="reserved"/> under the active DEK (see <see cref="DatabaseEnvelope.PersistReservation"/>).</summary>
     private void PersistReservation(ulong reserved) =>
-        Envelope = DatabaseEnvelope.PersistReservation(Path, Crypto.ActiveVersion, reserved, ReadEnvelope, (slot, offset) =>
+        Envelope = DatabaseEnvelope.PersistReservation(Path, Crypto.ActiveVersion, reserved, ReadEnvelope, Authenticate, (slot, offset) =>
         {
             if (WriteRaw(slot, offset) != SqliteNative.SQLITE_OK)
             {
