@@ -7,7 +7,8 @@ namespace TdeEngine.Benchmarks;
 /// Side by side with plain SQLite: <c>... -- side-by-side [--rows N] [--runs N] [--synchronous OFF|NORMAL|FULL]</c>;
 /// the same workloads on SQLCipher (its own process, bound to Debian's libsqlcipher): <c>... -- side-by-side-sqlcipher</c>;
 /// an online DEK re-encryption against copying and verifying the same file: <c>... -- rekey [--mb N]</c>;
-/// the ECS-style disk and OSS-style objects against the same I/O on a plain file: <c>... -- cloud-io [--mb N]</c>.
+/// the ECS-style disk and OSS-style objects against the same I/O on a plain file: <c>... -- cloud-io [--mb N]</c>;
+/// a KMS server's start-up read of recent nonces from its audit trail: <c>... -- replay-seed [--events N]</c>.
 /// Every table has a baseline measured in the same run, so the ratio is the number to read.
 /// </summary>
 internal static class Program
@@ -42,6 +43,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "server-load")
         {
             return ServerLoad.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "replay-seed")
+        {
+            return ReplaySeedTime.Run(args[1..]);
         }
 
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new BenchConfig());

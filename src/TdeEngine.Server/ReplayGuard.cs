@@ -51,37 +51,106 @@ internal sealed class ReplayGuard(TimeProvider time)
     /// Remembers the nonces of the server events in <paramref name="trail"/> from the last two
     /// windows (older segments are not read). Returns how many were found.
     /// </summary>
+    /// <remarks>
+    /// A server that served many requests before a restart reads many events here, before it
+    /// listens, so the three fields are picked out of each line directly; a line whose values hold
+    /// escapes (never written for ids, times and the nonces clients send in practice) is parsed in
+    /// full instead.
+    /// </remarks>
     public int SeedFrom(AuditTrail trail)
     {
         var since = time.GetUtcNow() - Retention;
         var seeded = 0;
         foreach (var line in trail.ReadRawLines(since, null))
         {
-            // Only server calls carry a nonce; skip the rest without parsing them.
-            if (!line.Contains("\"" + KmsGateway.SignatureNonceField + "\"", StringComparison.Ordinal))
+            if (!TryScan(line, out var eventTime, out var accessKeyId, out var nonce))
             {
                 continue;
             }
 
-            AuditEvent auditEvent;
-            try
-            {
-                auditEvent = AuditJsonReader.Parse(line);
-            }
-            catch (Exception e) when (e is JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
-            {
-                continue;   // a damaged line is for `tde audit verify` to report; it holds no nonce we can use
-            }
-
-            if (auditEvent.EventTime >= since && auditEvent.UserIdentity.AccessKeyId is { } accessKeyId &&
-                auditEvent.AdditionalEventData.TryGetValue(KmsGateway.SignatureNonceField, out var nonce) &&
-                _nonces.TryAdd(Key(accessKeyId, nonce), auditEvent.EventTime))
+            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), eventTime))
             {
                 seeded++;
             }
         }
 
         return seeded;
+    }
+
+    // The event's time, its caller's access key id and its SignatureNonce (null when the event has
+    // none: only server calls carry one). False for a line that is not a readable event.
+    internal static bool TryScan(string line, out DateTimeOffset eventTime, out string? accessKeyId, out string? nonce)
+    {
+        eventTime = default;
+        accessKeyId = null;
+        nonce = null;
+        var nonceAt = line.IndexOf(NonceMember, StringComparison.Ordinal);
+        if (nonceAt < 0)
+        {
+            return false;   // no nonce: not a server call (the common case for CLI events), nothing to parse
+        }
+
+        // In JSON text a quote inside a value is escaped, so an unescaped "name":" is a member name.
+        // The members looked for are the first of their name in the event's fixed layout: eventTime
+        // before any caller-supplied text, accessKeyId in userIdentity, the nonce in additionalEventData.
+        var identityAt = line.IndexOf("\"userIdentity\":{", StringComparison.Ordinal);
+        var extraAt = line.IndexOf("\"additionalEventData\":{", StringComparison.Ordinal);
+        if (Value(line, "\"eventTime\":\"", 0) is { } timeText && identityAt > 0 && extraAt > identityAt &&
+            Value(line, NonceMember, extraAt) is { } nonceText &&
+            DateTimeOffset.TryParseExact(timeText, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AssumeUniversal, out eventTime))
+        {
+            // Only inside userIdentity: it ends before requestParameters (or additionalEventData).
+            var parametersAt = line.IndexOf("\"requestParameters\":{", identityAt, StringComparison.Ordinal);
+            var identityEnd = parametersAt > identityAt && parametersAt < extraAt ? parametersAt : extraAt;
+            var keyAt = line.IndexOf("\"accessKeyId\":\"", identityAt, identityEnd - identityAt, StringComparison.Ordinal);
+            accessKeyId = keyAt < 0 ? null : Value(line, "\"accessKeyId\":\"", keyAt);
+            if (keyAt >= 0 && accessKeyId is null)
+            {
+                return FullParse(line, out eventTime, out accessKeyId, out nonce);   // an escape in the key id
+            }
+
+            nonce = nonceText;
+            return true;
+        }
+
+        // Escapes in a value, or an unexpected layout: the full parser decides.
+        return FullParse(line, out eventTime, out accessKeyId, out nonce);
+    }
+
+    private static bool FullParse(string line, out DateTimeOffset eventTime, out string? accessKeyId, out string? nonce)
+    {
+        eventTime = default;
+        accessKeyId = null;
+        nonce = null;
+        try
+        {
+            var auditEvent = AuditJsonReader.Parse(line);
+            eventTime = auditEvent.EventTime;
+            accessKeyId = auditEvent.UserIdentity.AccessKeyId;
+            return auditEvent.AdditionalEventData.TryGetValue(KmsGateway.SignatureNonceField, out nonce);
+        }
+        catch (Exception e) when (e is JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
+        {
+            return false;   // a damaged line is for `tde audit verify` to report; it holds no nonce we can use
+        }
+    }
+
+    private const string NonceMember = "\"" + KmsGateway.SignatureNonceField + "\":\"";
+
+    // The string value of the first member named by `member` (`"name":"`) at or after `from`; null
+    // when absent or when the value holds an escape (then the caller parses the line in full).
+    private static string? Value(string line, string member, int from)
+    {
+        var at = line.IndexOf(member, from, StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return null;
+        }
+
+        var start = at + member.Length;
+        var end = line.IndexOfAny(['"', '\\'], start);
+        return end < 0 || line[end] == '\\' ? null : line[start..end];
     }
 
     private static string Key(string accessKeyId, string nonce) => accessKeyId + "|" + nonce;
