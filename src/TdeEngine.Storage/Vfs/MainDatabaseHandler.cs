@@ -73,14 +73,6 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public DatabaseCrypto Crypto { get; }
 
-    /// <summary>
-    /// True when this open created the file, until the first write to it: SQLite is then told the
-    /// file is empty (it is: its page 1 is the empty database the VFS wrote), as it is for a new
-    /// plain file. <c>VACUUM INTO</c> needs that: it refuses a target that is not empty. SQLite still
-    /// reads page 1's header (page size and reserve) before it asks for the size.
-    /// </summary>
-    public bool Fresh { get; set; }
-
     private int P => Crypto.PageSize;
 
     /// <summary>Reads the envelope through the wrapped file, unwraps the DEKs and makes the page ciphers.</summary>
@@ -361,7 +353,6 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int Write(byte* buffer, int amount, long offset)
     {
-        Fresh = false;
         var input = new ReadOnlySpan<byte>(buffer, amount);
         if (amount == P && offset % P == 0)
         {
@@ -395,26 +386,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return (pageSize == 1 ? 65536 : pageSize) == P && page1[20] == Crypto.Reserve;
     }
 
-    /// <summary>
-    /// Truncates the pages. Truncating to no page at all (a rollback of the first transaction of a
-    /// database that was <see cref="Fresh"/>) keeps an empty page 1 instead: without it SQLite would
-    /// lay out the next page 1 without the reserve, which the VFS refuses.
-    /// </summary>
-    public override int Truncate(long size)
-    {
-        Fresh = false;
-        if (size >= P)
-        {
-            return Inner->xTruncate(Underlying, E + size);
-        }
-
-        var page1 = GC.AllocateUninitializedArray<byte>(P, pinned: true);
-        EmptyDatabase.WritePage1(page1, P, Crypto.Reserve);
-        Crypto.Seal(PageFileKind.Database, 1, page1, _sealed);
-        _page1Cached = false;
-        var rc = WriteRaw(_sealed, E);
-        return rc != SqliteNative.SQLITE_OK ? rc : Inner->xTruncate(Underlying, E + P);
-    }
+    public override int Truncate(long size) => Inner->xTruncate(Underlying, E + size);
 
     /// <summary>
     /// With <c>PRAGMA mmap_size</c> set, SQLite asks for each page it reads. The wrapped unix file is
@@ -444,12 +416,6 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int FileSize(long* size)
     {
-        if (Fresh)
-        {
-            *size = 0;
-            return SqliteNative.SQLITE_OK;
-        }
-
         long physical;
         var rc = Inner->xFileSize(Underlying, &physical);
         *size = Math.Max(0, physical - E);

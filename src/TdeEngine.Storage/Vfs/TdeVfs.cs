@@ -150,14 +150,13 @@ internal static unsafe class TdeVfs
         {
             var config = Current;
             long memoryMapSize = 0;
-            var created = false;
             if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0)
             {
                 memoryMapSize = UriParameter<long>(zName, path, "mmap_size", "a number of bytes, 0 or more",
                     static v => long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null) ?? config.Options.MemoryMapSize;
                 if (path is not null && (flags & SqliteNative.SQLITE_OPEN_CREATE) != 0)
                 {
-                    created = CreateIfNew(path, zName, config);
+                    CreateIfNew(path, zName, config);
                 }
             }
 
@@ -170,7 +169,7 @@ internal static unsafe class TdeVfs
             FileHandler handler;
             try
             {
-                handler = CreateHandler(zName, path, flags, underlying, config, memoryMapSize, created);
+                handler = CreateHandler(zName, path, flags, underlying, config, memoryMapSize);
             }
             catch
             {
@@ -208,12 +207,11 @@ internal static unsafe class TdeVfs
         }
     }
 
-    private static FileHandler CreateHandler(byte* zName, string? path, int flags, SqliteFile* underlying, Configuration config, long memoryMapSize, bool created)
+    private static FileHandler CreateHandler(byte* zName, string? path, int flags, SqliteFile* underlying, Configuration config, long memoryMapSize)
     {
         if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0)
         {
             var handler = MainDatabaseHandler.Open(underlying, path!, config.Keys);
-            handler.Fresh = created;
             handler.MemoryMapSize = memoryMapSize;
             handler.BusyTimeoutMs = (int)config.Options.BusyTimeout.TotalMilliseconds;
             return handler;
@@ -239,15 +237,14 @@ internal static unsafe class TdeVfs
     /// <summary>
     /// A database file that does not exist yet (or is empty) becomes a new TDE database: a DEK from the
     /// KMS, the envelope and a sealed empty page 1, written to a temporary file and moved into place
-    /// without overwriting, so two processes creating it at once agree on one envelope. True when
-    /// this call created it.
+    /// without overwriting, so two processes creating it at once agree on one envelope.
     /// </summary>
-    private static bool CreateIfNew(string path, byte* zName, Configuration config)
+    private static void CreateIfNew(string path, byte* zName, Configuration config)
     {
         var info = new FileInfo(path);
         if (info.Exists && info.Length > 0)
         {
-            return false;
+            return;
         }
 
         var options = config.Options;
@@ -270,12 +267,10 @@ internal static unsafe class TdeVfs
             try
             {
                 File.Move(temp, path, overwrite: info.Exists && new FileInfo(path).Length == 0);
-                return true;
             }
             catch (IOException) when (File.Exists(path) && new FileInfo(path).Length > 0)
             {
                 // Another connection created it first: use theirs.
-                return false;
             }
         }
         finally
