@@ -72,18 +72,20 @@ internal sealed unsafe class WalHandler : FileHandler
         }
 
         Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
+        int bindRc;
         if (_lastHeaderOffset == offset - FrameHeader)
         {
-            Bind(binding, _lastHeader);
+            bindRc = Bind(binding, _lastHeader);
             _lastHeaderOffset = -1;
         }
         else
         {
-            var rc = ReadHeaderBinding(binding, offset);
-            if (rc != SqliteNative.SQLITE_OK)
-            {
-                return rc;
-            }
+            bindRc = ReadHeaderBinding(binding, offset);
+        }
+
+        if (bindRc != SqliteNative.SQLITE_OK)
+        {
+            return bindRc;
         }
 
         _crypto.Seal(PageFileKind.Wal, offset, new ReadOnlySpan<byte>(buffer, amount), _sealed, binding);
@@ -118,7 +120,11 @@ internal sealed unsafe class WalHandler : FileHandler
             var wholeFrame = offset <= body - FrameHeader && end >= body + P;
             if (wholeFrame)
             {
-                Bind(binding, output.Slice((int)(body - FrameHeader - offset), 16));
+                var bindRc = Bind(binding, output.Slice((int)(body - FrameHeader - offset), 16));
+                if (bindRc != SqliteNative.SQLITE_OK)
+                {
+                    return bindRc;
+                }
             }
             else
             {
@@ -188,22 +194,38 @@ internal sealed unsafe class WalHandler : FileHandler
         return base.Truncate(size);
     }
 
-    // AAD binding from a frame header's first 16 bytes: page number, salt-1, salt-2.
-    private static void Bind(Span<byte> binding, ReadOnlySpan<byte> frameHeader) =>
+    // AAD binding from a frame header's first 16 bytes: the page number, and the salts of the WAL
+    // generation. A frame header's salts are those of the WAL header, except while SQLite leaves
+    // them zero: a frame written by a transaction that rewrites frames (a page spilled from the
+    // cache and changed again) carries zero salt and checksum until the commit rewrites its
+    // header. Then the salts are read from the WAL header (offset 16), which holds them already.
+    private int Bind(Span<byte> binding, ReadOnlySpan<byte> frameHeader)
+    {
+        Span<byte> salts = stackalloc byte[8];
+        if (frameHeader.Slice(8, 8).IndexOfAnyExcept((byte)0) >= 0)
+        {
+            frameHeader.Slice(8, 8).CopyTo(salts);
+        }
+        else
+        {
+            var rc = ReadRaw(salts, 16);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc == SqliteNative.SQLITE_IOERR_SHORT_READ ? SqliteNative.SQLITE_IOERR_READ : rc;
+            }
+        }
+
         PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader),
-            BinaryPrimitives.ReadUInt32BigEndian(frameHeader[8..]), BinaryPrimitives.ReadUInt32BigEndian(frameHeader[12..]));
+            BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+        return SqliteNative.SQLITE_OK;
+    }
 
     // The binding of the body at bodyOffset, from its frame header on disk (SQLITE_IOERR_SHORT_READ: no such frame).
     private int ReadHeaderBinding(Span<byte> binding, long bodyOffset)
     {
         Span<byte> header = stackalloc byte[16];
         var rc = ReadRaw(header, bodyOffset - FrameHeader);
-        if (rc == SqliteNative.SQLITE_OK)
-        {
-            Bind(binding, header);
-        }
-
-        return rc;
+        return rc == SqliteNative.SQLITE_OK ? Bind(binding, header) : rc;
     }
 
     private int Tamper(long bodyOffset)
