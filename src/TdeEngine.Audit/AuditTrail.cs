@@ -587,6 +587,16 @@ public sealed class AuditTrail : IAuditSink, IDisposable
                 lastRemoved = last;
             }
 
+            // The newest segment stays when trail.jsonl holds no event yet: it holds the end of the
+            // chain, which the next event continues from. (Removing it made the next event start a
+            // new chain at 1, which the prune record then hid.)
+            var segments = Segments().ToList();
+            if (removable.Count > 0 && removable[^1] == segments[^1].Path && !TrailHasEvents())
+            {
+                removable.RemoveAt(removable.Count - 1);
+                lastRemoved = removable.Count == 0 ? null : LastEvent(removable[^1]);
+            }
+
             foreach (var path in leftovers)
             {
                 File.Delete(path);
@@ -792,7 +802,18 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         var rotate = _segmentBytes > 0 && offset + lines.WrittenCount >= _segmentBytes;
         if (rotate || (_checkpointInterval > 0 && sequence / _checkpointInterval > before / _checkpointInterval) || SigningDueIn() == TimeSpan.Zero)
         {
-            WriteCheckpoint(sequence, previous);
+            try
+            {
+                WriteCheckpoint(sequence, previous);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The events are durable and chained: their callers are answered. Only the signature
+                // is missing (verify reports the unsigned tail); the next due checkpoint tries again.
+                // A segment is sealed only right after a checkpoint of its last event, so not now.
+                Volatile.Write(ref _lastSignedAt, System.Diagnostics.Stopwatch.GetTimestamp());
+                rotate = false;
+            }
         }
 
         if (rotate)
@@ -801,6 +822,12 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         }
 
         return written;
+    }
+
+    private bool TrailHasEvents()
+    {
+        var info = new FileInfo(_trail);
+        return info.Exists && info.Length > 0;
     }
 
     // Under the file lock: trail.jsonl (durable, and just checkpointed at its last event) becomes the

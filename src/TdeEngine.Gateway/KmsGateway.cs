@@ -120,7 +120,8 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         {
             "CreateUser" => [User(Value("UserName"))],
             "CreateRole" or "UpdateRole" => [Role(Value("RoleName"))],
-            "CreateAccessKey" or "DeleteAccessKey" => [RamService.AccessKeyOwner(context, p.TryGetValue("UserName", out var u) ? u : null) is { } owner
+            // An empty UserName is no UserName, as the action reads it (ActionParameters.Optional).
+            "CreateAccessKey" or "DeleteAccessKey" => [RamService.AccessKeyOwner(context, Value("UserName") is { Length: > 0 } u ? u : null) is { } owner
                 ? User(owner) : $"{account}:root"],
             "CreatePolicy" => [Policy(Value("PolicyName"))],
             "AttachPolicyToUser" or "DetachPolicyFromUser" => [User(Value("UserName")), Policy(Value("PolicyName"))],

@@ -93,6 +93,49 @@ public sealed class AuditTrailFileTests : IDisposable
         Assert.Contains("\"eventName\":\"three\"", File.ReadAllText(trail.TrailPath), StringComparison.Ordinal);
     }
 
+    // A prune that would remove every sealed segment while trail.jsonl holds no event keeps the
+    // newest one: it holds the end of the chain the next events continue.
+    [Fact]
+    public void Events_appended_after_pruning_every_old_segment_continue_the_chain_and_are_kept()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 0, segmentBytes: 1400, checkpointPeriod: TimeSpan.Zero);
+        var n = 0;
+        do
+        {
+            trail.Append(OldEvent("old" + n++, DateTimeOffset.UtcNow.AddDays(-2)));
+        }
+        while (File.Exists(trail.TrailPath));
+
+        trail.Prune(DateTimeOffset.UtcNow.AddDays(-1));
+        var a = trail.Append(Event("new-1"));
+        var b = trail.Append(Event("new-2"));
+        trail.Prune(DateTimeOffset.UtcNow.AddDays(-3));
+        var verification = trail.Verify();
+
+        Assert.Equal(n + 1, a.EventSequence);
+        Assert.Equal(n + 2, b.EventSequence);
+        Assert.True(verification.Intact, verification.Message);
+        Assert.Equal(["new-1", "new-2"], trail.ReadAll().Select(e => e.EventName).TakeLast(2));
+    }
+
+    // A checkpoint that cannot be written (a full disk) must not turn events that are already durable
+    // into failed calls: they are answered, and verify reports them as not yet signed.
+    [Fact]
+    public void A_checkpoint_that_cannot_be_written_does_not_fail_the_durable_events()
+    {
+        using var trail = AuditTrail.Open(_home, _root, checkpointInterval: 2, segmentBytes: 0, checkpointPeriod: TimeSpan.Zero);
+        trail.Append(Event("a"));
+        var checkpoints = Audit("checkpoints.jsonl");
+        File.Delete(checkpoints);
+        File.CreateSymbolicLink(checkpoints, "/dev/full");
+
+        var b = trail.Append(Event("b"));
+        var c = trail.Append(Event("c"));
+
+        Assert.Equal([1L, 2L, 3L], File.ReadAllLines(trail.TrailPath).Select(l => AuditJsonReader.Parse(l).EventSequence));
+        Assert.Equal((2L, 3L), (b.EventSequence, c.EventSequence));
+    }
+
     [Fact]
     public void Verify_reports_a_trail_moved_aside_once_checkpoints_were_signed()
     {

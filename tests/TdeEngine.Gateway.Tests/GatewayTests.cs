@@ -304,6 +304,22 @@ public sealed class GatewayTests : IDisposable
         Assert.All(events, e => Assert.Equal($"acs:ram::{Account}:user/helpdesk", e.AdditionalEventData["resource"]));
     }
 
+    // An empty UserName is read as no UserName by the action (the caller's own key), so it must be
+    // authorized as the caller's user ARN too, not as "user/" (which a Deny on the user misses).
+    [Fact]
+    public void An_empty_UserName_is_authorized_as_the_caller_it_acts_for()
+    {
+        var alice = User("alice", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:CreateAccessKey","Resource":"acs:ram:*:*:user/*"},{"Effect":"Deny","Action":"ram:CreateAccessKey","Resource":"acs:ram:*:*:user/alice"}]}""");
+
+        var (absent, absentBody) = Ram(alice, "CreateAccessKey");
+        var (empty, emptyBody) = Ram(alice, "CreateAccessKey", ("UserName", ""));
+
+        Assert.Equal((403, "Forbidden.RAM"), (absent.HttpStatus, Code(absentBody)));
+        Assert.Equal((403, "Forbidden.RAM"), (empty.HttpStatus, Code(emptyBody)));
+        Assert.All(_audit.ReadAll().Where(e => e.EventName == "CreateAccessKey"),
+            e => Assert.Equal($"acs:ram::{Account}:user/alice", e.AdditionalEventData["resource"]));
+    }
+
     [Fact]
     public void A_role_session_must_name_the_user_whose_access_key_it_creates_or_deletes()
     {
