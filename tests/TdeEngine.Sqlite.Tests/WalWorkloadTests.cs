@@ -120,3 +120,39 @@ public sealed class FreshDatabaseTests : IDisposable
         Assert.Equal(mode.ToLowerInvariant(), check.Scalar<string>("PRAGMA journal_mode"));
     }
 }
+
+/// <summary>psow=0 makes SQLite write parts of WAL frames and unmarked journal headers: refused with a typed error.</summary>
+public sealed class PowersafeOverwriteTests : IDisposable
+{
+    private readonly DatabaseFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Theory]
+    [InlineData("psow=0")]
+    [InlineData("psow=off")]
+    public void A_TDE_database_opened_without_powersafe_overwrite_is_refused_before_anything_is_created(string parameter)
+    {
+        var path = Path.Combine(_dir.Path, "p.db");
+        using var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&{parameter};Pooling=False");
+
+        Assert.Throws<SqliteException>(db.Open);
+
+        Assert.Equal("Tde.UnsupportedOperation", TdeSqlite.LastError?.Code);
+        Assert.Contains("psow", TdeSqlite.LastError?.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void Psow_1_opens_as_the_default_does()
+    {
+        var path = Path.Combine(_dir.Path, "q.db");
+        using var db = new SqliteConnection($"Data Source=file:{path}?vfs=tde&psow=1;Pooling=False");
+        db.Open();
+        using var c = db.CreateCommand();
+        c.CommandText = "PRAGMA journal_mode=WAL";
+        Assert.Equal("wal", c.ExecuteScalar());
+        c.CommandText = "CREATE TABLE t(x); INSERT INTO t VALUES (1); SELECT count(*) FROM t;";
+        Assert.Equal(1L, c.ExecuteScalar());
+    }
+}

@@ -154,6 +154,15 @@ internal static unsafe class TdeVfs
             {
                 memoryMapSize = UriParameter<long>(zName, path, "mmap_size", "a number of bytes, 0 or more",
                     static v => long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null) ?? config.Options.MemoryMapSize;
+                // Without powersafe overwrite SQLite pads WAL commits to a sector by writing parts of
+                // frames, and syncs a journal header it left without its magic: neither is a whole
+                // page the VFS can seal. Refused before anything is created.
+                if (SqliteNative.UriParameter(zName, "psow") is { } psow && psow.Trim().ToLowerInvariant() is "0" or "no" or "off" or "false")
+                {
+                    throw new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
+                        $"The URI parameter 'psow={psow}' of '{path}' is not supported on a TDE database: the VFS seals whole pages and needs SQLite's powersafe-overwrite layout (the default).", path);
+                }
+
                 if (path is not null && (flags & SqliteNative.SQLITE_OPEN_CREATE) != 0)
                 {
                     CreateIfNew(path, zName, config);
