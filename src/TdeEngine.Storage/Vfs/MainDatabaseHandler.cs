@@ -40,6 +40,12 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     private readonly DekCache _keys;
 
+    // The file's length as xFileSize gave it under the current shared lock in rollback-journal mode
+    // (-1: unknown); reset by every lock change, write and truncate, and never set once the WAL-index
+    // was used.
+    private long _sizeUnderLock = -1;
+    private bool _sawShm;
+
     // Set once this connection has checked a MAC'd envelope of the file: an envelope without a MAC
     // (the format of earlier builds) read after that is a downgrade, refused as tampered.
     private bool _sawAuthenticated;
@@ -312,11 +318,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             return SqliteNative.SQLITE_OK;
         }
 
-        long physical;
-        var rc = Inner->xFileSize(Underlying, &physical);
-        if (rc != SqliteNative.SQLITE_OK)
+        var physical = _sizeUnderLock;
+        if (physical < 0)
         {
-            return rc;
+            var rc = Inner->xFileSize(Underlying, &physical);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
         }
 
         var wholePages = Math.Max(0, physical - E) / P;
@@ -357,6 +366,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int Write(byte* buffer, int amount, long offset)
     {
+        _sizeUnderLock = -1;
         var input = new ReadOnlySpan<byte>(buffer, amount);
         if (amount == P && offset % P == 0)
         {
@@ -390,7 +400,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return (pageSize == 1 ? 65536 : pageSize) == P && page1[20] == Crypto.Reserve;
     }
 
-    public override int Truncate(long size) => Inner->xTruncate(Underlying, E + size);
+    public override int Truncate(long size)
+    {
+        _sizeUnderLock = -1;
+        return Inner->xTruncate(Underlying, E + size);
+    }
 
     /// <summary>
     /// With <c>PRAGMA mmap_size</c> set, SQLite asks for each page it reads. The wrapped unix file is
@@ -423,6 +437,10 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         long physical;
         var rc = Inner->xFileSize(Underlying, &physical);
         *size = Math.Max(0, physical - E);
+        // Rollback-journal mode, under a shared lock: no other connection can write until this one
+        // unlocks, so page 1's length check below can use this size instead of asking again. (In WAL
+        // mode checkpoints write the file while readers hold their shared lock: never kept there.)
+        _sizeUnderLock = rc == SqliteNative.SQLITE_OK && !_sawShm && _lockLevel >= SqliteNative.SQLITE_LOCK_SHARED ? physical : -1;
         return rc;
     }
 
@@ -448,6 +466,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// </summary>
     public override int Lock(int level)
     {
+        _sizeUnderLock = -1;
         var rc = base.Lock(level);
         if (rc != SqliteNative.SQLITE_OK)
         {
@@ -468,6 +487,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     public override int Unlock(int level)
     {
+        _sizeUnderLock = -1;
         var rc = base.Unlock(level);
         if (rc == SqliteNative.SQLITE_OK)
         {
@@ -484,6 +504,8 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// </summary>
     public override int ShmLock(int offset, int n, int flags)
     {
+        _sawShm = true;
+        _sizeUnderLock = -1;
         var rc = base.ShmLock(offset, n, flags);
         const int exclusiveLock = SqliteNative.SQLITE_SHM_LOCK | SqliteNative.SQLITE_SHM_EXCLUSIVE;
         if (rc == SqliteNative.SQLITE_OK && (flags & exclusiveLock) == exclusiveLock && offset <= 2 && !TryRefresh())
