@@ -156,3 +156,73 @@ public sealed class PowersafeOverwriteTests : IDisposable
         Assert.Equal(1L, c.ExecuteScalar());
     }
 }
+
+/// <summary>From review: checkpoints, WAL rewrites and connections that change journal mode.</summary>
+public sealed class WalCheckpointRaceTests : IDisposable
+{
+    private readonly DatabaseFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    // A connection that last read in rollback mode reads page 1's change counter before it notices
+    // the WAL, while another connection's checkpoint has written page 1 (with the new page count) but
+    // not yet the pages that grow the file: not a truncated file.
+    [Fact]
+    public void A_rollback_reader_meeting_a_checkpoint_that_grows_the_file_is_not_told_it_is_truncated()
+    {
+        using var b = _dir.OpenTde("g.db");
+        b.Exec("PRAGMA journal_mode=DELETE; CREATE TABLE t(x BLOB); INSERT INTO t VALUES (randomblob(100));");
+        var failures = new List<string>();
+        for (var iter = 0; iter < 20 && failures.Count == 0; iter++)
+        {
+            b.Exec("PRAGMA journal_mode=DELETE");
+            using var a = _dir.OpenTde("g.db");
+            a.Scalar<long>("SELECT count(*) FROM t");
+            b.Exec("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;");
+            b.Exec("BEGIN; INSERT INTO t SELECT randomblob(3000) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<3000) SELECT i FROM c); COMMIT;");
+            var started = new ManualResetEventSlim();
+            var ckpt = new Thread(() => { started.Set(); b.Exec("PRAGMA wal_checkpoint(PASSIVE)"); });
+            ckpt.Start();
+            started.Wait();
+            Thread.Sleep(2 + iter % 5);
+            try
+            {
+                a.Scalar<long>("SELECT count(*) FROM t");
+            }
+            catch (SqliteException e)
+            {
+                failures.Add($"iter {iter}: {e.Message}; TDE: {TdeSqlite.LastError?.Code}: {TdeSqlite.LastError?.Message}");
+            }
+
+            ckpt.Join();
+        }
+
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    // Spilled frames rewritten in the same transaction (zero salts until commit), a savepoint rolled
+    // back, more writes, commit; then a copy of db and WAL is opened (recovery reads whole frames).
+    [Fact]
+    public void Rewritten_frames_savepoint_rollback_then_recovery()
+    {
+        using var w = _dir.OpenTde("s.db");
+        w.Exec("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=5; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);");
+        w.Exec("INSERT INTO t(v) SELECT randomblob(500) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<400) SELECT i FROM c)");
+        for (var round = 0; round < 3; round++)
+        {
+            w.Exec("BEGIN; UPDATE t SET v = randomblob(500) WHERE id % 3 = 0; UPDATE t SET v = randomblob(500) WHERE id % 2 = 0; SAVEPOINT s; " +
+                   "UPDATE t SET v = randomblob(500) WHERE id % 5 = 0; INSERT INTO t(v) SELECT randomblob(700) FROM t WHERE id < 100; UPDATE t SET v = randomblob(500); ROLLBACK TO s; " +
+                   "UPDATE t SET v = randomblob(400) WHERE id % 7 = 0; UPDATE t SET v = randomblob(400) WHERE id % 7 = 0; COMMIT;");
+        }
+
+        w.Exec("BEGIN; UPDATE t SET v = randomblob(500); UPDATE t SET v = randomblob(500); ROLLBACK;");
+        w.Exec("BEGIN; UPDATE t SET v = randomblob(300) WHERE id < 50; UPDATE t SET v = randomblob(300) WHERE id < 300; COMMIT;");
+        var expected = w.Scalar<long>("SELECT sum(length(v)) FROM t");
+        Assert.Equal("ok", w.Scalar<string>("PRAGMA integrity_check"));
+        File.Copy(_dir.File("s.db"), _dir.File("c.db"));
+        File.Copy(_dir.File("s.db-wal"), _dir.File("c.db-wal"));
+        using var c = _dir.OpenTde("c.db");
+        Assert.Equal("ok", c.Scalar<string>("PRAGMA integrity_check"));
+        Assert.Equal(expected, c.Scalar<long>("SELECT sum(length(v)) FROM t"));
+    }
+}

@@ -306,14 +306,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         }
 
         var claimed = ClaimedPages(page1);
-        return pageIndex < claimed ? Truncated(pageIndex + 1, wholePages, claimed) : SqliteNative.SQLITE_IOERR_SHORT_READ;
+        return pageIndex < claimed && !WalReadWithoutReadLock(page1) ? Truncated(pageIndex + 1, wholePages, claimed) : SqliteNative.SQLITE_IOERR_SHORT_READ;
     }
 
     /// <summary>Page 1 was just opened: the file must hold every page its header counts (see <see cref="PastTheEnd"/>).</summary>
     private int CheckLength(ReadOnlySpan<byte> page1)
     {
         var claimed = ClaimedPages(page1);
-        if (claimed <= 1 || _lockLevel < SqliteNative.SQLITE_LOCK_SHARED)
+        if (claimed <= 1 || _lockLevel < SqliteNative.SQLITE_LOCK_SHARED || WalReadWithoutReadLock(page1))
         {
             return SqliteNative.SQLITE_OK;
         }
@@ -335,6 +335,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         var enough = wholePages >= claimed || (claimed == lockPage && wholePages == claimed - 1);
         return enough && (physical - E) % P == 0 ? SqliteNative.SQLITE_OK : Truncated(Math.Min(wholePages + 1, claimed), wholePages, claimed);
     }
+
+    // A WAL database (page 1 bytes 18 and 19 are 2) read by a connection that holds no WAL read lock:
+    // a connection that last read the file in rollback mode reads page 1's change counter before it
+    // notices the WAL. Another connection's checkpoint may then be writing the file in page order,
+    // page 1 (with the new count) first and the file's length last, so the count cannot be checked
+    // against the length yet. Once the connection uses the WAL-index, a checkpoint cannot run under
+    // its read snapshot, and the check applies again.
+    private bool WalReadWithoutReadLock(ReadOnlySpan<byte> page1) => !_sawShm && page1[18] == 2 && page1[19] == 2;
 
     /// <summary>
     /// The page count in a page 1 header (bytes 28..31), or 0 when SQLite would not trust it either
@@ -437,9 +445,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         long physical;
         var rc = Inner->xFileSize(Underlying, &physical);
         *size = Math.Max(0, physical - E);
-        // Rollback-journal mode, under a shared lock: no other connection can write until this one
-        // unlocks, so page 1's length check below can use this size instead of asking again. (In WAL
-        // mode checkpoints write the file while readers hold their shared lock: never kept there.)
+        // Rollback-journal mode, under a shared lock: no rollback-mode connection can write until this
+        // one unlocks, so page 1's length check can use this size instead of asking again. A WAL
+        // checkpoint can (readers keep their shared lock): the size is never kept once this connection
+        // used the WAL-index, and a WAL database read before that is not length-checked at all
+        // (WalReadWithoutReadLock).
         _sizeUnderLock = rc == SqliteNative.SQLITE_OK && !_sawShm && _lockLevel >= SqliteNative.SQLITE_LOCK_SHARED ? physical : -1;
         return rc;
     }
