@@ -218,11 +218,7 @@ internal static class AuditCommand
                 throw line.Usage("--EndTime is before --StartTime.");
             }
 
-            var max = 50;
-            if (line.Get("MaxResults") is { } m && (!int.TryParse(m, NumberStyles.None, CultureInfo.InvariantCulture, out max) || max is < 1 or > 50))
-            {
-                throw line.Usage($"--MaxResults must be a whole number from 1 to 50, not '{m}'.");
-            }
+            var max = line.WholeNumber("MaxResults", 1, 50, absent: 50);
 
             var before = long.MaxValue;
             if (line.Get("NextToken") is { } token && !TryReadToken(token, out before))

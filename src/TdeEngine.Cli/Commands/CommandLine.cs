@@ -108,6 +108,12 @@ internal sealed class CommandLine
             ? value
             : throw Usage($"--{name} must be a whole number of bytes (0 or more), not '{text}'.");
 
+    /// <summary>The whole number in <c>--name</c> (from <paramref name="min"/> to <paramref name="max"/>), or <paramref name="absent"/> without it; anything else is a usage error.</summary>
+    public int WholeNumber(string name, int min, int max, int absent) =>
+        Get(name) is not { } text ? absent
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max ? value
+        : throw Usage($"--{name} must be a whole number from {min} to {max}, not '{text}'.");
+
     /// <summary>
     /// A size in bytes: digits, optionally followed by K, M, G or T (powers of 1024, so 64M is 64 MiB).
     /// Zero, a negative number or anything else is a usage error.

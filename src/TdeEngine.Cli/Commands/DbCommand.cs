@@ -59,8 +59,8 @@ internal static class DbCommand
             return Status(file, line!.Has("json"), stdout, stderr);
         }
 
-        var pageSize = line?.Get("page-size") is { } size ? Whole(line, "page-size", size, 512, 65536) : (int?)null;
-        var batchPages = line?.Get("batch-pages") is { } batch ? Whole(line, "batch-pages", batch, 1, 1 << 20) : 256;
+        var pageSize = line?.Get("page-size") is not null ? line.WholeNumber("page-size", 512, 65536, absent: 0) : (int?)null;
+        var batchPages = line?.WholeNumber("batch-pages", 1, 1 << 20, absent: 256) ?? 256;
         var cipher = line?.Get("cipher") is { } name
             ? PageCipherSuites.TryParse(name) ?? throw line.Usage($"--cipher must be aes-256-gcm or aegis-256, not '{name}'.")
             : (PageCipherSuite?)null;
@@ -114,12 +114,6 @@ internal static class DbCommand
             }
         });
     }
-
-    // A whole number within [min, max] from --name; anything else is a usage error (exit 2).
-    private static int Whole(CommandLine line, string name, string text, int min, int max) =>
-        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
-            ? value
-            : throw line.Usage($"--{name} must be a whole number from {min} to {max}, not '{text}'.");
 
     private static int Sql(string file, string sql, TextWriter stdout, TextWriter stderr)
     {
