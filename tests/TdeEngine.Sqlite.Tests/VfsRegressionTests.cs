@@ -1,5 +1,7 @@
 using Microsoft.Data.Sqlite;
 
+// Regressions found by the 2026-11-29 reviews of the storage fixes: one class per behaviour.
+
 namespace TdeEngine.Sqlite.Tests;
 
 /// <summary>
