@@ -1,4 +1,8 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text.Json;
 using TdeEngine.Audit;
 using TdeEngine.Gateway;
@@ -10,21 +14,38 @@ namespace TdeEngine.Server;
 /// whose SignatureNonce was already seen within the window (a replay).
 /// </summary>
 /// <remarks>
+/// <para>
 /// Nonces are held in memory. Every request that passes this check has its nonce written to the
 /// audit trail with its event (durable before the answer), and <see cref="SeedFrom"/> reads them
 /// back when a server starts, so a restart does not reopen the window. Two servers running at the
 /// same time on one home do not see each other's nonces.
+/// </para>
+/// <para>
+/// Each (access key id, nonce) pair is kept as the first 128 bits of its SHA-256, with the time
+/// after which its request's timestamp is refused anyway: about 70 bytes a nonce instead of the
+/// strings, for as long as the timestamp is valid (15 minutes for a client with a true clock)
+/// rather than two windows. Two different pairs share a hash with probability 2^-128 per pair of
+/// pairs; the only effect would be one fresh request refused as a replay.
+/// </para>
 /// </remarks>
 internal sealed class ReplayGuard(TimeProvider time)
 {
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(15);
 
-    // A request stamped T is accepted from T - Window to T + Window, so a nonce must be kept for
-    // two windows after it was seen.
-    private static readonly TimeSpan Retention = Window + Window;
+    // A request stamped T is refused by its timestamp after T + Window; a minute more covers a
+    // sweep by a caller whose clock read came later than a concurrent Check's.
+    private static readonly TimeSpan Margin = TimeSpan.FromMinutes(1);
 
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _nonces = new(StringComparer.Ordinal);
+    // A seeded event records when it was served, not its request's timestamp, which was at most a
+    // window earlier or later: its nonce is kept for two windows after the event.
+    private static readonly TimeSpan SeedRetention = Window + Window + Margin;
+
+    // Key: the pair's hash; value: UTC ticks after which the pair can be forgotten.
+    private readonly ConcurrentDictionary<UInt128, long> _nonces = new();
     private long _lastSweep;
+
+    /// <summary>How many nonces are remembered (for tests and measurements).</summary>
+    internal int Count => _nonces.Count;
 
     /// <summary>Null when the request is fresh; otherwise the error code and message.</summary>
     public (string Code, string Message)? Check(string accessKeyId, string timestamp, string nonce)
@@ -42,7 +63,7 @@ internal sealed class ReplayGuard(TimeProvider time)
         }
 
         Sweep(now);
-        return _nonces.TryAdd(Key(accessKeyId, nonce), now)
+        return _nonces.TryAdd(Key(accessKeyId, nonce), (when + Window + Margin).UtcTicks)
             ? null
             : ("SignatureNonceUsed", "The SignatureNonce was already used: this request is a replay. Sign each request with a new nonce.");
     }
@@ -59,7 +80,7 @@ internal sealed class ReplayGuard(TimeProvider time)
     /// </remarks>
     public int SeedFrom(AuditTrail trail)
     {
-        var since = time.GetUtcNow() - Retention;
+        var since = time.GetUtcNow() - SeedRetention;
         var seeded = 0;
         foreach (var line in trail.ReadRawLines(since, null))
         {
@@ -68,7 +89,7 @@ internal sealed class ReplayGuard(TimeProvider time)
                 continue;
             }
 
-            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), eventTime))
+            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), (eventTime + SeedRetention).UtcTicks))
             {
                 seeded++;
             }
@@ -153,7 +174,25 @@ internal sealed class ReplayGuard(TimeProvider time)
         return end < 0 || line[end] == '\\' ? null : line[start..end];
     }
 
-    private static string Key(string accessKeyId, string nonce) => accessKeyId + "|" + nonce;
+    // SHA-256 over the key id's length and the UTF-16 code units of both strings (exact for any
+    // string, lone surrogates included), cut to 128 bits.
+    internal static UInt128 Key(string accessKeyId, string nonce)
+    {
+        var length = sizeof(int) + (accessKeyId.Length + nonce.Length) * sizeof(char);
+        var rented = length > 512 ? ArrayPool<byte>.Shared.Rent(length) : null;
+        var input = rented is null ? stackalloc byte[length] : rented.AsSpan(0, length);
+        BinaryPrimitives.WriteInt32LittleEndian(input, accessKeyId.Length);
+        MemoryMarshal.AsBytes(accessKeyId.AsSpan()).CopyTo(input[sizeof(int)..]);
+        MemoryMarshal.AsBytes(nonce.AsSpan()).CopyTo(input[(sizeof(int) + accessKeyId.Length * sizeof(char))..]);
+        Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(input, digest);
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        return BinaryPrimitives.ReadUInt128LittleEndian(digest);
+    }
 
     private void Sweep(DateTimeOffset now)
     {
@@ -163,11 +202,11 @@ internal sealed class ReplayGuard(TimeProvider time)
             return;
         }
 
-        foreach (var (nonce, seen) in _nonces)
+        foreach (var (key, forgetAfter) in _nonces)
         {
-            if (now - seen > Retention)
+            if (now.UtcTicks > forgetAfter)
             {
-                _nonces.TryRemove(nonce, out _);
+                _nonces.TryRemove(key, out _);
             }
         }
     }
