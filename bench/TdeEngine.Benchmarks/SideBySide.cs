@@ -52,7 +52,9 @@ internal static class SideBySide
                           $"mmap_size {(mmapMb == 0 ? "default (0)" : mmapMb + " MB" + (mmapTdeOnly ? " on the TDE connections only" : ""))}, {runs} interleaved runs, medians in ms");
         try
         {
-            foreach (var journalMode in new[] { "DELETE", "WAL" })
+            // --journal DELETE|WAL: one journal mode only (for profiling, as --only).
+            var journalModes = args.SkipWhile(a => a != "--journal").Skip(1).FirstOrDefault() is { } onlyMode ? [onlyMode.ToUpperInvariant()] : new[] { "DELETE", "WAL" };
+            foreach (var journalMode in journalModes)
             {
                 var samples = variants.ToDictionary(v => v.Name, _ => workloads.ToDictionary(w => w, _ => new List<double>()));
                 for (var run = 0; run < runs; run++)

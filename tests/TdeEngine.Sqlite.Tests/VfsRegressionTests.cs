@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using Microsoft.Data.Sqlite;
+using TdeEngine.Storage.Errors;
 
 // Regressions found by the 2026-11-29 reviews of the storage fixes: one class per behaviour.
 
@@ -226,5 +228,113 @@ public sealed class WalCheckpointRaceTests : IDisposable
         using var c = _dir.OpenTde("c.db");
         Assert.Equal("ok", c.Scalar<string>("PRAGMA integrity_check"));
         Assert.Equal(expected, c.Scalar<long>("SELECT sum(length(v)) FROM t"));
+    }
+}
+
+/// <summary>
+/// A WAL body read alone is read together with its frame header, and a body written alone is bound
+/// from the frame header its handle wrote (2026-11-29, performance): the binding must stay exact
+/// when several connections write the same WAL in turn and restart it.
+/// </summary>
+public sealed class WalFrameBindingTests : IDisposable
+{
+    private const int PageSize = 4096;
+    private const int WalFrame = 24 + PageSize;
+    private readonly DatabaseFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    // A committed frame read through the wal-index by a connection that did not write it.
+    private TdeStorageException ReadFails(string name)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File(name)));
+        var e = Assert.Throws<TdeStorageException>(() => TdeSqlite.Explain(() =>
+        {
+            db.Open();
+            return db.Scalar<string>("SELECT group_concat(v) FROM t");
+        }));
+        Assert.IsType<SqliteException>(e.InnerException);
+        return e;
+    }
+
+    private static void Patch(string walPath, long at, Action<Span<byte>> change)
+    {
+        using var wal = new FileStream(walPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        var bytes = new byte[8];
+        wal.Position = at;
+        wal.ReadExactly(bytes);
+        change(bytes);
+        wal.Position = at;
+        wal.Write(bytes);
+    }
+
+    [Theory]
+    [InlineData("body")]
+    [InlineData("page number")]
+    public void A_committed_frame_altered_under_a_live_database_fails_with_its_page(string what)
+    {
+        using var writer = _dir.OpenTde("live.db");
+        writer.Exec("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
+        writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        writer.Exec("INSERT INTO t(v) VALUES ('alice'), ('bob')");   // one frame: the table's page
+        var wal = _dir.File("live.db-wal");
+        Assert.Equal(32 + WalFrame, new FileInfo(wal).Length);
+        var page = BinaryPrimitives.ReadUInt32BigEndian(File.ReadAllBytes(wal).AsSpan(32));
+        Assert.Equal("alice,bob", writer.Scalar<string>("SELECT group_concat(v) FROM t"));
+
+        if (what == "body")
+        {
+            Patch(wal, 32 + 24 + 100, b => b[0] ^= 1);
+        }
+        else
+        {
+            // Another page's number in the header: SQLite reads the frame by its place in the wal-index,
+            // so only the binding notices.
+            Patch(wal, 32, b => BinaryPrimitives.WriteUInt32BigEndian(b, page + 1));
+        }
+
+        var e = ReadFails("live.db");
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, e.Code);
+        Assert.Contains("WAL frame 0", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Connections_taking_turns_through_WAL_restarts_and_rewritten_frames_keep_every_row()
+    {
+        using var a = _dir.OpenTde("turns.db");
+        a.Exec("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=5; CREATE TABLE t(id INTEGER PRIMARY KEY, owner TEXT, v BLOB);");
+        using var b = _dir.OpenTde("turns.db");
+        b.Exec("PRAGMA cache_size=5; PRAGMA wal_autocheckpoint=0");
+        var expected = new Dictionary<string, long> { ["a"] = 0, ["b"] = 0 };
+        for (var round = 0; round < 6; round++)
+        {
+            foreach (var (db, owner) in new[] { (a, "a"), (b, "b") })
+            {
+                // Spills and rewrites within the transaction (zero-salt frames until commit), after the
+                // other connection restarted the WAL (new salts, the same frame offsets reused).
+                db.Exec($"BEGIN; INSERT INTO t(owner, v) SELECT '{owner}', randomblob(600) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<60) SELECT i FROM c); " +
+                        $"UPDATE t SET v = randomblob(600) WHERE owner = '{owner}'; UPDATE t SET v = randomblob(500) WHERE owner = '{owner}' AND id % 2 = 0; COMMIT;");
+                expected[owner] += 60;
+                Assert.Equal("ok", (owner == "a" ? b : a).Scalar<string>("PRAGMA integrity_check"));
+                // Checkpoint after some turns only: the next writer then restarts the WAL, or appends
+                // to frames of the other connection's generation.
+                if ((round + (owner == "a" ? 0 : 1)) % 3 != 0)
+                {
+                    db.Exec(round % 2 == 0 ? "PRAGMA wal_checkpoint(RESTART)" : "PRAGMA wal_checkpoint(TRUNCATE)");
+                }
+            }
+        }
+
+        a.Exec("BEGIN; UPDATE t SET v = randomblob(300) WHERE id % 3 = 0; UPDATE t SET v = randomblob(300) WHERE id % 3 = 0; COMMIT;");
+        Assert.Equal(expected["a"], b.Scalar<long>("SELECT count(*) FROM t WHERE owner = 'a'"));
+        Assert.Equal(expected["b"], a.Scalar<long>("SELECT count(*) FROM t WHERE owner = 'b'"));
+        var total = a.Scalar<long>("SELECT sum(length(v)) FROM t");
+
+        // A copy of database and WAL, opened without the wal-index: recovery reads every frame whole.
+        File.Copy(_dir.File("turns.db"), _dir.File("copy.db"));
+        File.Copy(_dir.File("turns.db-wal"), _dir.File("copy.db-wal"));
+        using var copy = _dir.OpenTde("copy.db");
+        Assert.Equal("ok", copy.Scalar<string>("PRAGMA integrity_check"));
+        Assert.Equal(total, copy.Scalar<long>("SELECT sum(length(v)) FROM t"));
     }
 }

@@ -23,8 +23,9 @@ namespace TdeEngine.Storage.Vfs;
 /// copied to the same offset with today's salts written into its header no longer authenticates.</para>
 /// <para>SQLite writes the 24-byte frame header just before the body, in a separate write: it is
 /// remembered. A body written alone (a page changed again in the same transaction), read alone (a
-/// committed frame located through the wal-index, or a checkpoint) or in part has its frame header
-/// read back from the file: one 16-byte read per body. Reading whole frames is WAL recovery, and
+/// committed frame located through the wal-index, or a checkpoint) is read together with its frame
+/// header, in one read; a body written alone or read in part has its frame header read back from
+/// the file: one 16-byte read. Reading whole frames is WAL recovery, and
 /// the header is in the buffer.</para>
 /// <para>Reading a body alone must authenticate, or the read fails with the page number. Reading
 /// whole frames is WAL recovery: a frame whose body does not authenticate (torn by a power cut, or
@@ -39,20 +40,50 @@ internal sealed unsafe class WalHandler : FileHandler
 
     private readonly DatabaseCrypto _crypto;
     private readonly byte[] _sealed;
+    private readonly byte[] _frame;   // a frame header and its sealed body, read together
     private readonly byte[] _plain;
 
-    // The frame header this handle wrote last (its page number and salts bind the body that follows).
-    private readonly byte[] _lastHeader = new byte[16];
-    private long _lastHeaderOffset = -1;
+    // The page number and salts of each frame header this handle wrote, by frame index (page 0:
+    // none remembered). Used only to seal a body SQLite writes: it writes a body only into a frame
+    // whose header it wrote just before or, rewriting a page changed again within one transaction,
+    // into a frame of that same transaction, whose header this handle wrote in that transaction
+    // (only the connection holding the WAL write lock writes frames). Reads bind from the header on
+    // disk: what another connection wrote since is never taken from here.
+    private (uint Page, uint Salt1, uint Salt2)[] _written = [];
+
+    // The salts of the last frame header this handle wrote with salts. SQLite writes frames with
+    // zero salts only after rewriting a frame within a transaction, and the first frame of every
+    // transaction carries the WAL's salts, so these are the salts of the transaction being written.
+    private (uint Salt1, uint Salt2)? _writtenSalts;
 
     public WalHandler(SqliteFile* underlying, string? path, DatabaseCrypto crypto) : base(underlying, path)
     {
         _crypto = crypto;
         _sealed = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
+        _frame = GC.AllocateUninitializedArray<byte>(FrameHeader + crypto.PageSize, pinned: true);
         _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
     }
 
     private int P => _crypto.PageSize;
+
+    // Opens the sealed body at bodyOffset, read into _frame behind its frame header, into output.
+    private int OpenBody(ReadOnlySpan<byte> sealedBody, Span<byte> output, long bodyOffset)
+    {
+        Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
+        var bindRc = Bind(binding, _frame.AsSpan(0, 16));
+        if (bindRc != SqliteNative.SQLITE_OK)
+        {
+            return bindRc;
+        }
+
+        if (_crypto.TryOpen(PageFileKind.Wal, bodyOffset, sealedBody, output, binding))
+        {
+            return SqliteNative.SQLITE_OK;
+        }
+
+        output.Clear();
+        return Tamper(bodyOffset);
+    }
 
     private long FrameSize => FrameHeader + P;
 
@@ -62,30 +93,27 @@ internal sealed unsafe class WalHandler : FileHandler
     {
         if (amount != P || !IsBodyOffset(offset))
         {
-            if (amount >= 16 && offset >= WalHeader && (offset - WalHeader) % FrameSize == 0)
-            {
-                new ReadOnlySpan<byte>(buffer, 16).CopyTo(_lastHeader);
-                _lastHeaderOffset = offset;
-            }
-
+            Remember(new ReadOnlySpan<byte>(buffer, amount), offset);
             return base.Write(buffer, amount, offset);
         }
 
         Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
-        int bindRc;
-        if (_lastHeaderOffset == offset - FrameHeader)
+        var frame = (offset - WalHeader - FrameHeader) / FrameSize;
+        if (frame < _written.Length && _written[frame] is { Page: not 0 } written && (written.Salt1 | written.Salt2) != 0)
         {
-            bindRc = Bind(binding, _lastHeader);
-            _lastHeaderOffset = -1;
+            PageTrailer.WriteBinding(binding, written.Page, written.Salt1, written.Salt2);
+        }
+        else if (frame < _written.Length && _written[frame].Page != 0 && _writtenSalts is { } salts)
+        {
+            PageTrailer.WriteBinding(binding, _written[frame].Page, salts.Salt1, salts.Salt2);
         }
         else
         {
-            bindRc = ReadHeaderBinding(binding, offset);
-        }
-
-        if (bindRc != SqliteNative.SQLITE_OK)
-        {
-            return bindRc;
+            var bindRc = ReadHeaderBinding(binding, offset);
+            if (bindRc != SqliteNative.SQLITE_OK)
+            {
+                return bindRc;
+            }
         }
 
         _crypto.Seal(PageFileKind.Wal, offset, new ReadOnlySpan<byte>(buffer, amount), _sealed, binding);
@@ -94,6 +122,24 @@ internal sealed unsafe class WalHandler : FileHandler
 
     public override int Read(byte* buffer, int amount, long offset)
     {
+        if (amount == P && IsBodyOffset(offset))
+        {
+            // A body alone (a page located through the wal-index, or a checkpoint): its frame
+            // header and body in one read.
+            var frameRc = ReadRaw(_frame, offset - FrameHeader);
+            if (frameRc == SqliteNative.SQLITE_OK)
+            {
+                return OpenBody(_frame.AsSpan(FrameHeader), new Span<byte>(buffer, amount), offset);
+            }
+
+            if (frameRc != SqliteNative.SQLITE_IOERR_SHORT_READ)
+            {
+                return frameRc;
+            }
+
+            // Past the end of the file: the general path below answers as for any short read.
+        }
+
         var rc = base.Read(buffer, amount, offset);
         if (rc != SqliteNative.SQLITE_OK && rc != SqliteNative.SQLITE_IOERR_SHORT_READ)
         {
@@ -190,8 +236,45 @@ internal sealed unsafe class WalHandler : FileHandler
 
     public override int Truncate(long size)
     {
-        _lastHeaderOffset = -1;
+        Forget();
         return base.Truncate(size);
+    }
+
+    // Notes the frame headers (and a new WAL header) in a write that is not a body.
+    private void Remember(ReadOnlySpan<byte> data, long offset)
+    {
+        if (offset == 0 && data.Length >= 24)
+        {
+            // A new WAL header: the log restarts with new salts, and every frame is written anew.
+            Forget();
+            return;
+        }
+
+        if (data.Length < 16 || offset < WalHeader || (offset - WalHeader) % FrameSize != 0)
+        {
+            return;
+        }
+
+        var frame = (offset - WalHeader) / FrameSize;
+        if (frame >= _written.Length)
+        {
+            Array.Resize(ref _written, (int)Math.Max(frame + 1, Math.Max(64, _written.Length * 2L)));
+        }
+
+        var page = BinaryPrimitives.ReadUInt32BigEndian(data);
+        var salt1 = BinaryPrimitives.ReadUInt32BigEndian(data[8..]);
+        var salt2 = BinaryPrimitives.ReadUInt32BigEndian(data[12..]);
+        _written[frame] = (page, salt1, salt2);
+        if ((salt1 | salt2) != 0)
+        {
+            _writtenSalts = (salt1, salt2);
+        }
+    }
+
+    private void Forget()
+    {
+        Array.Clear(_written);
+        _writtenSalts = null;
     }
 
     // AAD binding from a frame header's first 16 bytes: the page number, and the salts of the WAL
