@@ -54,12 +54,13 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(parameters);
-        var targets = Describe(context, action, parameters);
+        var described = Describe(context, action, parameters);
+        var targets = described.ConvertAll(target => target.Request);
         var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _kmsApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, denied, decision), indented);
-        return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId));
+            : ApiResponse.Error(context, Denied(action, described[denied].Shown, decision), indented);
+        return (context, response, BuildEvent(context, "Kms", "kms.aliyuncs.com", "2016-01-20", action, parameters, response, decision, targets, accessKeyId, denied));
     }
 
     /// <summary>The ARN of key <paramref name="keyId"/> (an id, as KMS answers carry) in the caller's account.</summary>
@@ -100,8 +101,8 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         var (decision, denied) = Authorize(context, targets);
         var response = decision.Allowed
             ? _ramApi.Invoke(context, action, parameters, indented)
-            : ApiResponse.Error(context, Denied(action, denied, decision, "ram"), indented);
-        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, targets, accessKeyId));
+            : ApiResponse.Error(context, Denied(action, targets[denied].Resource, decision, "ram"), indented);
+        return (context, response, BuildEvent(context, "Ram", "ram.aliyuncs.com", "2015-05-01", action, parameters, response, decision, targets, accessKeyId, denied));
     }
 
     // What a RAM action touches, as Alibaba RAM authorizes it: acs:ram::ACCOUNT:user/NAME, role/NAME
@@ -134,20 +135,20 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         return resources.ConvertAll(resource => new AccessRequest("ram:" + action, resource, conditions));
     }
 
-    // Every target must be allowed; the first refused one is named in the error.
-    private (AccessDecision Decision, string Resource) Authorize(KmsCallContext context, List<AccessRequest> targets)
+    // Every target must be allowed; the first refused one (its index) is named in the error.
+    private (AccessDecision Decision, int Denied) Authorize(KmsCallContext context, List<AccessRequest> targets)
     {
         AccessDecision decision = new(true, "AccountRoot");
-        foreach (var target in targets)
+        for (var i = 0; i < targets.Count; i++)
         {
-            decision = ram.Authorize(context.Principal, target);
+            decision = ram.Authorize(context.Principal, targets[i]);
             if (!decision.Allowed)
             {
-                return (decision, target.Resource);
+                return (decision, i);
             }
         }
 
-        return (decision, targets.Count > 0 ? targets[0].Resource : "");
+        return (decision, -1);
     }
 
     /// <summary>An STS action (2015-04-01), authorized (<c>sts:AssumeRole</c> on the role) and audited.</summary>
@@ -227,12 +228,13 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
 
     private AuditEvent BuildEvent(KmsCallContext context, string service, string source, string apiVersion, string action,
         IReadOnlyDictionary<string, string> parameters, KmsApiResponse response, AccessDecision decision, IReadOnlyList<AccessRequest> targets,
-        string? accessKeyId)
+        string? accessKeyId, int deniedTarget = -1)
     {
         var additional = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["decision"] = decision.Allowed ? "Allow" : decision.Reason,
-            ["resource"] = targets.Count > 0 ? targets[0].Resource : "",
+            // The resource the decision was about: the refused one, or the call's first.
+            ["resource"] = targets.Count > 0 ? targets[Math.Max(deniedTarget, 0)].Resource : "",
         };
         if (decision.PolicyName is not null)
         {
@@ -300,8 +302,11 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         return audited;
     }
 
-    // What the call touches, for RAM: the action and resource, and the condition keys of the call.
-    private List<AccessRequest> Describe(KmsCallContext context, string action, IReadOnlyDictionary<string, string> p)
+    // What the call touches, for RAM: the action and resource, and the condition keys of the call;
+    // with each, the resource as a refusal names it. A key the caller reached through an alias is
+    // named by that alias, not by its id: a caller refused on the key may not be allowed to learn
+    // which key the alias points to (the audit event records the key).
+    private List<(AccessRequest Request, string Shown)> Describe(KmsCallContext context, string action, IReadOnlyDictionary<string, string> p)
     {
         var ramAction = "kms:" + action;
         var scope = $"acs:kms:{kms.RegionId}:{context.AccountId}";
@@ -324,9 +329,9 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             case "UpdateAlias":
             case "DeleteAlias":
             {
-                List<AccessRequest> targets = action == "UpdateAlias" ? [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, "")] : [];
+                List<(AccessRequest, string)> targets = action == "UpdateAlias" ? [Request(ramAction, KeyArn(context, Value("KeyId"), scope), context, "")] : [];
                 targets.Add(Request(ramAction, $"{scope}:{Value("AliasName")}", context, ""));
-                if (CurrentKeyOf(context, Value("AliasName")) is { } current)
+                if (CurrentKeyOf(context, Value("AliasName"), scope) is { } current)
                 {
                     targets.Add(Request(ramAction, current, context, ""));
                 }
@@ -342,22 +347,22 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
                 var marker = arn.IndexOf(":key/", StringComparison.Ordinal);
                 var id = marker < 0 ? "" : arn[(marker + 5)..];
                 var isKeyId = id.Length > 0 && id.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '-');
-                return [Request(ramAction, isKeyId ? KeyArn(context, arn, scope) : (arn, null), context, "")];
+                return [Request(ramAction, isKeyId ? KeyArn(context, arn, scope) : (arn, null, arn), context, "")];
             }
 
             default:
                 var keyId = Value("KeyId");
-                var target = keyId.Length > 0 ? KeyArn(context, keyId, scope) : ($"{scope}:key", null);
+                var target = keyId.Length > 0 ? KeyArn(context, keyId, scope) : ($"{scope}:key", null, $"{scope}:key");
                 return [Request(ramAction, target, context, Value("EncryptionContext"))];
         }
     }
 
-    private AccessRequest Request(string action, (string Arn, string? KeyId) resource, KmsCallContext context, string encryptionContext)
+    private (AccessRequest, string Shown) Request(string action, (string Arn, string? KeyId, string Shown) resource, KmsCallContext context, string encryptionContext)
     {
         if (context.Principal.Type == PrincipalType.Root)
         {
             // The account root is never evaluated against policies: no condition keys to gather.
-            return new AccessRequest(action, resource.Arn, NoConditions);
+            return (new AccessRequest(action, resource.Arn, NoConditions), resource.Shown);
         }
 
         var conditions = CallerConditions(context);
@@ -384,29 +389,32 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             }
         }
 
-        return new AccessRequest(action, resource.Arn, conditions);
+        return (new AccessRequest(action, resource.Arn, conditions), resource.Shown);
     }
 
-    private AccessRequest Request(string action, string arn, KmsCallContext context, string encryptionContext) =>
-        Request(action, (arn, null), context, encryptionContext);
+    private (AccessRequest, string Shown) Request(string action, string arn, KmsCallContext context, string encryptionContext) =>
+        Request(action, (arn, null, arn), context, encryptionContext);
 
-    private (string Arn, string? KeyId) KeyArn(KmsCallContext context, string keyId, string scope)
+    private (string Arn, string? KeyId, string Shown) KeyArn(KmsCallContext context, string keyId, string scope)
     {
+        // An alias, as a name or an ARN (acs:kms:REGION:ACCOUNT:alias/NAME).
+        var alias = keyId.StartsWith("alias/", StringComparison.Ordinal) ? $"{scope}:{keyId}"
+            : keyId.StartsWith("acs:", StringComparison.Ordinal) && keyId.Contains(":alias/", StringComparison.Ordinal) ? keyId : null;
         try
         {
             var key = kms.DescribeKey(context, keyId);
-            return (key.Arn, key.KeyId);
+            return (key.Arn, key.KeyId, alias is null ? key.Arn : $"the key that {alias} points to");
         }
         catch (KmsException)
         {
             // Not resolvable (yet): authorize against the name given; the action reports the real error.
-            return (keyId.StartsWith("acs:", StringComparison.Ordinal) ? keyId : keyId.StartsWith("alias/", StringComparison.Ordinal)
-                ? $"{scope}:{keyId}" : $"{scope}:key/{keyId}", null);
+            var named = alias ?? (keyId.StartsWith("acs:", StringComparison.Ordinal) ? keyId : $"{scope}:key/{keyId}");
+            return (named, null, named);
         }
     }
 
     // The key an alias points at now, or null when there is no such alias (the action reports it).
-    private (string Arn, string? KeyId)? CurrentKeyOf(KmsCallContext context, string aliasName)
+    private (string Arn, string? KeyId, string Shown)? CurrentKeyOf(KmsCallContext context, string aliasName, string scope)
     {
         if (!aliasName.StartsWith("alias/", StringComparison.Ordinal))
         {
@@ -416,7 +424,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         try
         {
             var key = kms.DescribeKey(context, aliasName);
-            return (key.Arn, key.KeyId);
+            return (key.Arn, key.KeyId, $"the key that {scope}:{aliasName} points to now");
         }
         catch (KmsException)
         {
@@ -424,7 +432,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         }
     }
 
-    private (string Arn, string? KeyId) KeyOfBlob(string base64, string scope, KmsCallContext context)
+    private (string Arn, string? KeyId, string Shown) KeyOfBlob(string base64, string scope, KmsCallContext context)
     {
         try
         {
@@ -433,7 +441,7 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         }
         catch (Exception e) when (e is FormatException or KmsException)
         {
-            return ($"{scope}:key/*", null);
+            return ($"{scope}:key/*", null, $"{scope}:key/*");
         }
     }
 

@@ -402,7 +402,20 @@ public sealed class GatewayTests : IDisposable
 
         var (hijack, hijackBody) = Kms(mallory, "UpdateAlias", ("AliasName", "alias/prod-db"), ("KeyId", mine));
         Assert.Equal((403, "Forbidden.RAM"), (hijack.HttpStatus, Code(hijackBody)));
-        Assert.Contains($"key/{victim}", hijackBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
+
+        // The refusal names the alias, not the key behind it: mallory may not learn which key that is.
+        // The audit event, for the account's administrators, records the key.
+        var message = hijackBody.GetProperty("Message").GetString()!;
+        Assert.DoesNotContain(victim, message, StringComparison.Ordinal);
+        Assert.Contains(":alias/prod-db points to now", message, StringComparison.Ordinal);
+        Assert.EndsWith($"key/{victim}", _audit.ReadAll().Last().AdditionalEventData["resource"], StringComparison.Ordinal);
+        var (describe, describeBody) = Kms(mallory, "DescribeKey", ("KeyId", "alias/prod-db"));
+        Assert.Equal(403, describe.HttpStatus);
+        Assert.DoesNotContain(victim, describeBody.GetProperty("Message").GetString()!, StringComparison.Ordinal);
+        Assert.Contains(":alias/prod-db points to", describeBody.GetProperty("Message").GetString()!, StringComparison.Ordinal);
+        var (byId, byIdBody) = Kms(mallory, "DescribeKey", ("KeyId", victim));   // named by id: named back
+        Assert.Equal(403, byId.HttpStatus);
+        Assert.Contains($"key/{victim}", byIdBody.GetProperty("Message").GetString(), StringComparison.Ordinal);
         Assert.Equal(403, Kms(mallory, "DeleteAlias", ("AliasName", "alias/prod-db")).Response.HttpStatus);
         Assert.Equal(victim, _kms.DescribeKey(_rootCaller, "alias/prod-db").KeyId);
 
