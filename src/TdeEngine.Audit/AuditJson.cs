@@ -39,34 +39,34 @@ internal static class AuditJson
         Span<byte> time = stackalloc byte[32];
         e.EventTime.UtcDateTime.TryFormat(time, out var timeLength, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
         w.WriteStartObject();
-        w.WriteString("eventId"u8, e.EventId);
+        w.WriteString("eventId"u8, Text(e.EventId));
         w.WriteString("eventVersion"u8, "1"u8);
         w.WriteString("eventTime"u8, time[..timeLength]);
-        w.WriteString("eventName"u8, e.EventName);
+        w.WriteString("eventName"u8, Text(e.EventName));
         w.WriteString("eventType"u8, "ApiCall"u8);
-        w.WriteString("eventSource"u8, e.EventSource);
-        w.WriteString("serviceName"u8, e.ServiceName);
-        w.WriteString("apiVersion"u8, e.ApiVersion);
-        w.WriteString("acsRegion"u8, e.AcsRegion);
-        w.WriteString("requestId"u8, e.RequestId);
-        w.WriteString("sourceIpAddress"u8, e.SourceIpAddress);
-        w.WriteString("userAgent"u8, e.UserAgent ?? "");
+        w.WriteString("eventSource"u8, Text(e.EventSource));
+        w.WriteString("serviceName"u8, Text(e.ServiceName));
+        w.WriteString("apiVersion"u8, Text(e.ApiVersion));
+        w.WriteString("acsRegion"u8, Text(e.AcsRegion));
+        w.WriteString("requestId"u8, Text(e.RequestId));
+        w.WriteString("sourceIpAddress"u8, Text(e.SourceIpAddress));
+        w.WriteString("userAgent"u8, Text(e.UserAgent ?? ""));
         w.WriteStartObject("userIdentity"u8);
-        w.WriteString("type"u8, e.UserIdentity.Type);
-        w.WriteString("accountId"u8, e.UserIdentity.AccountId);
-        w.WriteString("principalId"u8, e.UserIdentity.PrincipalId);
-        w.WriteString("userName"u8, e.UserIdentity.UserName);
+        w.WriteString("type"u8, Text(e.UserIdentity.Type));
+        w.WriteString("accountId"u8, Text(e.UserIdentity.AccountId));
+        w.WriteString("principalId"u8, Text(e.UserIdentity.PrincipalId));
+        w.WriteString("userName"u8, Text(e.UserIdentity.UserName));
         if (e.UserIdentity.AccessKeyId is not null)
         {
-            w.WriteString("accessKeyId"u8, e.UserIdentity.AccessKeyId);
+            w.WriteString("accessKeyId"u8, Text(e.UserIdentity.AccessKeyId));
         }
 
         w.WriteEndObject();
         WriteMap(w, "requestParameters"u8, e.RequestParameters);
         if (e.ErrorCode is not null)
         {
-            w.WriteString("errorCode"u8, e.ErrorCode);
-            w.WriteString("errorMessage"u8, e.ErrorMessage ?? "");
+            w.WriteString("errorCode"u8, Text(e.ErrorCode));
+            w.WriteString("errorMessage"u8, Text(e.ErrorMessage ?? ""));
         }
 
         WriteMap(w, "additionalEventData"u8, e.AdditionalEventData);
@@ -198,14 +198,39 @@ internal static class AuditJson
         };
     }
 
+    // Text as the trail writes it: an unpaired UTF-16 surrogate (possible only from an app that
+    // embeds the gateway; HTTP and the CLI decode to U+FFFD) becomes U+FFFD, as UTF-8 would carry
+    // it, so the line read back rebuilds to the same bytes and verifies.
+    private static string Text(string value) =>
+        HasSurrogate(value) ? Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(value)) : value;
+
+    private static bool HasSurrogate(string value) => value.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
     private static void WriteMap(Utf8JsonWriter w, ReadOnlySpan<byte> name, IReadOnlyDictionary<string, string> map)
     {
         w.WriteStartObject(name);
         var keys = new string[map.Count];
         var at = 0;
-        foreach (var key in map.Keys)
+        var clean = true;
+        foreach (var (key, value) in map)
         {
             keys[at++] = key;
+            clean &= !HasSurrogate(key) && !HasSurrogate(value);
+        }
+
+        if (!clean)
+        {
+            // Rare: an embedding app's unpaired surrogates. Keys that become equal once cleaned keep
+            // the first in ordinal order of the originals, so no member is named twice.
+            Array.Sort(keys, StringComparer.Ordinal);
+            var cleaned = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var key in keys)
+            {
+                cleaned.TryAdd(Text(key), Text(map[key]));
+            }
+
+            map = cleaned;
+            keys = [.. cleaned.Keys];
         }
 
         Array.Sort(keys, StringComparer.Ordinal);

@@ -93,6 +93,33 @@ public sealed class AuditTrailVerifyTests : IDisposable
         Assert.ThrowsAny<JsonException>(() => AuditJsonReader.Parse(line[..^1] + ",\"eventName\":\"Forged\"}"));
     }
 
+    [Fact]
+    public void Unpaired_surrogates_from_an_embedding_app_are_written_as_U_FFFD_and_verify()
+    {
+        using var trail = AuditTrail.Open(_home, _root, 0, 0, checkpointPeriod: TimeSpan.Zero);
+        var e = Event("lone");
+        e = e with
+        {
+            UserAgent = "agent \uD800 end",
+            RequestParameters = new Dictionary<string, string>
+            {
+                ["KeyId"] = "k\uDC00",
+                ["k\uD83D"] = "pair \uD83D\uDE00 kept",   // a whole pair stays as it is
+                ["k\uDE00"] = "collides with the key above once cleaned",
+            },
+        };
+        trail.Append(e);
+        trail.Append(Event("after"));
+
+        var result = trail.Verify();
+        Assert.True(result.Intact, result.Message);
+        var written = trail.ReadAll().First();
+        Assert.Equal("agent \uFFFD end", written.UserAgent);
+        Assert.Equal("k\uFFFD", written.RequestParameters["KeyId"]);
+        Assert.Equal("pair \uD83D\uDE00 kept", written.RequestParameters["k\uFFFD"]);   // the first of the colliding keys in order
+        Assert.Equal(2, written.RequestParameters.Count);
+    }
+
     // ---------------------------------------------------------------- 2. sequences start at 1 and have no gap
 
     [Theory]
