@@ -138,7 +138,7 @@ public sealed class KmsCommandTests : IDisposable
 
         // The RDS scenario went through RAM and the audit trail as the RDS service role, and a second run works too.
         Assert.Contains("plaintext artist names found in the file: 0", result.Stdout, StringComparison.Ordinal);
-        Assert.Contains("7 events by the role; The trail is intact", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("7 events by the role. The trail is intact", result.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"(\d+) of \1 pages rewritten; the envelope now holds only DEK version 2", result.Stdout);
         Assert.Contains("the connection opened before it still reads and writes: 276 artists", result.Stdout, StringComparison.Ordinal);
 
@@ -169,7 +169,7 @@ public sealed class KmsCommandTests : IDisposable
         var again = CliProcess.Run(_home, "demo");
         Assert.True(again.ExitCode == 0, again.Stdout + again.Stderr);
         // The first run's DEK rotation went through the role too: its GenerateDataKey and Decrypts are in the trail.
-        Assert.Contains("25 events by the role; The trail is intact", again.Stdout, StringComparison.Ordinal);
+        Assert.Contains("25 events by the role. The trail is intact", again.Stdout, StringComparison.Ordinal);
         var lookup = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "AliyunRDSInstanceEncryptionDefaultRole/rds-demo-instance", "--json").Stdout);
         Assert.Contains(lookup.RootElement.GetProperty("Events").EnumerateArray(), e => e.TryGetProperty("errorCode", out var code) && code.GetString() == "Rejected.Disabled");
     }

@@ -119,7 +119,7 @@ internal static class DemoCommand
         // Sign the end of the trail now (as 'tde audit checkpoint' does; a running writer signs every
         // few seconds and on close), so verification covers every event above, not only the chain.
         services.Audit.Checkpoint();
-        o.WriteLine($"   signed a checkpoint of the trail's end (tde audit checkpoint); {services.Audit.Verify().Message}");
+        o.WriteLine($"   signed a checkpoint of the trail's end (tde audit checkpoint). {services.Audit.Verify().Message}");
 
         Step(o, 21, "Schedule the demo CMK for deletion (7-day window; CancelKeyDeletion would keep it)");
         admin.Call("ScheduleKeyDeletion", ("KeyId", cmk), ("PendingWindowInDays", "7"));
@@ -226,7 +226,7 @@ internal static class DemoCommand
             o.WriteLine($"   #{e.EventSequence} {e.EventName,-16} {e.UserIdentity.Type} {e.UserIdentity.UserName}  {e.ErrorCode ?? "OK",-18} key {e.AdditionalEventData.GetValueOrDefault("keyId")}");
         }
 
-        o.WriteLine($"   {events.Count} events by the role; {services.Audit.Verify().Message}");
+        o.WriteLine($"   {events.Count} events by the role. {services.Audit.Verify().Message}");
 
         Step(o, 13, "Rotate the DEK online (tde db rekey): every page re-encrypted under a new DEK while a connection stays open");
         using (var open = new SqliteConnection(TdeSqlite.ConnectionString(path)))
