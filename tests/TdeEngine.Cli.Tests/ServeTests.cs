@@ -64,9 +64,67 @@ public sealed class ServeTests : IDisposable
         Assert.Equal("Enabled", JsonDocument.Parse(body).RootElement.GetProperty("KeyMetadata").GetProperty("KeyState").GetString());
     }
 
-    private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret)
+    // The audit promise: a call is answered only once its event is in the trail. SIGKILL the server
+    // while 16 clients are mid-request; every call that got an answer must be in the trail, the
+    // trail must verify, and a restarted server must refuse the answered requests as replays.
+    [Fact]
+    public async Task Every_answered_call_is_in_the_trail_after_a_SIGKILL_and_cannot_be_replayed()
     {
-        var form = new Dictionary<string, string>(StringComparer.Ordinal);
+        var key = JsonDocument.Parse(CliProcess.Run(Home, "ram", "CreateAccessKey").Stdout).RootElement.GetProperty("AccessKey");
+        var (id, secret) = (key.GetProperty("AccessKeyId").GetString()!, Encoding.UTF8.GetBytes(key.GetProperty("AccessKeySecret").GetString()!));
+        var keyId = JsonDocument.Parse(CliProcess.Run(Home, "kms", "CreateKey").Stdout).RootElement.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var endpoint = new Uri(_served.StartServer());
+
+        var answered = new System.Collections.Concurrent.ConcurrentBag<(string RequestId, Dictionary<string, string> Form)>();
+        using var stop = new CancellationTokenSource();
+        var clients = Enumerable.Range(0, 16).Select(_ => Task.Run(async () =>
+        {
+            using var client = new HttpClient { BaseAddress = endpoint, Timeout = TimeSpan.FromSeconds(30) };
+            while (true)
+            {
+                var form = Signed("GenerateDataKey", id, secret, ("KeyId", keyId), ("NumberOfBytes", "32"));
+                try
+                {
+                    using var response = await client.PostAsync("/", new FormUrlEncodedContent(form));
+                    var body = await response.Content.ReadAsStringAsync();
+                    Assert.True(response.IsSuccessStatusCode, body);
+                    answered.Add((JsonDocument.Parse(body).RootElement.GetProperty("RequestId").GetString()!, form));
+                }
+                catch (Exception e) when (stop.IsCancellationRequested && e is HttpRequestException or IOException or TaskCanceledException)
+                {
+                    return;   // the server is gone
+                }
+            }
+        })).ToArray();
+
+        while (answered.Count < 300)
+        {
+            await Task.Delay(20);
+        }
+
+        stop.Cancel();
+        _served.KillServer();
+        await Task.WhenAll(clients);
+
+        var trail = string.Concat(Directory.EnumerateFiles(Path.Combine(Home, "audit"), "*.jsonl").Select(File.ReadAllText));
+        var missing = answered.Where(a => !trail.Contains($"\"requestId\":\"{a.RequestId}\"", StringComparison.Ordinal)).ToList();
+        Assert.True(missing.Count == 0, $"{missing.Count} of {answered.Count} answered calls have no audit event, e.g. {missing.FirstOrDefault().RequestId}");
+        var verify = CliProcess.Run(Home, "audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
+
+        // Restarted, the server refuses every answered request sent again (its nonce is in the trail).
+        using var again = new HttpClient { BaseAddress = new Uri(_served.StartServer()) };
+        foreach (var (_, form) in answered.Take(20))
+        {
+            using var replay = await again.PostAsync("/", new FormUrlEncodedContent(form));
+            var body = await replay.Content.ReadAsStringAsync();
+            Assert.Equal("SignatureNonceUsed", JsonDocument.Parse(body).RootElement.GetProperty("Code").GetString());
+        }
+    }
+
+    private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
+    {
+        var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);
         RpcSignature.SignRequest(form, action, "2016-01-20", accessKeyId, secret);
         return form;
     }

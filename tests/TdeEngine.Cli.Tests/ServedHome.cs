@@ -47,6 +47,15 @@ internal sealed class ServedHome : IDisposable
         return url;
     }
 
+    /// <summary>Ends the server with SIGKILL (what <see cref="Process.Kill()"/> sends on Unix): no shutdown code runs.</summary>
+    public void KillServer()
+    {
+        _server!.Kill();
+        _server.WaitForExit();
+        _server.Dispose();
+        _server = null;
+    }
+
     public void Dispose()
     {
         if (_server is { HasExited: false })
