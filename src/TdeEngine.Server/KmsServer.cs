@@ -84,7 +84,21 @@ public static class KmsServer
             });
         });
 
+        // One server per trail, held from before the nonces are read until the server stops (or is
+        // disposed without having started).
+        var homeLock = audit is AuditTrail locked ? ServerHomeLock.Acquire(Path.GetDirectoryName(locked.TrailPath)!) : null;
+        if (homeLock is not null)
+        {
+            builder.Services.AddSingleton(_ => homeLock);
+        }
+
         var app = builder.Build();
+        if (homeLock is not null)
+        {
+            app.Services.GetRequiredService<ServerHomeLock>();   // created, so disposed with the app
+            app.Lifetime.ApplicationStopped.Register(homeLock.Dispose);
+        }
+
         var gateway = new KmsGateway(kms, ram, audit);
         var replay = new ReplayGuard(kms.Options.TimeProvider);
         if (audit is AuditTrail trail)

@@ -122,6 +122,24 @@ public sealed class ServeTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_second_server_on_the_same_home_or_port_exits_with_a_one_line_reason()
+    {
+        var endpoint = new Uri(_served.StartServer());
+
+        var sameHome = CliProcess.Run(Home, "kms", "serve", "--port", "0");
+        Assert.Equal(1, sameHome.ExitCode);
+        Assert.StartsWith("tde: Another KMS server is already serving this home", sameHome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", sameHome.Stderr, StringComparison.Ordinal);
+
+        using var other = new ServedHome("tde-serve-other-");
+        var samePort = CliProcess.Run(other.Home, "kms", "serve", "--port", endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(1, samePort.ExitCode);
+        Assert.Contains("address already in use", samePort.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Choose another --port", samePort.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", samePort.Stderr, StringComparison.Ordinal);
+    }
+
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
     {
         var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

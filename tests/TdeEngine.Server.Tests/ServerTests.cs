@@ -64,6 +64,24 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_second_server_on_the_same_trail_is_refused_while_the_first_runs()
+    {
+        // The fixture's server is running on this trail: a second one would not know its nonces.
+        var refused = Assert.Throws<InvalidOperationException>(() => KmsServer.Build(new KmsServerOptions { Port = 0 }, _server.Kms, _server.Ram, _server.Audit));
+        Assert.Contains("Another KMS server is already serving this home", refused.Message, StringComparison.Ordinal);
+
+        // A request answered by the first is still refused as a replay by the first.
+        var request = _server.Signed("ListKeys");
+        Assert.Equal(200, (await _server.Post(request)).Status);
+        var replay = await _server.Post(request);
+        Assert.Equal((400, "SignatureNonceUsed"), (replay.Status, Code(replay.Body)));
+
+        // Stopped, it lets the next one take over (A_replay_after_a_restart... shows that one refuses the replay).
+        await _server.App.StopAsync();
+        await using var next = KmsServer.Build(new KmsServerOptions { Port = 0 }, _server.Kms, _server.Ram, _server.Audit);
+    }
+
+    [Fact]
     public async Task A_deny_on_plain_http_by_acs_SecureTransport_refuses_requests_over_http()
     {
         var root = KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId);

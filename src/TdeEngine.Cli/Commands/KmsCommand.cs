@@ -65,7 +65,17 @@ internal static class KmsCommand
         };
         using var services = CliServices.Open();
         var app = TdeEngine.Server.KmsServer.Build(server, services.Kms, services.Ram, services.Audit);
-        app.StartAsync().GetAwaiter().GetResult();
+        try
+        {
+            app.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            // Kestrel: "Failed to bind to address http://127.0.0.1:8080: address already in use."
+            ((IDisposable)app).Dispose();
+            throw new InvalidOperationException($"{e.Message} Choose another --port (0 picks a free one).", e);
+        }
+
         stdout.WriteLine($"tde kms server listening on {string.Join(", ", app.Urls)} (Alibaba KMS RPC API 2016-01-20; Ctrl+C stops)");
         stdout.Flush();
         app.WaitForShutdownAsync().GetAwaiter().GetResult();
