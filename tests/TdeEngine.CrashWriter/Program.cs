@@ -41,6 +41,52 @@ if (args.Length >= 5 && args[2] == "resize")
     Console.Out.WriteLine("resized");
     return;
 }
+// "turns": a child for the WAL review probes; keeps its connection open and answers stdin lines:
+// "ready", "check" (count:sum), "tx N CKPT" (a spilling transaction of N rows, then a checkpoint), "quit".
+if (args.Length >= 3 && args[2] == "turns")
+{
+    string Run(string sql, bool scalar = false)
+    {
+        using var c = db.CreateCommand();
+        c.CommandText = sql;
+        return scalar ? Convert.ToString(c.ExecuteScalar(), CultureInfo.InvariantCulture)! : c.ExecuteNonQuery().ToString(CultureInfo.InvariantCulture);
+    }
+
+    Run("PRAGMA cache_size=5; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=10000");
+    string? line;
+    while ((line = Console.In.ReadLine()) is not null)
+    {
+        try
+        {
+            var w = line.Split(' ');
+            switch (w[0])
+            {
+                case "ready": Console.Out.WriteLine("ok"); break;
+                case "check": Console.Out.WriteLine("ok " + Run("SELECT count(*) || ':' || sum(length(v)) FROM t", true)); break;
+                case "tx":
+                    Run($"BEGIN; INSERT INTO t(owner, v) SELECT 'b', randomblob(600) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<{w[1]}) SELECT i FROM c); " +
+                        "UPDATE t SET v = randomblob(600) WHERE owner = 'b'; UPDATE t SET v = randomblob(500) WHERE id % 3 = 0; COMMIT;");
+                    if (w[2] != "NONE")
+                    {
+                        Run($"PRAGMA wal_checkpoint({w[2]})");
+                    }
+
+                    Console.Out.WriteLine("ok " + Run("SELECT count(*) || ':' || sum(length(v)) FROM t", true));
+                    break;
+                case "quit": Console.Out.WriteLine("ok"); Console.Out.Flush(); return;
+            }
+        }
+        catch (Exception e)
+        {
+            Console.Out.WriteLine("err " + e.Message.Replace('\n', ' ') + " TDE: " + TdeSqlite.LastError?.Code + ": " + TdeSqlite.LastError?.Message?.Replace('\n', ' '));
+        }
+
+        Console.Out.Flush();
+    }
+
+    return;
+}
+
 using (var setup = db.CreateCommand())
 {
     setup.CommandText = $"PRAGMA journal_mode={journalMode}; PRAGMA cache_size=20; " +
