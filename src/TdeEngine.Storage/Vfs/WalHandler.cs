@@ -70,7 +70,7 @@ internal sealed unsafe class WalHandler : FileHandler
     private int OpenBody(ReadOnlySpan<byte> sealedBody, Span<byte> output, long bodyOffset)
     {
         Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
-        var bindRc = Bind(binding, _frame.AsSpan(0, 16));
+        var bindRc = BindToday(binding, _frame.AsSpan(0, 16));
         if (bindRc != SqliteNative.SQLITE_OK)
         {
             return bindRc;
@@ -174,7 +174,7 @@ internal sealed unsafe class WalHandler : FileHandler
             }
             else
             {
-                var headerRc = ReadHeaderBinding(binding, body);
+                var headerRc = ReadHeaderBinding(binding, body, today: true);
                 if (headerRc == SqliteNative.SQLITE_IOERR_SHORT_READ)
                 {
                     output.Slice((int)(Math.Max(offset, body) - offset), (int)(Math.Min(end, body + P) - Math.Max(offset, body))).Clear();
@@ -303,12 +303,33 @@ internal sealed unsafe class WalHandler : FileHandler
         return SqliteNative.SQLITE_OK;
     }
 
-    // The binding of the body at bodyOffset, from its frame header on disk (SQLITE_IOERR_SHORT_READ: no such frame).
-    private int ReadHeaderBinding(Span<byte> binding, long bodyOffset)
+    // The binding of a body read outside recovery: the page number of its frame header and the salts
+    // of the WAL header. A frame SQLite reads alone (through the wal-index, or to checkpoint it) is a
+    // frame of today's generation, so the WAL header holds its salts (SQLite writes the WAL header of a
+    // new generation before its first frame, and restarts the log only when no reader uses a frame).
+    // Taking the frame header's salts instead would let a frame of an older generation, copied to
+    // the same offset with its own header, authenticate as today's frame under a live wal-index.
+    private int BindToday(Span<byte> binding, ReadOnlySpan<byte> frameHeader)
+    {
+        Span<byte> salts = stackalloc byte[8];
+        var rc = ReadRaw(salts, 16);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc == SqliteNative.SQLITE_IOERR_SHORT_READ ? SqliteNative.SQLITE_IOERR_READ : rc;
+        }
+
+        PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader),
+            BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+        return SqliteNative.SQLITE_OK;
+    }
+
+    // The binding of the body at bodyOffset, from its frame header on disk (SQLITE_IOERR_SHORT_READ: no
+    // such frame); today: with the salts of the WAL header (see BindToday).
+    private int ReadHeaderBinding(Span<byte> binding, long bodyOffset, bool today = false)
     {
         Span<byte> header = stackalloc byte[16];
         var rc = ReadRaw(header, bodyOffset - FrameHeader);
-        return rc == SqliteNative.SQLITE_OK ? Bind(binding, header) : rc;
+        return rc != SqliteNative.SQLITE_OK ? rc : today ? BindToday(binding, header) : Bind(binding, header);
     }
 
     private int Tamper(long bodyOffset)
