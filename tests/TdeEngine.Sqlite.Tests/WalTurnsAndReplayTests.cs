@@ -5,8 +5,12 @@ using TdeEngine.Storage.Errors;
 
 namespace TdeEngine.Sqlite.Tests;
 
-/// <summary>Review probes (2026-11-29) of the WAL frame binding memory and the one-read body path.</summary>
-public sealed class WalReviewProbeTests : IDisposable
+/// <summary>
+/// The WAL frame bindings under connections and processes taking turns through WAL restarts, and a
+/// frame of an older generation put back under a live wal-index (from the 2026-11-29 review of the
+/// one-read body path and the remembered headers).
+/// </summary>
+public sealed class WalTurnsAndReplayTests : IDisposable
 {
     private readonly DatabaseFolder _dir = new();
 
@@ -236,6 +240,7 @@ public sealed class WalReviewProbeTests : IDisposable
         reader.Open();
         string? seen = null;
         var e = Record.Exception(() => seen = reader.Scalar<string>("SELECT group_concat(v) FROM b"));
-        Assert.True(e is not null, $"an older generation's frame was served as today's: b = '{seen}'");
+        Assert.True(e is SqliteException, $"an older generation's frame was served as today's: b = '{seen}' ({e?.GetType().Name})");
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
     }
 }
