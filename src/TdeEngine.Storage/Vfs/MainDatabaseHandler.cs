@@ -508,12 +508,21 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     }
 
     /// <summary>
+    /// How many wal-index locks this connection has taken or released. Between two of them the
+    /// connection's hold on the WAL does not change: a reader that uses frames keeps the WAL from
+    /// being restarted, so the WAL header's salts stay those it read (<see cref="WalHandler"/>).
+    /// In exclusive locking mode SQLite takes no such locks, and no other connection writes the WAL.
+    /// </summary>
+    internal long ShmLockCalls { get; private set; }
+
+    /// <summary>
     /// WAL mode: the write lock (0), the checkpoint lock (1) and the recovery lock (2) are the ones
     /// under which pages and frames are sealed or every frame is read: the envelope is read again
     /// once one of them is held.
     /// </summary>
     public override int ShmLock(int offset, int n, int flags)
     {
+        ShmLockCalls++;
         _sawShm = true;
         _sizeUnderLock = -1;
         var rc = base.ShmLock(offset, n, flags);

@@ -231,7 +231,7 @@ internal static unsafe class TdeVfs
             var main = MainHandlerOf(zName) ?? throw new TdeStorageException(TdeStorageException.Codes.UnsupportedOperation,
                 $"The journal '{path}' belongs to a database that is not open through the TDE VFS.", path);
             return (flags & SqliteNative.SQLITE_OPEN_WAL) != 0
-                ? new WalHandler(underlying, path, main.Crypto)
+                ? new WalHandler(underlying, path, main.Crypto, main)
                 : new JournalHandler(underlying, path, main.Crypto);
         }
 

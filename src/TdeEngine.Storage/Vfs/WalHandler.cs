@@ -56,9 +56,19 @@ internal sealed unsafe class WalHandler : FileHandler
     // transaction carries the WAL's salts, so these are the salts of the transaction being written.
     private (uint Salt1, uint Salt2)? _writtenSalts;
 
-    public WalHandler(SqliteFile* underlying, string? path, DatabaseCrypto crypto) : base(underlying, path)
+    // The WAL header's salts as read for a body read alone, and the connection's count of
+    // wal-index lock calls when they were read (-1: none). They are used again only while that
+    // count has not moved: the connection has held the same locks since, and a reader using frames
+    // keeps the WAL from being restarted (by anyone). A WAL header this handle writes, or a
+    // truncation, forgets them.
+    private readonly MainDatabaseHandler _connection;
+    private (uint Salt1, uint Salt2) _todaySalts;
+    private long _todayEpoch = -1;
+
+    public WalHandler(SqliteFile* underlying, string? path, DatabaseCrypto crypto, MainDatabaseHandler connection) : base(underlying, path)
     {
         _crypto = crypto;
+        _connection = connection;
         _sealed = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
         _frame = GC.AllocateUninitializedArray<byte>(FrameHeader + crypto.PageSize, pinned: true);
         _plain = GC.AllocateUninitializedArray<byte>(crypto.PageSize, pinned: true);
@@ -273,6 +283,7 @@ internal sealed unsafe class WalHandler : FileHandler
 
     private void Forget()
     {
+        _todayEpoch = -1;
         Array.Clear(_written);
         _writtenSalts = null;
     }
@@ -311,15 +322,21 @@ internal sealed unsafe class WalHandler : FileHandler
     // the same offset with its own header, authenticate as today's frame under a live wal-index.
     private int BindToday(Span<byte> binding, ReadOnlySpan<byte> frameHeader)
     {
-        Span<byte> salts = stackalloc byte[8];
-        var rc = ReadRaw(salts, 16);
-        if (rc != SqliteNative.SQLITE_OK)
+        var epoch = _connection.ShmLockCalls;
+        if (_todayEpoch != epoch)
         {
-            return rc == SqliteNative.SQLITE_IOERR_SHORT_READ ? SqliteNative.SQLITE_IOERR_READ : rc;
+            Span<byte> salts = stackalloc byte[8];
+            var rc = ReadRaw(salts, 16);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc == SqliteNative.SQLITE_IOERR_SHORT_READ ? SqliteNative.SQLITE_IOERR_READ : rc;
+            }
+
+            _todaySalts = (BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+            _todayEpoch = epoch;
         }
 
-        PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader),
-            BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+        PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader), _todaySalts.Salt1, _todaySalts.Salt2);
         return SqliteNative.SQLITE_OK;
     }
 
