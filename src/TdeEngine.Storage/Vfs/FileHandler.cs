@@ -39,13 +39,13 @@ internal unsafe class FileHandler(SqliteFile* underlying, string? path)
 
     public int SectorSize() => Inner->xSectorSize(Underlying);
 
-    public int ShmMap(int page, int pageSize, int extend, void** mapping) => Inner->xShmMap(Underlying, page, pageSize, extend, mapping);
+    public virtual int ShmMap(int page, int pageSize, int extend, void** mapping) => Inner->xShmMap(Underlying, page, pageSize, extend, mapping);
 
     public virtual int ShmLock(int offset, int n, int flags) => Inner->xShmLock(Underlying, offset, n, flags);
 
     public void ShmBarrier() => Inner->xShmBarrier(Underlying);
 
-    public int ShmUnmap(int deleteFlag) => Inner->xShmUnmap(Underlying, deleteFlag);
+    public virtual int ShmUnmap(int deleteFlag) => Inner->xShmUnmap(Underlying, deleteFlag);
 
     /// <summary>
     /// SQLite asks for a memory-mapped page. No page is ever handed out (the caller sets none); a

@@ -515,6 +515,46 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// </summary>
     internal long ShmLockCalls { get; private set; }
 
+    // This connection's mapping of the wal-index's first region (null: not mapped, or a wal-index
+    // in heap memory in exclusive locking mode). Valid until this connection unmaps it, which SQLite
+    // does only when it closes the WAL.
+    private byte* _walIndex;
+
+    /// <summary>
+    /// The salts of the WAL generation, from the wal-index header this connection has mapped (the
+    /// 8 bytes of <c>aSalt</c> at offset 32, copied there from the WAL header as they are on disk);
+    /// false when it has none mapped. SQLite writes a new generation's salts to the wal-index when it
+    /// restarts the WAL, which it does only when no reader uses a frame, and before it writes any
+    /// frame of that generation, so while this connection reads frames they are those frames' salts.
+    /// </summary>
+    internal bool TryReadWalIndexSalts(Span<byte> salts)
+    {
+        if (_walIndex is null)
+        {
+            return false;
+        }
+
+        new ReadOnlySpan<byte>(_walIndex + 32, 8).CopyTo(salts);
+        return true;
+    }
+
+    public override int ShmMap(int page, int pageSize, int extend, void** mapping)
+    {
+        var rc = base.ShmMap(page, pageSize, extend, mapping);
+        if (page == 0 && rc == SqliteNative.SQLITE_OK && *mapping is not null && pageSize >= 48)
+        {
+            _walIndex = (byte*)*mapping;
+        }
+
+        return rc;
+    }
+
+    public override int ShmUnmap(int deleteFlag)
+    {
+        _walIndex = null;
+        return base.ShmUnmap(deleteFlag);
+    }
+
     /// <summary>
     /// WAL mode: the write lock (0), the checkpoint lock (1) and the recovery lock (2) are the ones
     /// under which pages and frames are sealed or every frame is read: the envelope is read again

@@ -322,10 +322,22 @@ internal sealed unsafe class WalHandler : FileHandler
     // the same offset with its own header, authenticate as today's frame under a live wal-index.
     private int BindToday(Span<byte> binding, ReadOnlySpan<byte> frameHeader)
     {
+        // The common case: the frame header carries the salts of the wal-index header, which are
+        // the generation's. Otherwise (a writer's frames before its commit: zero salts after a
+        // rewrite, or the fresh salts of a new WAL that the wal-index gets only at commit; no
+        // wal-index mapped in exclusive locking mode; or a frame from another generation) the WAL
+        // header decides.
+        Span<byte> salts = stackalloc byte[8];
+        if (_connection.TryReadWalIndexSalts(salts) && frameHeader.Slice(8, 8).SequenceEqual(salts))
+        {
+            PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader),
+                BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+            return SqliteNative.SQLITE_OK;
+        }
+
         var epoch = _connection.ShmLockCalls;
         if (_todayEpoch != epoch)
         {
-            Span<byte> salts = stackalloc byte[8];
             var rc = ReadRaw(salts, 16);
             if (rc != SqliteNative.SQLITE_OK)
             {
