@@ -525,7 +525,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// 8 bytes of <c>aSalt</c> at offset 32, copied there from the WAL header as they are on disk);
     /// false when it has none mapped. SQLite writes a new generation's salts to the wal-index when it
     /// restarts the WAL, which it does only when no reader uses a frame, and before it writes any
-    /// frame of that generation, so while this connection reads frames they are those frames' salts.
+    /// frame of that generation. The -shm is not authenticated: these salts only tell a
+    /// <see cref="WalHandler"/> whether the WAL header's salts it read may be used again; they are
+    /// never bound themselves.
     /// </summary>
     internal bool TryReadWalIndexSalts(Span<byte> salts)
     {

@@ -65,6 +65,9 @@ internal sealed unsafe class WalHandler : FileHandler
     private (uint Salt1, uint Salt2) _todaySalts;
     private long _todayEpoch = -1;
 
+    // The salts of _todaySalts when they were equal to the wal-index's as read (null: not so).
+    private ulong? _agreedSalts;
+
     public WalHandler(SqliteFile* underlying, string? path, DatabaseCrypto crypto, MainDatabaseHandler connection) : base(underlying, path)
     {
         _crypto = crypto;
@@ -284,6 +287,7 @@ internal sealed unsafe class WalHandler : FileHandler
     private void Forget()
     {
         _todayEpoch = -1;
+        _agreedSalts = null;
         Array.Clear(_written);
         _writtenSalts = null;
     }
@@ -320,23 +324,27 @@ internal sealed unsafe class WalHandler : FileHandler
     // new generation before its first frame, and restarts the log only when no reader uses a frame).
     // Taking the frame header's salts instead would let a frame of an older generation, copied to
     // the same offset with its own header, authenticate as today's frame under a live wal-index.
+    // The salts bound are always the WAL header's: the wal-index (-shm) is an unauthenticated file,
+    // and binding to its salts whenever a frame header carries them would let an older-generation
+    // frame pass once the -shm's salts are edited to match, while today's frames still passed
+    // through the WAL header (a frame of another generation mixed into today's). Its salts only
+    // say when the WAL header's, read once, may be used again without a system call (see below).
     private int BindToday(Span<byte> binding, ReadOnlySpan<byte> frameHeader)
     {
-        // The common case: the frame header carries the salts of the wal-index header, which are
-        // the generation's. Otherwise (a writer's frames before its commit: zero salts after a
-        // rewrite, or the fresh salts of a new WAL that the wal-index gets only at commit; no
-        // wal-index mapped in exclusive locking mode; or a frame from another generation) the WAL
-        // header decides.
+        // The WAL header's salts are used again (1) while the connection's count of wal-index lock
+        // calls has not moved (a reader using frames keeps the WAL from being restarted), or (2)
+        // when they were equal to the wal-index's salts when read and the wal-index still holds
+        // those salts: SQLite gives the wal-index a new generation's salts when it restarts the
+        // log (before any frame of it is written), and the WAL header differs from the wal-index
+        // only during a write transaction that starts a new WAL (this handle writes that header,
+        // which forgets them) or after one rolled back, with no committed frame to read. A
+        // wal-index whose salts are zero (built over an empty WAL) never agrees with a WAL header.
         Span<byte> salts = stackalloc byte[8];
-        if (_connection.TryReadWalIndexSalts(salts) && frameHeader.Slice(8, 8).SequenceEqual(salts))
-        {
-            PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader),
-                BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
-            return SqliteNative.SQLITE_OK;
-        }
-
+        var mapped = _connection.TryReadWalIndexSalts(salts);
+        var indexSalts = mapped ? BinaryPrimitives.ReadUInt64BigEndian(salts) : 0;
         var epoch = _connection.ShmLockCalls;
-        if (_todayEpoch != epoch)
+        var agreed = mapped && _agreedSalts is { } a && a == indexSalts;
+        if (!agreed && _todayEpoch != epoch)
         {
             var rc = ReadRaw(salts, 16);
             if (rc != SqliteNative.SQLITE_OK)
@@ -346,6 +354,8 @@ internal sealed unsafe class WalHandler : FileHandler
 
             _todaySalts = (BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
             _todayEpoch = epoch;
+            var walSalts = BinaryPrimitives.ReadUInt64BigEndian(salts);
+            _agreedSalts = mapped && walSalts == indexSalts && walSalts != 0 ? walSalts : null;
         }
 
         PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader), _todaySalts.Salt1, _todaySalts.Salt2);
