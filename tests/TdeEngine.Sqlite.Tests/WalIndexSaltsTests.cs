@@ -5,10 +5,11 @@ using TdeEngine.Storage.Errors;
 namespace TdeEngine.Sqlite.Tests;
 
 /// <summary>
-/// Review of the wal-index salts for WAL bodies read alone (77c8c74): the -shm is an unauthenticated
-/// file, and its salts are zero until the first commit of a WAL-index built over an empty WAL.
+/// WAL bodies read alone are bound to the WAL header's salts; the wal-index (-shm) only says when
+/// those may be reused. It is an unauthenticated file, and its salts are zero until the first
+/// commit of a wal-index built over an empty WAL (from the 2026-11-29 review).
 /// </summary>
-public sealed class WalIndexSaltsReviewTests : IDisposable
+public sealed class WalIndexSaltsTests : IDisposable
 {
     private const int Frame = 24 + 4096;
     private readonly DatabaseFolder _dir = new();
