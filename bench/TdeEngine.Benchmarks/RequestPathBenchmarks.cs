@@ -85,6 +85,12 @@ public class RequestPathBenchmarks : IDisposable
     [BenchmarkCategory("signature")]
     public string Signature() => RpcSignature.Compute("POST", _signed, _secret);
 
+    [Benchmark(Description = "ReplayGuard key: XXH128 of access key id and nonce")]
+    [BenchmarkCategory("signature")]
+    public UInt128 ReplayKey() => _guard.Key(_signed["AccessKeyId"], _signed["SignatureNonce"]);
+
+    private readonly ReplayGuard _guard = new(TimeProvider.System);
+
     [Benchmark(Description = "KmsApi GenerateDataKey")]
     public int Api()
     {
