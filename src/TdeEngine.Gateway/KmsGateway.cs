@@ -403,7 +403,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         try
         {
             var key = kms.DescribeKey(context, keyId);
-            return (key.Arn, key.KeyId, alias is null ? key.Arn : $"the key that {alias} points to");
+            // The key's ARN only when the caller named the key itself (its id or ARN); any other name
+            // that resolved (an alias, an alias ARN, an ARN like key/alias/NAME) is named as given.
+            var namedTheKey = alias is null && (keyId == key.KeyId || keyId == key.Arn);
+            return (key.Arn, key.KeyId, namedTheKey ? key.Arn : $"the key that {alias ?? keyId} points to");
         }
         catch (KmsException)
         {

@@ -392,6 +392,26 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void A_refusal_never_names_the_key_behind_an_alias_however_the_alias_is_spelled()
+    {
+        var victim = NewKey();
+        Kms(_rootCaller, "CreateAlias", ("AliasName", "alias/prod-db"), ("KeyId", victim));
+        var mallory = User("mallory", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"acs:kms:*:*:alias/*"}]}""");
+        var scope = $"acs:kms:{_kms.RegionId}:{Account}";
+
+        // An ARN whose key/ part holds an alias (key/alias/prod-db) resolves through the alias too.
+        foreach (var spelling in new[] { "alias/prod-db", $"{scope}:alias/prod-db", $"{scope}:key/alias/prod-db" })
+        {
+            foreach (var (action, parameter) in new[] { ("DescribeKey", "KeyId"), ("Encrypt", "KeyId"), ("GenerateDataKey", "KeyId"), ("ListResourceTags", "KeyId") })
+            {
+                var (response, body) = Kms(mallory, action, (parameter, spelling), ("Plaintext", "aGk="));
+                Assert.Equal(403, response.HttpStatus);
+                Assert.DoesNotContain(victim, body.GetProperty("Message").GetString()!, StringComparison.Ordinal);
+            }
+        }
+    }
+
+    [Fact]
     public void Alias_changes_need_permission_on_the_alias_and_on_every_key_it_points_at()
     {
         var victim = NewKey();
