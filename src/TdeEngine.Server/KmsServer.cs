@@ -87,24 +87,36 @@ public static class KmsServer
         // One server per trail, held from before the nonces are read until the server stops (or is
         // disposed without having started).
         var homeLock = audit is AuditTrail locked ? ServerHomeLock.Acquire(Path.GetDirectoryName(locked.TrailPath)!) : null;
-        if (homeLock is not null)
-        {
-            builder.Services.AddSingleton(_ => homeLock);
-        }
-
-        var app = builder.Build();
-        if (homeLock is not null)
-        {
-            app.Services.GetRequiredService<ServerHomeLock>();   // created, so disposed with the app
-            app.Lifetime.ApplicationStopped.Register(homeLock.Dispose);
-        }
-
+        WebApplication? app = null;
         var gateway = new KmsGateway(kms, ram, audit);
         var replay = new ReplayGuard(kms.Options.TimeProvider);
-        if (audit is AuditTrail trail)
+        try
         {
-            // The nonces this server's predecessor accepted within the window are in the trail.
-            replay.SeedFrom(trail);
+            if (homeLock is not null)
+            {
+                builder.Services.AddSingleton(_ => homeLock);
+            }
+
+            app = builder.Build();
+            if (homeLock is not null)
+            {
+                app.Services.GetRequiredService<ServerHomeLock>();   // created, so disposed with the app
+                app.Lifetime.ApplicationStopped.Register(homeLock.Dispose);
+            }
+
+            if (audit is AuditTrail trail)
+            {
+                // The nonces this server's predecessor accepted within the window are in the trail.
+                replay.SeedFrom(trail);
+            }
+        }
+        catch
+        {
+            // Not built, or built but never returned: the caller cannot stop or dispose it, so the lock
+            // is released here, not when a finalizer runs (a retry in this process would be refused).
+            (app as IDisposable)?.Dispose();
+            homeLock?.Dispose();
+            throw;
         }
 
         app.MapGet("/healthz", () => Results.Text("ok"));
