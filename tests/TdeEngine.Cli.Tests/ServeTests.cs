@@ -140,6 +140,18 @@ public sealed class ServeTests : IDisposable
         Assert.DoesNotContain("   at ", samePort.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("--host", "localhost")]
+    [InlineData("--cert", "/nonexistent/server.pfx")]
+    public void A_server_that_cannot_start_exits_with_a_one_line_reason(string option, string value)
+    {
+        var failed = CliProcess.Run(Home, "kms", "serve", "--port", "0", option, value);
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.StartsWith("tde: ", failed.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", failed.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("--port", failed.Stderr, StringComparison.Ordinal);   // the port is not the problem
+    }
+
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
     {
         var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

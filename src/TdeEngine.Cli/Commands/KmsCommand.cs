@@ -56,10 +56,16 @@ internal static class KmsCommand
             throw new CliUsageException($"--port must be a TCP port from 0 (any free port) to 65535, not '{text}'.");
         }
 
+        var host = options.GetValueOrDefault("host") ?? "127.0.0.1";
+        if (!System.Net.IPAddress.TryParse(host, out _))
+        {
+            throw new CliUsageException($"--host must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1), not '{host}'.");
+        }
+
         var server = new TdeEngine.Server.KmsServerOptions
         {
             Port = port,
-            Host = options.GetValueOrDefault("host") ?? "127.0.0.1",
+            Host = host,
             CertificatePath = options.GetValueOrDefault("cert"),
             CertificatePasswordVariable = options.GetValueOrDefault("cert-password-env"),
         };
