@@ -252,11 +252,14 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             ReadKeyFields(response.Body, additional);
         }
 
-        // Failed and denied calls still name the key they were about, resolved before the call.
-        var keyMarker = additional["resource"].IndexOf(":key/", StringComparison.Ordinal);
-        if (!additional.ContainsKey("keyId") && keyMarker >= 0 && !additional["resource"].EndsWith('*'))
+        // Failed and denied calls still name the key they were about, resolved before the call: the
+        // call's first target (the key a ReEncrypt decrypts under, the key an UpdateAlias points
+        // to), so a lookup by that key finds them whatever target was refused.
+        var primary = targets.Count > 0 ? targets[0].Resource : "";
+        var keyMarker = primary.IndexOf(":key/", StringComparison.Ordinal);
+        if (!additional.ContainsKey("keyId") && keyMarker >= 0 && !primary.EndsWith('*'))
         {
-            additional["keyId"] = additional["resource"][(keyMarker + 5)..];
+            additional["keyId"] = primary[(keyMarker + 5)..];
         }
 
         var principal = context.Principal;

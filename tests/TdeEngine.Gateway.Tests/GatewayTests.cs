@@ -412,6 +412,23 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void A_refused_call_records_the_refused_resource_and_stays_under_its_first_key()
+    {
+        var source = NewKey();
+        var destination = NewKey();
+        var blob = Kms(_rootCaller, "Encrypt", ("KeyId", source), ("Plaintext", Convert.ToBase64String("s3cr3t"u8.ToArray()))).Body
+            .GetProperty("CiphertextBlob").GetString()!;
+        var app = User("reencrypter", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:ReEncrypt","Resource":"acs:kms:*:*:key/{{source}}"}]}""");
+
+        var (refused, _) = Kms(app, "ReEncrypt", ("CiphertextBlob", blob), ("DestinationKeyId", destination));
+
+        Assert.Equal(403, refused.HttpStatus);
+        var recorded = _audit.ReadAll().Last();
+        Assert.EndsWith($"key/{destination}", recorded.AdditionalEventData["resource"], StringComparison.Ordinal);   // what was refused
+        Assert.Equal(source, recorded.AdditionalEventData["keyId"]);   // found by a lookup of the source key
+    }
+
+    [Fact]
     public void Alias_changes_need_permission_on_the_alias_and_on_every_key_it_points_at()
     {
         var victim = NewKey();
