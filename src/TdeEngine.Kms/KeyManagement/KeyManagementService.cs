@@ -955,7 +955,9 @@ public sealed class KeyManagementService : IDisposable
                 throw KmsErrors.KeyNotFound(keyId);
             }
 
-            reference = resource.StartsWith("key/", StringComparison.Ordinal) ? resource["key/".Length..]
+            // key/<id> or alias/<name>; key/alias/<name> is neither (an alias is not a key id).
+            reference = resource.StartsWith("key/", StringComparison.Ordinal) && !KeyIdentifiers.IsAlias(resource["key/".Length..])
+                ? resource["key/".Length..]
                 : KeyIdentifiers.IsAlias(resource) ? resource
                 : throw KmsErrors.KeyNotFound(keyId);
         }

@@ -75,6 +75,11 @@ public sealed class KeyLifecycleTests : IDisposable
         {
             Assert.Equal(m.KeyId, _f.Kms.DescribeKey(_f.Me, reference).KeyId);
         }
+
+        // A key ARN names a key id; an alias after key/ is no spelling of either (it resolved through
+        // the alias, and a RAM refusal then named the key behind it).
+        KmsFixture.Fails(C.KeyNotFound, () => _f.Kms.DescribeKey(_f.Me, $"acs:kms:cn-hangzhou:{KmsFixture.Account}:key/alias/orders"));
+        KmsFixture.Fails(C.KeyNotFound, () => _f.Kms.GenerateDataKey(_f.Me, $"acs:kms:cn-hangzhou:{KmsFixture.Account}:key/alias/acs/rds", 32, TdeEngine.Kms.Envelope.EncryptionContext.Parse("{}")).Dispose());
     }
 
     [Fact]
