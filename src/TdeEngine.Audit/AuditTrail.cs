@@ -682,6 +682,22 @@ public sealed class AuditTrail : IAuditSink, IDisposable
         DirectoryFlush.Flush(_directory);
     }
 
+    // The times of a sealed segment's first and last events; null when either line does not parse
+    // (damaged: `verify` reports it), and then the segment is read in full rather than skipped, so
+    // a damaged line neither hides a segment's events from a lookup nor stops a server's start.
+    private static (DateTimeOffset First, DateTimeOffset Last)? SegmentTimes(FileStream stream, long length)
+    {
+        try
+        {
+            return (AuditJson.Parse(ReadLines(stream, length).First()).EventTime,
+                AuditJson.Parse(Encoding.UTF8.GetString(LastLine(stream.SafeFileHandle, length))).EventTime);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Reads every event (in order, across segments).</summary>
     public IEnumerable<AuditEvent> ReadAll() => ReadRawLines().Select(AuditJson.Parse);
 
@@ -709,14 +725,11 @@ public sealed class AuditTrail : IAuditSink, IDisposable
                 continue;
             }
 
-            if (path != _trail && (from is not null || to is not null) && length > 0)
+            if (path != _trail && (from is not null || to is not null) && length > 0 &&
+                SegmentTimes(stream, length) is var (first, last) &&
+                ((from is { } f && last < f - slack) || (to is { } t && first > t + slack)))
             {
-                var first = AuditJson.Parse(ReadLines(stream, length).First()).EventTime;
-                var last = AuditJson.Parse(Encoding.UTF8.GetString(LastLine(stream.SafeFileHandle, length))).EventTime;
-                if ((from is { } f && last < f - slack) || (to is { } t && first > t + slack))
-                {
-                    continue;
-                }
+                continue;
             }
 
             foreach (var line in ReadLines(stream, length))
