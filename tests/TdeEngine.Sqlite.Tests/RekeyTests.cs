@@ -173,7 +173,7 @@ public sealed class RekeyTests : IDisposable
         }
 
         var v = TdeDatabases.Verify(file);
-        Assert.True(v.Intact, "DEBUG bad pages: " + string.Join(",", v.BadPages) + " of " + v.PageCount + " versions " + string.Join(",", TdeDatabases.Status(file).PagesPerDekVersion));
+        Assert.True(v.Intact, "bad pages: " + string.Join(",", v.BadPages) + " of " + v.PageCount + " versions " + string.Join(",", TdeDatabases.Status(file).PagesPerDekVersion));
         Assert.Equal(Interlocked.Read(ref inserted), check.Scalar<long>("SELECT count(*) FROM log"));
         Assert.Equal("ok", check.Scalar<string>("PRAGMA integrity_check"));
         Assert.Equal([2u], TdeDatabases.Status(file).PagesPerDekVersion.Keys);
