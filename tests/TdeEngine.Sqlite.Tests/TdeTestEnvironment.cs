@@ -102,6 +102,12 @@ public sealed class DatabaseFolder : IDisposable
 
 internal static class SqlExtensions
 {
+    /// <summary>A recursive CTE yielding 1..<paramref name="n"/>, for INSERT ... SELECT.</summary>
+    public static string Rows(int n) => $"(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<{n}) SELECT i FROM c)";
+
+    /// <summary>An SQLite error with the TDE cause behind it, for assertion messages.</summary>
+    public static string Fail(SqliteException e) => $"{e.Message}; TDE: {TdeSqlite.LastError?.Code}: {TdeSqlite.LastError?.Message}";
+
     public static int Exec(this SqliteConnection c, string sql)
     {
         using var command = c.CreateCommand();

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Microsoft.Data.Sqlite;
 using TdeEngine.Storage.Errors;
+using static TdeEngine.Sqlite.Tests.SqlExtensions;
 
 namespace TdeEngine.Sqlite.Tests;
 
@@ -15,10 +16,6 @@ public sealed class WalIndexSaltsTests : IDisposable
     private readonly DatabaseFolder _dir = new();
 
     public void Dispose() => _dir.Dispose();
-
-    private static string Rows(int n) => $"(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<{n}) SELECT i FROM c)";
-
-    private static string Fail(SqliteException e) => $"{e.Message}; TDE: {TdeSqlite.LastError?.Code}: {TdeSqlite.LastError?.Message}";
 
     private byte[] ReadAt(string name, long at, int count)
     {

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using Microsoft.Data.Sqlite;
 using TdeEngine.Storage.Errors;
+using static TdeEngine.Sqlite.Tests.SqlExtensions;
 
 namespace TdeEngine.Sqlite.Tests;
 
@@ -15,10 +16,6 @@ public sealed class WalTurnsAndReplayTests : IDisposable
     private readonly DatabaseFolder _dir = new();
 
     public void Dispose() => _dir.Dispose();
-
-    private static string Rows(int n) => $"(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<{n}) SELECT i FROM c)";
-
-    private static string Fail(SqliteException e) => $"{e.Message}; TDE: {TdeSqlite.LastError?.Code}: {TdeSqlite.LastError?.Message}";
 
     // Three connections take random turns: spilling transactions that rewrite frames, savepoints
     // rolled back, whole transactions rolled back, checkpoints of every kind, journal_size_limit,

@@ -21,12 +21,13 @@ namespace TdeEngine.Storage.Vfs;
 /// the page number in the AAD, two frames' page numbers could be swapped undetected. The salts
 /// change with every WAL generation (each restart of the log), so a frame of an older generation
 /// copied to the same offset with today's salts written into its header no longer authenticates.</para>
-/// <para>SQLite writes the 24-byte frame header just before the body, in a separate write: it is
-/// remembered. A body written alone (a page changed again in the same transaction), read alone (a
-/// committed frame located through the wal-index, or a checkpoint) is read together with its frame
-/// header, in one read; a body written alone or read in part has its frame header read back from
-/// the file: one 16-byte read. Reading whole frames is WAL recovery, and
-/// the header is in the buffer.</para>
+/// <para>SQLite writes the 24-byte frame header just before the body, in a separate write: each
+/// header a handle writes is remembered, and binds the body written after it or written again
+/// into that frame within the transaction. A body read alone (a committed frame located through
+/// the wal-index, or a checkpoint) is read together with its frame header, in one read, and bound
+/// to the WAL header's salts (see <see cref="BindToday"/>); a body read in part has its frame
+/// header read back from the file. Reading whole frames is WAL recovery, and the header is in the
+/// buffer.</para>
 /// <para>Reading a body alone must authenticate, or the read fails with the page number. Reading
 /// whole frames is WAL recovery: a frame whose body does not authenticate (torn by a power cut, or
 /// planted) is handed over with its salt inverted, so SQLite rejects it for certain and recovery
@@ -62,11 +63,11 @@ internal sealed unsafe class WalHandler : FileHandler
     // keeps the WAL from being restarted (by anyone). A WAL header this handle writes, or a
     // truncation, forgets them.
     private readonly MainDatabaseHandler _connection;
-    private (uint Salt1, uint Salt2) _todaySalts;
+    private ulong _todaySalts;   // salt-1 in the high half, salt-2 in the low, as on disk
     private long _todayEpoch = -1;
 
-    // The salts of _todaySalts when they were equal to the wal-index's as read (null: not so).
-    private ulong? _agreedSalts;
+    // Whether _todaySalts equalled the (non-zero) salts of the wal-index when they were read.
+    private bool _todayAgreed;
 
     public WalHandler(SqliteFile* underlying, string? path, DatabaseCrypto crypto, MainDatabaseHandler connection) : base(underlying, path)
     {
@@ -79,8 +80,8 @@ internal sealed unsafe class WalHandler : FileHandler
 
     private int P => _crypto.PageSize;
 
-    // Opens the sealed body at bodyOffset, read into _frame behind its frame header, into output.
-    private int OpenBody(ReadOnlySpan<byte> sealedBody, Span<byte> output, long bodyOffset)
+    // Opens the body at bodyOffset, read into _frame with its frame header, into output.
+    private int OpenBody(Span<byte> output, long bodyOffset)
     {
         Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
         var bindRc = BindToday(binding, _frame.AsSpan(0, 16));
@@ -89,7 +90,7 @@ internal sealed unsafe class WalHandler : FileHandler
             return bindRc;
         }
 
-        if (_crypto.TryOpen(PageFileKind.Wal, bodyOffset, sealedBody, output, binding))
+        if (_crypto.TryOpen(PageFileKind.Wal, bodyOffset, _frame.AsSpan(FrameHeader), output, binding))
         {
             return SqliteNative.SQLITE_OK;
         }
@@ -112,13 +113,11 @@ internal sealed unsafe class WalHandler : FileHandler
 
         Span<byte> binding = stackalloc byte[PageTrailer.BindingSize];
         var frame = (offset - WalHeader - FrameHeader) / FrameSize;
-        if (frame < _written.Length && _written[frame] is { Page: not 0 } written && (written.Salt1 | written.Salt2) != 0)
+        if (frame < _written.Length && _written[frame] is { Page: not 0 } written &&
+            ((written.Salt1 | written.Salt2) != 0 ? (written.Salt1, written.Salt2) : _writtenSalts) is { } salts)
         {
-            PageTrailer.WriteBinding(binding, written.Page, written.Salt1, written.Salt2);
-        }
-        else if (frame < _written.Length && _written[frame].Page != 0 && _writtenSalts is { } salts)
-        {
-            PageTrailer.WriteBinding(binding, _written[frame].Page, salts.Salt1, salts.Salt2);
+            // Zero salts in the header this handle wrote: those of the transaction being written.
+            PageTrailer.WriteBinding(binding, written.Page, salts.Salt1, salts.Salt2);
         }
         else
         {
@@ -142,7 +141,7 @@ internal sealed unsafe class WalHandler : FileHandler
             var frameRc = ReadRaw(_frame, offset - FrameHeader);
             if (frameRc == SqliteNative.SQLITE_OK)
             {
-                return OpenBody(_frame.AsSpan(FrameHeader), new Span<byte>(buffer, amount), offset);
+                return OpenBody(new Span<byte>(buffer, amount), offset);
             }
 
             if (frameRc != SqliteNative.SQLITE_IOERR_SHORT_READ)
@@ -287,7 +286,7 @@ internal sealed unsafe class WalHandler : FileHandler
     private void Forget()
     {
         _todayEpoch = -1;
-        _agreedSalts = null;
+        _todayAgreed = false;
         Array.Clear(_written);
         _writtenSalts = null;
     }
@@ -343,7 +342,7 @@ internal sealed unsafe class WalHandler : FileHandler
         var mapped = _connection.TryReadWalIndexSalts(salts);
         var indexSalts = mapped ? BinaryPrimitives.ReadUInt64BigEndian(salts) : 0;
         var epoch = _connection.ShmLockCalls;
-        var agreed = mapped && _agreedSalts is { } a && a == indexSalts;
+        var agreed = mapped && _todayAgreed && _todaySalts == indexSalts;
         if (!agreed && _todayEpoch != epoch)
         {
             var rc = ReadRaw(salts, 16);
@@ -352,13 +351,12 @@ internal sealed unsafe class WalHandler : FileHandler
                 return rc == SqliteNative.SQLITE_IOERR_SHORT_READ ? SqliteNative.SQLITE_IOERR_READ : rc;
             }
 
-            _todaySalts = (BinaryPrimitives.ReadUInt32BigEndian(salts), BinaryPrimitives.ReadUInt32BigEndian(salts[4..]));
+            _todaySalts = BinaryPrimitives.ReadUInt64BigEndian(salts);
             _todayEpoch = epoch;
-            var walSalts = BinaryPrimitives.ReadUInt64BigEndian(salts);
-            _agreedSalts = mapped && walSalts == indexSalts && walSalts != 0 ? walSalts : null;
+            _todayAgreed = mapped && _todaySalts == indexSalts && _todaySalts != 0;
         }
 
-        PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader), _todaySalts.Salt1, _todaySalts.Salt2);
+        PageTrailer.WriteBinding(binding, BinaryPrimitives.ReadUInt32BigEndian(frameHeader), (uint)(_todaySalts >> 32), (uint)_todaySalts);
         return SqliteNative.SQLITE_OK;
     }
 
