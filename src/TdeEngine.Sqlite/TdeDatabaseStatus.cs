@@ -12,6 +12,13 @@ public sealed record TdeDatabaseStatus
     public required int PageSize { get; init; }
     public required int ReservedBytes { get; init; }
     public required long PageCount { get; init; }
+
+    /// <summary>
+    /// True when the envelope marks the database empty: created and not written yet (SQLite's first
+    /// write transaction writes page 1), or emptied by SQLite. A file without pages that is not marked
+    /// empty was truncated (<c>tde db verify</c> reports it).
+    /// </summary>
+    public bool Empty { get; init; }
     public required uint ActiveDekVersion { get; init; }
     public required ulong EnvelopeSequence { get; init; }
 
@@ -51,7 +58,7 @@ public sealed record TdeDekStatus(uint Version, PageCipherSuite Cipher, ulong Se
 /// <param name="IntegrityCheck">What <c>PRAGMA integrity_check</c> said (or why SQLite could not run it), or null when pages failed or are missing (SQLite would stop at the first).</param>
 public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadOnlyList<long> BadPages, string? IntegrityCheck)
 {
-    /// <summary>The page count page 1's header gives (null when page 1 fails, or SQLite would not trust the count).</summary>
+    /// <summary>The page count page 1's header gives (null when page 1 fails, or SQLite would not trust the count); 1 for a file without pages that is not marked empty.</summary>
     public long? HeaderPageCount { get; init; }
 
     /// <summary>True when the file holds fewer pages than page 1's header counts: it was truncated.</summary>
@@ -65,7 +72,9 @@ public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadO
         ? (BadPages.Count > 0
             ? $"{BadPages.Count} of {PageCount} pages of '{Path}' fail authentication (altered, moved, cut short, or from another database): {string.Join(", ", BadPages.Take(50))}{(BadPages.Count > 50 ? ", ..." : "")}. "
             : "") +
-          (Truncated ? $"'{Path}' is truncated: page 1 counts {HeaderPageCount} pages, the file holds {PageCount}. " : "") +
+          (Truncated ? (PageCount == 0
+              ? $"'{Path}' is truncated: it holds no page, and its envelope does not say it is an empty database. "
+              : $"'{Path}' is truncated: page 1 counts {HeaderPageCount} pages, the file holds {PageCount}. ") : "") +
           "Restore the file from a backup."
         : IntegrityCheck == "ok"
             ? $"All {PageCount} pages of '{Path}' authenticate, and PRAGMA integrity_check is ok."

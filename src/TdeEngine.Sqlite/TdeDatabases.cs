@@ -111,6 +111,61 @@ public static class TdeDatabases
     }
 
     /// <summary>
+    /// Writes a consistent copy of a TDE database, which may be in use, to a new TDE file with a DEK
+    /// of its own (SQLite's <c>VACUUM INTO</c>: one read transaction, so writers in WAL mode carry
+    /// on; the copy is compact). It keeps the source's cipher and page size, and its DEK is wrapped
+    /// by <paramref name="kmsKeyId"/> (default: the key that wraps the source's DEKs). The copy is
+    /// written beside the destination, verified page by page and with <c>PRAGMA integrity_check</c>,
+    /// then moved into place; the destination must not exist.
+    /// </summary>
+    public static TdeDatabaseVerification Backup(string sourcePath, string destinationPath, string? kmsKeyId = null)
+    {
+        sourcePath = Path.GetFullPath(sourcePath);
+        destinationPath = Path.GetFullPath(destinationPath);
+        if (File.Exists(destinationPath))
+        {
+            throw new IOException($"'{destinationPath}' already exists; choose another --out.");
+        }
+
+        DatabaseEnvelope envelope;
+        using (var file = RawDatabaseFile.Open(sourcePath, writable: false))
+        {
+            envelope = ReadEnvelope(file);
+        }
+
+        var key = kmsKeyId ?? envelope.WrappingKeyId(sourcePath);
+        var temp = TempBeside(destinationPath, "backup");
+        try
+        {
+            // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and VACUUM INTO takes the target's parameters.
+            using (var source = new SqliteConnection($"Data Source=file:{Escape(sourcePath)}?vfs={TdeVfsName}&mode=ro;Pooling=False"))
+            {
+                var target = TdeFileUri(temp, key, envelope.Suite, envelope.PageSize);
+                TdeSqlite.Explain(() =>
+                {
+                    source.Open();
+                    Execute(source, $"VACUUM INTO '{target.Replace("'", "''", StringComparison.Ordinal)}'");
+                    return 0;
+                });
+            }
+
+            var check = Verify(temp);
+            if (!check.Intact)
+            {
+                throw new TdeStorageException(TdeStorageException.Codes.PageAuthenticationFailed,
+                    $"The backup of '{sourcePath}' did not verify, so it was not kept: {check.Message}", destinationPath);
+            }
+
+            File.Move(temp, destinationPath, overwrite: false);
+            return check with { Path = destinationPath };
+        }
+        finally
+        {
+            DeleteQuietly(temp);
+        }
+    }
+
+    /// <summary>
     /// Reads the envelope and page trailers of a TDE file. Needs no key and no KMS, so it does not
     /// check the envelope's MAC (it needs the DEK); it says whether the envelope carries one.
     /// </summary>
@@ -144,6 +199,7 @@ public static class TdeDatabases
             PageSize = envelope.PageSize,
             ReservedBytes = envelope.Reserve,
             PageCount = pages,
+            Empty = envelope.Empty,
             ActiveDekVersion = envelope.ActiveDekVersion,
             EnvelopeSequence = envelope.Sequence,
             EnvelopeAuthenticated = envelope.Authenticated,
@@ -334,6 +390,11 @@ public static class TdeDatabases
             System.Security.Cryptography.CryptographicOperations.ZeroMemory(plain);
         }
 
+        if (pages == 0 && !envelope.Empty)
+        {
+            claimed = 1;   // page 1 must be there: the file was cut back to its envelope
+        }
+
         string? integrity = null;
         if (bad.Count == 0 && !(claimed > pages))
         {
@@ -371,7 +432,10 @@ public static class TdeDatabases
 
     private static string TdeVfsName => "tde";
 
-    private static string TdeUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize)
+    private static string TdeUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize) =>
+        $"Data Source={TdeFileUri(path, kmsKeyId, cipher, pageSize)};Pooling=False";
+
+    private static string TdeFileUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize)
     {
         var query = new List<string> { "vfs=" + TdeVfsName };
         if (kmsKeyId is not null)
@@ -390,7 +454,7 @@ public static class TdeDatabases
             query.Add("page_size=" + size.ToString(CultureInfo.InvariantCulture));
         }
 
-        return $"Data Source=file:{Escape(path)}?{string.Join('&', query)};Pooling=False";
+        return $"file:{Escape(path)}?{string.Join('&', query)}";
     }
 
     // The logical copy that sqlcipher_export performs: schema, rows, sequences, then indexes, views,

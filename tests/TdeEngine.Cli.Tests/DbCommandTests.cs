@@ -30,6 +30,10 @@ public sealed class DbCommandTests : IDisposable
     public void Create_sql_and_status_work_across_processes()
     {
         Ok("db", "create", File("a.db"), "--cipher", "aegis-256");
+        var created = JsonDocument.Parse(Ok("db", "status", File("a.db"), "--json").Stdout).RootElement;
+        Assert.Equal(0, created.GetProperty("PageCount").GetInt64());
+        Assert.True(created.GetProperty("Empty").GetBoolean());
+        Assert.Contains("pages:           0 (an empty database", Ok("db", "status", File("a.db")).Stdout, StringComparison.Ordinal);
         Ok("db", "sql", File("a.db"), "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t(name) VALUES ('Ada'), ('Grace');");
 
         var rows = Ok("db", "sql", File("a.db"), "SELECT id, name FROM t ORDER BY id").Stdout;
@@ -38,6 +42,7 @@ public sealed class DbCommandTests : IDisposable
         Assert.Equal("1|Ada\n2|Grace\n", rows.Replace("\r", "", StringComparison.Ordinal));
         Assert.Equal("aegis-256", status.GetProperty("Cipher").GetString());
         Assert.Equal(68, status.GetProperty("ReservedBytes").GetInt32());
+        Assert.False(status.GetProperty("Empty").GetBoolean());
         Assert.Equal(status.GetProperty("PageCount").GetInt64(), status.GetProperty("PagesPerDekVersion").GetProperty("1").GetInt64());
         Assert.StartsWith("acs:kms:", status.GetProperty("KmsKeyArn").GetString(), StringComparison.Ordinal);
 
@@ -91,6 +96,30 @@ public sealed class DbCommandTests : IDisposable
         var events = JsonDocument.Parse(Ok("audit", "LookupEvents", "--EventName", "ReEncrypt", "--json").Stdout).RootElement.GetProperty("Events");
         Assert.Equal(1, events.GetArrayLength());
         Assert.Equal(key.GetProperty("KeyId").GetString(), events[0].GetProperty("requestParameters").GetProperty("DestinationKeyId").GetString());
+    }
+
+    [Fact]
+    public void Backup_writes_a_verified_TDE_copy_under_its_own_DEK_and_another_key_on_request()
+    {
+        Ok("db", "create", File("live.db"), "--cipher", "aegis-256", "--page-size", "8192");
+        Ok("db", "sql", File("live.db"), "PRAGMA journal_mode=WAL; CREATE TABLE t(v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO t SELECT 'row ' || i FROM n;");
+        var key = JsonDocument.Parse(Ok("kms", "CreateKey", "--Description", "backups").Stdout).RootElement.GetProperty("KeyMetadata");
+
+        var printed = Ok("db", "backup", File("live.db"), "--out", File("copy.db"), "--key", key.GetProperty("KeyId").GetString()!).Stdout;
+
+        Assert.Contains("verified", printed, StringComparison.Ordinal);
+        var source = JsonDocument.Parse(Ok("db", "status", File("live.db"), "--json").Stdout).RootElement;
+        var copy = JsonDocument.Parse(Ok("db", "status", File("copy.db"), "--json").Stdout).RootElement;
+        Assert.NotEqual(source.GetProperty("DatabaseId").GetString(), copy.GetProperty("DatabaseId").GetString());
+        Assert.Equal(key.GetProperty("Arn").GetString(), copy.GetProperty("KmsKeyArn").GetString());
+        Assert.Equal("aegis-256", copy.GetProperty("Cipher").GetString());
+        Assert.Equal(8192, copy.GetProperty("PageSize").GetInt32());
+        Assert.Equal("500|125250\n", Ok("db", "sql", File("copy.db"), "SELECT count(*), sum(CAST(substr(v, 5) AS INTEGER)) FROM t").Stdout.Replace("\r", "", StringComparison.Ordinal));
+
+        // An existing destination is never overwritten.
+        var again = CliProcess.Run(_home, "db", "backup", File("live.db"), "--out", File("copy.db"));
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("already exists", again.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

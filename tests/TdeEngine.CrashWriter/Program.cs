@@ -8,7 +8,8 @@ using TdeEngine.Sqlite;
 // can and prints "committed N" after each commit returns. The test SIGKILLs it at a random moment
 // and checks that every transaction it saw committed is in the database, and that the database is
 // intact. Usage: TdeEngine.CrashWriter <database> <DELETE|WAL> [mmap] (TDE_HOME names the KMS home;
-// "mmap" makes the writer read through memory-mapped I/O), or <database> <DELETE|WAL> resize KEEP ADD.
+// "mmap" makes the writer read through memory-mapped I/O), or <database> <DELETE|WAL> resize KEEP ADD,
+// or <database> DELETE first N, or <database> WAL turns.
 var path = args[0];
 var journalMode = args[1];
 using var kms = KeyManagementService.Open(new KmsOptions());
@@ -41,6 +42,19 @@ if (args.Length >= 5 && args[2] == "resize")
     Console.Out.WriteLine("resized");
     return;
 }
+// "first N": the first transaction of a new database inserts N rows through a tiny cache, so SQLite
+// spills pages to the file before page 1 exists there; prints "spilled" and waits to be killed.
+if (args.Length >= 4 && args[2] == "first")
+{
+    using var first = db.CreateCommand();
+    first.CommandText = "PRAGMA cache_size=2; BEGIN; CREATE TABLE t(n INTEGER PRIMARY KEY, payload TEXT NOT NULL); " +
+        $"INSERT INTO t(payload) SELECT hex(randomblob(1500)) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<{int.Parse(args[3], CultureInfo.InvariantCulture)}) SELECT i FROM c);";
+    first.ExecuteNonQuery();
+    Console.Out.WriteLine("spilled");
+    Console.Out.Flush();
+    Thread.Sleep(Timeout.Infinite);
+}
+
 // "turns": a child for the WAL review probes; keeps its connection open and answers stdin lines:
 // "ready", "check" (count:sum), "tx N CKPT" (a spilling transaction of N rows, then a checkpoint), "quit".
 if (args.Length >= 3 && args[2] == "turns")

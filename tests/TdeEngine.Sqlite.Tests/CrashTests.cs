@@ -109,6 +109,70 @@ public sealed class CrashTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_new_database_killed_in_its_first_transaction_after_spilling_pages_opens_empty()
+    {
+        var database = _dir.File("first.db");
+        using var kms = Kms.KeyManagement.KeyManagementService.Open(new Kms.KmsOptions { Home = _kmsHome });
+        TdeSqlite.Register(kms, new Storage.TdeStorageOptions { TimeProvider = TdeTestEnvironment.Clock });
+        try
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "TdeEngine.CrashWriter.dll"), database, "DELETE", "first", "400" })
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            start.Environment["TDE_HOME"] = _kmsHome;
+            using (var process = Process.Start(start)!)
+            {
+                var stderr = process.StandardError.ReadToEndAsync();
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                string? line = null;
+                try
+                {
+                    line = await process.StandardOutput.ReadLineAsync(timeout.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+
+                if (line != "spilled")
+                {
+                    process.Kill();
+                    Assert.Fail($"The writer did not spill its first transaction ({line}): " + await stderr);
+                }
+
+                process.Kill();   // SIGKILL: the hot journal stays, the file has pages but no page 1
+                await process.WaitForExitAsync();
+                Assert.Equal(137, process.ExitCode);
+            }
+
+            var file = File.ReadAllBytes(database);
+            Assert.True(file.Length > Storage.Envelope.DatabaseEnvelope.RegionSize + 4096, $"{file.Length} bytes: nothing was spilled");
+            Assert.False(file.AsSpan(Storage.Envelope.DatabaseEnvelope.RegionSize, 4096).ContainsAnyExcept((byte)0));
+            Assert.True(File.Exists(database + "-journal"));
+
+            // Opening rolls the transaction back from the journal: an empty database, usable.
+            using (var db = new SqliteConnection(TdeSqlite.ConnectionString(database)))
+            {
+                db.Open();
+                Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM sqlite_master"));
+                db.Exec("CREATE TABLE t(n INTEGER PRIMARY KEY, payload TEXT NOT NULL); INSERT INTO t(payload) VALUES ('after the crash');");
+            }
+
+            Assert.False(File.Exists(database + "-journal"));
+            Assert.True(TdeDatabases.Verify(database).Intact);
+            using var again = new SqliteConnection(TdeSqlite.ConnectionString(database));
+            again.Open();
+            Assert.Equal("after the crash", again.Scalar<string>("SELECT payload FROM t"));
+        }
+        finally
+        {
+            TdeTestEnvironment.EnsureRegistered();
+        }
+    }
+
     private void RunToEnd(string database, string journalMode, params string[] command)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };

@@ -19,6 +19,7 @@ internal static class DbCommand
           tde db create FILE [--key KEY] [--cipher aes-256-gcm|aegis-256] [--page-size N]
           tde db encrypt PLAIN_FILE [--key KEY] [--cipher C] [--out FILE]     (in place without --out)
           tde db decrypt FILE --out PLAIN_FILE
+          tde db backup FILE --out FILE [--key KEY]                          (online: a verified TDE copy under a DEK of its own)
           tde db status FILE [--json]
           tde db verify FILE [--json]                                        (authenticate every page; exit 1 if any fails)
           tde db rewrap FILE [--key KEY]                                     (DEKs under KEY's current version; only the envelope changes)
@@ -43,6 +44,7 @@ internal static class DbCommand
             "create" => CommandLine.Parse(rest, Usage, ["key", "cipher", "page-size"]),
             "encrypt" => CommandLine.Parse(rest, Usage, ["key", "cipher", "out"]),
             "decrypt" => CommandLine.Parse(rest, Usage, ["out"]),
+            "backup" => CommandLine.Parse(rest, Usage, ["out", "key"]),
             "status" or "verify" => CommandLine.Parse(rest, Usage, [], "json"),
             "rewrap" => CommandLine.Parse(rest, Usage, ["key"]),
             "rekey" => CommandLine.Parse(rest, Usage, ["batch-pages"]),
@@ -86,6 +88,11 @@ internal static class DbCommand
                     var output = line!.Required("out");
                     TdeDatabases.Decrypt(file, output);
                     stdout.WriteLine($"decrypted to {Path.GetFullPath(output)}");
+                    return 0;
+                case "backup":
+                    var copy = TdeDatabases.Backup(file, line!.Required("out"), line.Get("key"));
+                    var copied = TdeDatabases.Status(copy.Path);
+                    stdout.WriteLine($"backed up to {copy.Path}: {copy.PageCount} pages, verified; its own DEK, wrapped by {copied.KmsKeyArn}");
                     return 0;
                 case "sql":
                     return Sql(file, sqlWords ?? Console.In.ReadToEnd(), stdout, stderr);
@@ -232,6 +239,7 @@ internal static class DbCommand
                 w.WriteNumber("PageSize", status.PageSize);
                 w.WriteNumber("ReservedBytes", status.ReservedBytes);
                 w.WriteNumber("PageCount", status.PageCount);
+                w.WriteBoolean("Empty", status.Empty);
                 w.WriteNumber("ActiveDekVersion", status.ActiveDekVersion);
                 w.WriteNumber("EnvelopeSequence", status.EnvelopeSequence);
                 w.WriteBoolean("EnvelopeAuthenticated", status.EnvelopeAuthenticated);
@@ -268,7 +276,9 @@ internal static class DbCommand
         stdout.WriteLine($"KMS key:         {status.KmsKeyArn}");
         stdout.WriteLine($"cipher:          {PageCipherSuites.Name(status.Cipher)}");
         stdout.WriteLine($"page size:       {status.PageSize} bytes, {status.ReservedBytes} reserved");
-        stdout.WriteLine($"pages:           {status.PageCount}");
+        stdout.WriteLine($"pages:           {status.PageCount}{(status.PageCount > 0 ? "" : status.Empty
+            ? " (an empty database: its first write transaction writes page 1)"
+            : " (NOT marked empty: the file was truncated; run 'tde db verify')")}");
         stdout.WriteLine($"envelope:        {(status.EnvelopeDowngradeProtected
             ? "authenticated (HMAC under the DEK; checked on open, not by status)"
             : status.EnvelopeAuthenticated

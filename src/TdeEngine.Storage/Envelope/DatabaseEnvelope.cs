@@ -42,7 +42,7 @@ public sealed record EnvelopeDek(uint Version, PageCipherSuite Suite, ulong Seal
 ///  42    4   active DEK version
 ///  46    2   K = length of the KMS key ARN, then K bytes UTF-8
 ///  .     1   n = number of DEKs (1..8), then n times:
-///              4 version | 1 suite | 1 flags (v2 only; bit 0: EnvelopeBound) | 8 seals reserved |
+///              4 version | 1 suite | 1 flags (v2 only; bit 0: EnvelopeBound; bit 1, active entry only: Empty) | 8 seals reserved |
 ///              2 B = blob length | B bytes KMS CiphertextBlob
 ///  L-64  32  HMAC-SHA256 of bytes [0, L-64) under HKDF-SHA256(active DEK, info "TdeEngine envelope MAC v1")   (v2 only)
 ///  L-32  32  SHA-256 of bytes [0, L-32)
@@ -97,6 +97,7 @@ public sealed record DatabaseEnvelope
         KmsKeyArn = original.KmsKeyArn;
         Deks = original.Deks;
         FormatVersion = original.FormatVersion;
+        Empty = original.Empty;
     }
 
     public required ulong Sequence { get; init; }
@@ -107,6 +108,14 @@ public sealed record DatabaseEnvelope
     public required uint ActiveDekVersion { get; init; }
     public required string KmsKeyArn { get; init; }
     public required IReadOnlyList<EnvelopeDek> Deks { get; init; }
+
+    /// <summary>
+    /// True when the file holds no page on purpose: it was created and SQLite has not written page 1
+    /// yet, or SQLite itself truncated it to no page (a rollback of the first transaction). A file
+    /// that holds no page while this is false was truncated. Stored as flag bit 1 of the active DEK's
+    /// entry, so only envelopes of empty files differ from what earlier builds wrote.
+    /// </summary>
+    public bool Empty { get; init; }
 
     /// <summary>The database id in hex, as used in the DEK's EncryptionContext.</summary>
     public string DatabaseIdHex => Convert.ToHexStringLower(DatabaseId);
@@ -127,30 +136,41 @@ public sealed record DatabaseEnvelope
 
     /// <summary>
     /// Writes a new envelope that reserves seals up to <paramref name="reserved"/> under DEK
-    /// <paramref name="version"/>, and returns the envelope that holds it.
+    /// <paramref name="version"/>, and returns the envelope that holds it (see <see cref="Persist"/>).
+    /// </summary>
+    internal static DatabaseEnvelope PersistReservation(string path, uint version, ulong reserved, Func<DatabaseEnvelope> read,
+        Func<DatabaseEnvelope, EnvelopeMacKey> authenticate, Action<byte[], int> writeSlot) =>
+        Persist(path, "a seal reservation",
+            current => current with
+            {
+                Deks = current.Deks.Select(d => d.Version == version ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) } : d).ToList(),
+            },
+            written => written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved),
+            read, authenticate, writeSlot);
+
+    /// <summary>
+    /// Writes the envelope read from the file, changed by <paramref name="change"/>, as the next
+    /// sequence, and returns the envelope that holds the change (<paramref name="holds"/>).
     /// </summary>
     /// <remarks>
     /// Another process can write the same slot from the same envelope meanwhile: in WAL mode a
     /// checkpoint seals pages under the checkpoint lock while a writer seals frames under the write
     /// lock, and a re-wrap writes under its own write transaction. The last write wins, so the
-    /// envelope is read back: the one that wins must hold this reservation (or a higher one), or it
-    /// is written again on top of the winner, keeping everything else the winner says (a re-wrapped
-    /// DEK, another process's reservation).
-    /// </remarks>
+    /// envelope is read back: the one that wins must hold this change, or it is written again on
+    /// top of the winner, keeping everything else the winner says (a re-wrapped DEK, another
+    /// process's reservation).
     /// <para>
     /// <paramref name="authenticate"/> checks the MAC of the envelope read (so an edited envelope is
     /// never signed again) and returns the MAC key of its active DEK, which the caller disposes.
     /// </para>
-    internal static DatabaseEnvelope PersistReservation(string path, uint version, ulong reserved, Func<DatabaseEnvelope> read,
-        Func<DatabaseEnvelope, EnvelopeMacKey> authenticate, Action<byte[], int> writeSlot)
+    /// </remarks>
+    internal static DatabaseEnvelope Persist(string path, string what, Func<DatabaseEnvelope, DatabaseEnvelope> change, Func<DatabaseEnvelope, bool> holds,
+        Func<DatabaseEnvelope> read, Func<DatabaseEnvelope, EnvelopeMacKey> authenticate, Action<byte[], int> writeSlot)
     {
         for (var attempt = 1; ; attempt++)
         {
             var current = read();
-            var deks = current.Deks.Select(d => d.Version == version
-                ? d with { SealsReserved = Math.Max(d.SealsReserved, reserved) }
-                : d).ToList();
-            var next = current with { Sequence = current.Sequence + 1, Deks = deks };
+            var next = change(current) with { Sequence = current.Sequence + 1 };
             var slot = new byte[SlotSize];
             using (var macKey = authenticate(current))
             {
@@ -159,14 +179,14 @@ public sealed record DatabaseEnvelope
 
             writeSlot(slot, SlotOffset(next.Sequence));
             var written = read();
-            if (written.Deks.Any(d => d.Version == version && d.SealsReserved >= reserved))
+            if (holds(written))
             {
                 return written;
             }
 
             if (attempt == 8)
             {
-                throw new IOException($"The envelope of '{path}' kept changing while a seal reservation was written to it.");
+                throw new IOException($"The envelope of '{path}' kept changing while {what} was written to it.");
             }
         }
     }
@@ -201,7 +221,7 @@ public sealed record DatabaseEnvelope
         {
             BinaryPrimitives.WriteUInt32BigEndian(slot[at..], dek.Version);
             slot[at + 4] = (byte)dek.Suite;
-            slot[at + 5] = dek.EnvelopeBound ? FlagEnvelopeBound : (byte)0;
+            slot[at + 5] = (byte)((dek.EnvelopeBound ? FlagEnvelopeBound : 0) | (Empty && dek.Version == ActiveDekVersion ? FlagEmpty : 0));
             BinaryPrimitives.WriteUInt64BigEndian(slot[(at + 6)..], dek.SealsReserved);
             BinaryPrimitives.WriteUInt16BigEndian(slot[(at + 14)..], (ushort)dek.WrappedDek.Length);
             dek.WrappedDek.CopyTo(slot[(at + 16)..]);
@@ -221,6 +241,7 @@ public sealed record DatabaseEnvelope
     }
 
     private const byte FlagEnvelopeBound = 0x01;
+    private const byte FlagEmpty = 0x02;
 
     /// <summary>
     /// Checks the MAC of an envelope read from a file with the MAC key of its active DEK; throws
@@ -288,6 +309,8 @@ public sealed record DatabaseEnvelope
             at += 2 + arnLength;
             int count = slot[at++];
             var deks = new List<EnvelopeDek>(count);
+            var activeVersion = BinaryPrimitives.ReadUInt32BigEndian(slot[42..]);
+            var empty = false;
             for (var i = 0; i < count; i++)
             {
                 var flags = authenticated ? slot[at + 5] : (byte)0;
@@ -298,7 +321,17 @@ public sealed record DatabaseEnvelope
                 {
                     EnvelopeBound = (flags & FlagEnvelopeBound) != 0,
                 });
-                if ((flags & ~FlagEnvelopeBound) != 0)
+                if ((flags & FlagEmpty) != 0)
+                {
+                    if (deks[^1].Version != activeVersion)
+                    {
+                        return null;
+                    }
+
+                    empty = true;
+                }
+
+                if ((flags & ~(FlagEnvelopeBound | FlagEmpty)) != 0)
                 {
                     return null;
                 }
@@ -319,8 +352,9 @@ public sealed record DatabaseEnvelope
                 PageSize = BinaryPrimitives.ReadInt32BigEndian(slot[36..]),
                 Reserve = slot[40],
                 Suite = (PageCipherSuite)slot[41],
-                ActiveDekVersion = BinaryPrimitives.ReadUInt32BigEndian(slot[42..]),
+                ActiveDekVersion = activeVersion,
                 KmsKeyArn = arn,
+                Empty = empty,
                 Deks = deks,
                 FormatVersion = version,
                 _macInput = authenticated ? slot[..at].ToArray() : null,

@@ -3,34 +3,25 @@ using System.Buffers.Binary;
 namespace TdeEngine.Storage.Envelope;
 
 /// <summary>
-/// Page 1 of an empty SQLite database whose pages keep <c>reserve</c> bytes free, as SQLite's own
-/// <c>newDatabase()</c> lays it out after the first commit. Writing it ourselves is how a new TDE
-/// database gets its reserved bytes without the application running any PRAGMA.
+/// What SQLite needs from the header of an empty database's page 1 before that page exists: the
+/// page size and the reserved bytes per page (bytes 16 to 23 of the header, laid out as SQLite's own
+/// <c>newDatabase()</c> writes them). Read when SQLite opens a file, they make its first page 1 keep
+/// the cipher's trailer free without the application running any PRAGMA.
 /// </summary>
 internal static class EmptyDatabase
 {
-    /// <summary>The SQLite version the header names (3.53.3, the version the e_sqlite3 bundle ships).</summary>
-    private const int SqliteVersionNumber = 3053003;
+    /// <summary>The header bytes <see cref="WriteGeometry"/> covers: 0 to 23 (bytes 0 to 15 stay zero).</summary>
+    public const int GeometryEnd = 24;
 
-    public static void WritePage1(Span<byte> page, int pageSize, int reserve)
+    public static void WriteGeometry(Span<byte> header, int pageSize, int reserve)
     {
-        page[..pageSize].Clear();
-        "SQLite format 3\0"u8.CopyTo(page);
-        BinaryPrimitives.WriteUInt16BigEndian(page[16..], (ushort)(pageSize == 65536 ? 1 : pageSize));
-        page[18] = 1;                       // file format write version: legacy (rollback journal)
-        page[19] = 1;                       // file format read version
-        page[20] = (byte)reserve;           // reserved bytes at the end of each page
-        page[21] = 64;                      // maximum embedded payload fraction
-        page[22] = 32;                      // minimum embedded payload fraction
-        page[23] = 32;                      // leaf payload fraction
-        BinaryPrimitives.WriteUInt32BigEndian(page[24..], 1);   // file change counter
-        BinaryPrimitives.WriteUInt32BigEndian(page[28..], 1);   // database size in pages
-        BinaryPrimitives.WriteUInt32BigEndian(page[92..], 1);   // version-valid-for = change counter
-        BinaryPrimitives.WriteUInt32BigEndian(page[96..], SqliteVersionNumber);
-
-        // The b-tree header of the (empty) sqlite_schema table: a leaf table page with no cells.
-        var usable = pageSize - reserve;
-        page[100] = 0x0D;
-        BinaryPrimitives.WriteUInt16BigEndian(page[105..], (ushort)(usable == 65536 ? 0 : usable));
+        header[..GeometryEnd].Clear();
+        BinaryPrimitives.WriteUInt16BigEndian(header[16..], (ushort)(pageSize == 65536 ? 1 : pageSize));
+        header[18] = 1;                       // file format write version: legacy (rollback journal)
+        header[19] = 1;                       // file format read version
+        header[20] = (byte)reserve;           // reserved bytes at the end of each page
+        header[21] = 64;                      // maximum embedded payload fraction
+        header[22] = 32;                      // minimum embedded payload fraction
+        header[23] = 32;                      // leaf payload fraction
     }
 }

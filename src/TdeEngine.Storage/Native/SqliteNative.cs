@@ -24,6 +24,7 @@ internal static unsafe partial class SqliteNative
     public const int SQLITE_IOERR_READ = SQLITE_IOERR | (1 << 8);
     public const int SQLITE_IOERR_SHORT_READ = SQLITE_IOERR | (2 << 8);
     public const int SQLITE_IOERR_WRITE = SQLITE_IOERR | (3 << 8);
+    public const int SQLITE_IOERR_TRUNCATE = SQLITE_IOERR | (6 << 8);
     public const int SQLITE_IOERR_DATA = SQLITE_IOERR | (32 << 8);
     public const int SQLITE_IOERR_LOCK = SQLITE_IOERR | (15 << 8);
     public const int SQLITE_IOERR_SHMLOCK = SQLITE_IOERR | (20 << 8);

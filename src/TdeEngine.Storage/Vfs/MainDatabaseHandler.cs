@@ -152,12 +152,18 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 if (rc == SqliteNative.SQLITE_IOERR_SHORT_READ)
                 {
                     output.Clear();
-                    return PastTheEnd(offset / P);
+                    return offset == 0 ? MissingPage1(output, 0) : PastTheEnd(offset / P);
                 }
 
                 if (rc != SqliteNative.SQLITE_OK)
                 {
                     return rc;
+                }
+
+                // (A failed open clears the page, so a hole is looked for before it.)
+                if (offset == 0 && !output.ContainsAnyExcept((byte)0) && UnwrittenPage1(output, output))
+                {
+                    return SqliteNative.SQLITE_OK;
                 }
 
                 if (Crypto.TryOpen(PageFileKind.Database, (offset / P) + 1, output, output))
@@ -206,7 +212,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 // Beyond the end of the file: SQLite expects zeros and a short read, as with a plain
                 // file, unless the page should be there (a truncated file).
                 target.Clear();
-                var pastTheEnd = PastTheEnd(pageIndex);
+                var pastTheEnd = pageIndex == 0 ? MissingPage1(target, from) : PastTheEnd(pageIndex);
                 if (pastTheEnd != SqliteNative.SQLITE_IOERR_SHORT_READ)
                 {
                     output.Clear();
@@ -220,6 +226,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             if (rc != SqliteNative.SQLITE_OK)
             {
                 return rc;
+            }
+
+            if (source is null && pageIndex == 0 && UnwrittenPage1(_sealed, _plain))
+            {
+                source = _plain;
             }
 
             if (source is null)
@@ -288,9 +299,9 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         }
 
         var wholePages = Math.Max(0, physical - E) / P;
-        if (physical > E + (pageIndex * P) || pageIndex == 0)
+        if (physical > E + (pageIndex * P))
         {
-            return Truncated(pageIndex + 1, wholePages, claimed: null);   // cut inside the page, or no page 1 at all
+            return Truncated(pageIndex + 1, wholePages, claimed: null);   // cut inside the page
         }
 
         // A page wholly past the end: does page 1 say the database holds it?
@@ -307,6 +318,103 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
         var claimed = ClaimedPages(page1);
         return pageIndex < claimed && !WalReadWithoutReadLock(page1) ? Truncated(pageIndex + 1, wholePages, claimed) : SqliteNative.SQLITE_IOERR_SHORT_READ;
+    }
+
+    /// <summary>
+    /// A read of page 1 came back short. A file that holds no page is an empty database when its
+    /// envelope says so (<see cref="DatabaseEnvelope.Empty"/>): the read gives zeros, except the page
+    /// size and reserved bytes in the header (bytes 16 to 23), since SQLite takes them from there
+    /// when it opens a file (before any lock) and would use its defaults, with no reserved bytes, for
+    /// a file without them. Any other file without page 1 was truncated.
+    /// </summary>
+    private int MissingPage1(Span<byte> target, int from)
+    {
+        long physical;
+        var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        if (physical > E)
+        {
+            // Cut inside page 1. Unlocked (SQLite's first look at the header) it reads as zeros, as before
+            // page 1 of a new database is written; under a lock it is reported.
+            return _lockLevel < SqliteNative.SQLITE_LOCK_SHARED ? SqliteNative.SQLITE_IOERR_SHORT_READ : Truncated(1, 0, claimed: null);
+        }
+
+        rc = NoPages(physical);
+        if (rc != SqliteNative.SQLITE_OK)
+        {
+            return rc;
+        }
+
+        Span<byte> header = stackalloc byte[EmptyDatabase.GeometryEnd];
+        EmptyDatabase.WriteGeometry(header, P, Crypto.Reserve);
+        if (from < header.Length)
+        {
+            var n = Math.Min(header.Length - from, target.Length);
+            header.Slice(from, n).CopyTo(target);
+        }
+
+        return SqliteNative.SQLITE_IOERR_SHORT_READ;
+    }
+
+    /// <summary>
+    /// Page 1 of an empty database that SQLite has not written yet, although it wrote later pages: a
+    /// first transaction spilled pages to the file and did not commit (the process died). The file
+    /// has a hole of zeros there (a sealed page is never all zeros: its trailer holds a random nonce).
+    /// While the envelope still says the database is empty, it reads as zeros with the geometry
+    /// header, as <see cref="MissingPage1"/>, so that SQLite opens the file and rolls the transaction
+    /// back from its journal, which empties the file again.
+    /// </summary>
+    private bool UnwrittenPage1(ReadOnlySpan<byte> sealedPage, Span<byte> plain)
+    {
+        if (sealedPage[..P].ContainsAnyExcept((byte)0))
+        {
+            return false;
+        }
+
+        try
+        {
+            RefreshKeys();
+        }
+        catch (Exception)
+        {
+            return false;   // reported as a page that fails authentication
+        }
+
+        if (!Envelope.Empty)
+        {
+            return false;
+        }
+
+        plain[..P].Clear();
+        EmptyDatabase.WriteGeometry(plain, P, Crypto.Reserve);
+        return true;
+    }
+
+    /// <summary>
+    /// The file holds no page (<paramref name="physical"/> bytes, at most the envelope): fine when its
+    /// envelope, as on disk now, says the database is empty; otherwise it was truncated.
+    /// </summary>
+    private int NoPages(long physical)
+    {
+        bool empty;
+        try
+        {
+            // Read again each time (this is rare): another connection may have written page 1, which
+            // clears the mark, or emptied the file, which sets it. A changed envelope is authenticated.
+            RefreshKeys();
+            empty = Envelope.Empty;
+        }
+        catch (Exception e)
+        {
+            return TdeVfs.Fail(e as TdeStorageException ?? new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                $"Could not read the envelope of '{Path}' again: {e.Message}", Path, inner: e), SqliteNative.SQLITE_IOERR_READ);
+        }
+
+        return physical == E && empty ? SqliteNative.SQLITE_OK : Truncated(1, 0, claimed: null);
     }
 
     /// <summary>Page 1 was just opened: the file must hold every page its header counts (see <see cref="PastTheEnd"/>).</summary>
@@ -391,7 +499,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                 _page1Cached = false;
             }
 
-            return WriteRaw(_sealed, E + offset);
+            var rc = WriteRaw(_sealed, E + offset);
+            // The first page 1 of an empty database: from now on a file without pages was truncated.
+            // Cleared after the page is written: a crash in between leaves the mark on a file with
+            // pages, where it is not used.
+            return rc == SqliteNative.SQLITE_OK && offset == 0 && Envelope.Empty ? MarkEmpty(false, SqliteNative.SQLITE_IOERR_WRITE) : rc;
         }
 
         // SQLite writes whole pages to the database file; anything else (a page size change by VACUUM)
@@ -411,7 +523,38 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     public override int Truncate(long size)
     {
         _sizeUnderLock = -1;
+        // SQLite empties the file (a rollback of the first transaction): mark the envelope first, so
+        // that a file without pages is never left unmarked (it would read as truncated).
+        if (size == 0)
+        {
+            var rc = MarkEmpty(true, SqliteNative.SQLITE_IOERR_TRUNCATE);
+            if (rc != SqliteNative.SQLITE_OK)
+            {
+                return rc;
+            }
+        }
+
         return Inner->xTruncate(Underlying, E + size);
+    }
+
+    /// <summary>Writes <see cref="DatabaseEnvelope.Empty"/> into the envelope, unless the envelope on disk already says so.</summary>
+    private int MarkEmpty(bool empty, int failure)
+    {
+        try
+        {
+            if (ReadEnvelope().Empty != empty)
+            {
+                Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e with { Empty = empty }, written => written.Empty == empty,
+                    ReadEnvelope, Authenticate, WriteSlot);
+            }
+
+            return SqliteNative.SQLITE_OK;
+        }
+        catch (Exception e)
+        {
+            return TdeVfs.Fail(e as TdeStorageException ?? new TdeStorageException(TdeStorageException.Codes.EnvelopeDamaged,
+                $"Could not write the envelope of '{Path}': {e.Message}", Path, inner: e), failure);
+        }
     }
 
     /// <summary>
@@ -444,6 +587,11 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     {
         long physical;
         var rc = Inner->xFileSize(Underlying, &physical);
+        if (rc == SqliteNative.SQLITE_OK && physical <= E)
+        {
+            rc = NoPages(physical);   // an empty database, or a truncated file
+        }
+
         *size = Math.Max(0, physical - E);
         // Rollback-journal mode, under a shared lock: no rollback-mode connection can write until this
         // one unlocks, so page 1's length check can use this size instead of asking again. A WAL
@@ -656,13 +804,17 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private void PersistReservation(ulong reserved) =>
         Envelope = DatabaseEnvelope.PersistReservation(Path, Crypto.ActiveVersion, reserved, ReadEnvelope, Authenticate, (slot, offset) =>
         {
-            if (WriteRaw(slot, offset) != SqliteNative.SQLITE_OK)
-            {
-                throw new IOException($"Could not write the envelope of '{Path}'.");
-            }
-
+            WriteSlot(slot, offset);
             ReservationWritten?.Invoke(Path, reserved);
         });
+
+    private void WriteSlot(byte[] slot, int offset)
+    {
+        if (WriteRaw(slot, offset) != SqliteNative.SQLITE_OK)
+        {
+            throw new IOException($"Could not write the envelope of '{Path}'.");
+        }
+    }
 
     private DatabaseEnvelope ReadEnvelope()
     {

@@ -263,7 +263,7 @@ internal static unsafe class TdeVfs
             static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && TdeStorageOptions.IsValidPageSize(n) ? n : null)
             ?? options.DefaultPageSize;
 
-        var image = NewDatabaseImage.Create(path, kmsKey, suite, pageSize, config.Keys);
+        var image = NewDatabaseImage.Create(kmsKey, suite, pageSize, config.Keys);
         var temp = path + ".tde-new-" + Guid.NewGuid().ToString("N");
         try
         {
