@@ -141,6 +141,7 @@ public sealed class KmsCommandTests : IDisposable
         Assert.Contains("7 events by the role. The trail is intact", result.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"(\d+) of \1 pages rewritten; the envelope now holds only DEK version 2", result.Stdout);
         Assert.Contains("the connection opened before it still reads and writes: 276 artists", result.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"online backup \(tde db backup\): \d+ pages, verified, its own DEK \(database id ([0-9a-f]{8})… against (?!\1)[0-9a-f]{8}…\), artist names in clear: 0", result.Stdout);
 
         // The ECS-style disk and the OSS-style bucket: ciphertext on disk, bound contexts, revocation, each as its service role.
         Assert.Contains("plaintext artist names found in the disk image: 0", result.Stdout, StringComparison.Ordinal);
@@ -168,8 +169,8 @@ public sealed class KmsCommandTests : IDisposable
 
         var again = CliProcess.Run(_home, "demo");
         Assert.True(again.ExitCode == 0, again.Stdout + again.Stderr);
-        // The first run's DEK rotation went through the role too: its GenerateDataKey and Decrypts are in the trail.
-        Assert.Contains("25 events by the role. The trail is intact", again.Stdout, StringComparison.Ordinal);
+        // The first run's DEK rotation and backup went through the role too: their GenerateDataKeys and Decrypts are in the trail.
+        Assert.Contains("30 events by the role. The trail is intact", again.Stdout, StringComparison.Ordinal);
         var lookup = JsonDocument.Parse(CliProcess.Run(_home, "audit", "LookupEvents", "--Principal", "AliyunRDSInstanceEncryptionDefaultRole/rds-demo-instance", "--json").Stdout);
         Assert.Contains(lookup.RootElement.GetProperty("Events").EnumerateArray(), e => e.TryGetProperty("errorCode", out var code) && code.GetString() == "Rejected.Disabled");
     }

@@ -42,7 +42,7 @@ public sealed class BackupTests : IDisposable
     }
 
     [Fact]
-    public void VACUUM_INTO_takes_the_cipher_page_size_and_key_from_the_target_URI()
+    public void VACUUM_INTO_from_a_database_of_another_cipher_and_page_size_names_them_and_a_key_in_the_target_URI()
     {
         using var source = _dir.OpenTde("source.db", "cipher=aegis-256&page_size=8192");
         source.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) SELECT 'row ' || i FROM " + SqlExtensions.Rows(3000));
@@ -91,6 +91,20 @@ public sealed class BackupTests : IDisposable
         var e = Assert.Throws<SqliteException>(() => source.Exec($"VACUUM INTO '{_dir.File("backup.db")}'"));
         Assert.Contains("output file already exists", e.Message, StringComparison.Ordinal);
         Assert.Equal(before, File.ReadAllBytes(_dir.File("backup.db")));
+    }
+
+    [Fact]
+    public void VACUUM_INTO_a_target_on_the_unix_VFS_is_an_export_in_clear()
+    {
+        using var source = _dir.OpenTde("source.db", "mode=rwc");   // a file: URI connection: ATTACH and VACUUM INTO take URIs
+        Chinook.Load(source);
+        var target = _dir.File("plain.db");
+
+        source.Exec($"VACUUM INTO 'file:{target}?vfs=unix'");
+
+        using var plain = _dir.OpenPlain("plain.db", SqliteOpenMode.ReadOnly);
+        Assert.Equal(275L, plain.Scalar<long>("SELECT count(*) FROM Artist"));
+        Assert.Equal("ok", plain.Scalar<string>("PRAGMA integrity_check"));
     }
 
     [Fact]

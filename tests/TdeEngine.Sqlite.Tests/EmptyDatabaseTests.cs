@@ -42,6 +42,8 @@ public sealed class EmptyDatabaseTests : IDisposable
 
         Assert.Equal(DatabaseEnvelope.RegionSize + (2 * 8192), new FileInfo(path).Length);
         Assert.False(TestEnvelopes.Read(path).Empty);
+        Assert.False(TestEnvelopes.Slot(path, 0)!.Empty);   // both slots: neither may still say "empty"
+        Assert.False(TestEnvelopes.Slot(path, 1)!.Empty);
         Assert.True(TestEnvelopes.MacVerifies(path, TestEnvelopes.Read(path)));
         Assert.True(TdeDatabases.Verify(path).Intact);
         using var again = _dir.OpenTde("new.db");
@@ -95,6 +97,50 @@ public sealed class EmptyDatabaseTests : IDisposable
         var verification = TdeDatabases.Verify(path);
         Assert.False(verification.Intact);
         Assert.True(verification.Truncated);
+    }
+
+    [Fact]
+    public void A_database_cut_back_to_its_envelope_with_its_newest_slot_damaged_is_still_truncated()
+    {
+        // The older slot is read when the newer one is damaged: it must not be the one that said "empty".
+        var path = _dir.File("cut.db");
+        using (var db = _dir.OpenTde("cut.db"))
+        {
+            db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('data');");
+        }
+
+        var newest = TestEnvelopes.Read(path).Sequence;
+        using (var raw = File.Open(path, FileMode.Open))
+        {
+            raw.SetLength(DatabaseEnvelope.RegionSize);
+            raw.Position = DatabaseEnvelope.SlotOffset(newest) + 20;   // the database id: its SHA-256 fails
+            var b = raw.ReadByte();
+            raw.Position -= 1;
+            raw.WriteByte((byte)(b ^ 0xFF));
+        }
+
+        using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path));
+        Assert.Throws<SqliteException>(() =>
+        {
+            connection.Open();
+            connection.Scalar<long>("SELECT count(*) FROM sqlite_master");
+        });
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
+        Assert.True(TdeDatabases.Verify(path).Truncated);
+    }
+
+    [Fact]
+    public void The_empty_mark_is_cleared_without_syncs_too()
+    {
+        var path = _dir.File("nosync.db");
+        using (var db = _dir.OpenTde("nosync.db"))
+        {
+            db.Exec("PRAGMA synchronous=OFF; CREATE TABLE t(x); INSERT INTO t VALUES ('data');");
+            Assert.False(TestEnvelopes.Read(path).Empty);
+        }
+
+        Assert.False(TestEnvelopes.Slot(path, 0)!.Empty);
+        Assert.False(TestEnvelopes.Slot(path, 1)!.Empty);
     }
 
     [Fact]

@@ -143,7 +143,7 @@ internal static class DemoCommand
         var kms = services.Kms;
         var path = DemoDatabase(kms);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        foreach (var old in Directory.GetFiles(Path.GetDirectoryName(path)!, "chinook.db*"))
+        foreach (var old in Directory.GetFiles(Path.GetDirectoryName(path)!, "chinook*.db*"))   // the database, its backup, their journals
         {
             File.Delete(old);
         }
@@ -228,7 +228,7 @@ internal static class DemoCommand
 
         o.WriteLine($"   {events.Count} events by the role. {services.Audit.Verify().Message}");
 
-        Step(o, 13, "Rotate the DEK online (tde db rekey): every page re-encrypted under a new DEK while a connection stays open");
+        Step(o, 13, "Rotate the DEK online (tde db rekey), then back up online (tde db backup), while a connection stays open");
         using (var open = new SqliteConnection(TdeSqlite.ConnectionString(path)))
         {
             open.Open();
@@ -241,6 +241,13 @@ internal static class DemoCommand
             using var count = open.CreateCommand();
             count.CommandText = "INSERT INTO Artist(Name) VALUES ('written after the rotation'); SELECT count(*) FROM Artist";
             o.WriteLine($"   the connection opened before it still reads and writes: {count.ExecuteScalar()} artists");
+
+            // An online backup while the connection stays open: VACUUM INTO a TDE file with a DEK of its own, verified.
+            var backupPath = Path.Combine(Path.GetDirectoryName(path)!, Path.GetFileNameWithoutExtension(path) + "-backup.db");
+            var backup = TdeDatabases.Backup(path, backupPath);
+            var copy = TdeDatabases.Status(backupPath);
+            o.WriteLine($"   online backup (tde db backup): {copy.PageCount} pages, {(backup.Intact ? "verified" : "NOT verified")}, " +
+                        $"its own DEK (database id {copy.DatabaseId[..8]}… against {rotated.DatabaseId[..8]}…), artist names in clear: {CountPlaintext(backupPath)}");
         }
     }
 

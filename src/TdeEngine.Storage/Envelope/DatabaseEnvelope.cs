@@ -113,7 +113,8 @@ public sealed record DatabaseEnvelope
     /// True when the file holds no page on purpose: it was created and SQLite has not written page 1
     /// yet, or SQLite itself truncated it to no page (a rollback of the first transaction). A file
     /// that holds no page while this is false was truncated. Stored as flag bit 1 of the active DEK's
-    /// entry, so only envelopes of empty files differ from what earlier builds wrote.
+    /// entry. Earlier builds refuse an envelope with this bit as damaged; once a database holds pages
+    /// the bit is clear in both slots, and its envelope is what they wrote.
     /// </summary>
     public bool Empty { get; init; }
 

@@ -22,6 +22,7 @@ internal static unsafe partial class SqliteNative
     public const int SQLITE_AUTH = 23;
     public const int SQLITE_NOTADB = 26;
     public const int SQLITE_IOERR_READ = SQLITE_IOERR | (1 << 8);
+    public const int SQLITE_SYNC_NORMAL = 0x02;
     public const int SQLITE_IOERR_SHORT_READ = SQLITE_IOERR | (2 << 8);
     public const int SQLITE_IOERR_WRITE = SQLITE_IOERR | (3 << 8);
     public const int SQLITE_IOERR_TRUNCATE = SQLITE_IOERR | (6 << 8);

@@ -53,6 +53,10 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     private byte[] _envelopeScratch = new byte[E];
     private int _lockLevel;
 
+    // This connection wrote the first page 1 of an empty database: the mark is cleared at the next
+    // sync (or when the transaction ends without one).
+    private bool _clearEmptyMark;
+
     private MainDatabaseHandler(SqliteFile* underlying, string path, byte[] region, DatabaseEnvelope envelope, DatabaseCrypto crypto, DekCache keys)
         : base(underlying, path)
     {
@@ -160,8 +164,8 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
                     return rc;
                 }
 
-                // (A failed open clears the page, so a hole is looked for before it.)
-                if (offset == 0 && !output.ContainsAnyExcept((byte)0) && UnwrittenPage1(output, output))
+                // (A failed open clears the page, so a hole is looked for before it; UnwrittenPage1 returns at once for a sealed page.)
+                if (offset == 0 && UnwrittenPage1(output, output))
                 {
                     return SqliteNative.SQLITE_OK;
                 }
@@ -310,7 +314,7 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             return Truncated(1, wholePages, claimed: null);
         }
 
-        var page1 = OpenPage1();
+        var page1 = OpenPage1() ?? (UnwrittenPage1(_sealed, _plain) ? _plain : null);
         if (page1 is null)
         {
             return Tampered(0, default);
@@ -500,10 +504,10 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             }
 
             var rc = WriteRaw(_sealed, E + offset);
-            // The first page 1 of an empty database: from now on a file without pages was truncated.
-            // Cleared after the page is written: a crash in between leaves the mark on a file with
-            // pages, where it is not used.
-            return rc == SqliteNative.SQLITE_OK && offset == 0 && Envelope.Empty ? MarkEmpty(false, SqliteNative.SQLITE_IOERR_WRITE) : rc;
+            // The first page 1 of an empty database: the mark is cleared once the page is durable
+            // (see Sync), since from then on a file without pages was truncated.
+            _clearEmptyMark |= rc == SqliteNative.SQLITE_OK && offset == 0 && Envelope.Empty;
+            return rc;
         }
 
         // SQLite writes whole pages to the database file; anything else (a page size change by VACUUM)
@@ -523,10 +527,12 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     public override int Truncate(long size)
     {
         _sizeUnderLock = -1;
-        // SQLite empties the file (a rollback of the first transaction): mark the envelope first, so
-        // that a file without pages is never left unmarked (it would read as truncated).
+        // SQLite empties the file (a rollback of the first transaction): the mark is written and
+        // made durable first, so that a file without pages is never left unmarked, even by a power
+        // cut (it would read as truncated, and its hot journal would never be played back).
         if (size == 0)
         {
+            _clearEmptyMark = false;
             var rc = MarkEmpty(true, SqliteNative.SQLITE_IOERR_TRUNCATE);
             if (rc != SqliteNative.SQLITE_OK)
             {
@@ -537,7 +543,44 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         return Inner->xTruncate(Underlying, E + size);
     }
 
-    /// <summary>Writes <see cref="DatabaseEnvelope.Empty"/> into the envelope, unless the envelope on disk already says so.</summary>
+    /// <summary>
+    /// SQLite syncs the file when it commits (before it deletes the rollback journal) and when a
+    /// checkpoint ends. After the sync that made an empty database's first page 1 durable, the
+    /// empty mark is cleared: clearing it earlier, a power cut could leave a file with no page and
+    /// no mark beside the transaction's hot journal, which then could never be played back.
+    /// </summary>
+    public override int Sync(int flags)
+    {
+        var rc = base.Sync(flags);
+        return rc == SqliteNative.SQLITE_OK && _clearEmptyMark ? ClearEmptyMark(flags) : rc;
+    }
+
+    /// <summary>
+    /// The write transaction ends. With <c>PRAGMA synchronous=OFF</c> SQLite never syncs, so a mark
+    /// still to be cleared is cleared here, while the lock is held (such a database is not meant to
+    /// survive a power cut in any case).
+    /// </summary>
+    private int ClearEmptyMarkBeforeUnlock(int level)
+    {
+        return _clearEmptyMark && _lockLevel >= SqliteNative.SQLITE_LOCK_RESERVED && level < SqliteNative.SQLITE_LOCK_RESERVED
+            ? ClearEmptyMark(syncFlags: 0)
+            : SqliteNative.SQLITE_OK;
+    }
+
+    private int ClearEmptyMark(int syncFlags)
+    {
+        _clearEmptyMark = false;
+        var rc = MarkEmpty(false, SqliteNative.SQLITE_IOERR_WRITE);
+        return rc == SqliteNative.SQLITE_OK && syncFlags != 0 ? base.Sync(syncFlags) : rc;
+    }
+
+    /// <summary>
+    /// Writes <see cref="DatabaseEnvelope.Empty"/> into the envelope, unless the envelope on disk
+    /// already says so. A cleared mark is written into both slots: a slot that still said "empty"
+    /// would be read once the newer slot is damaged (a torn write, or one byte edited by someone
+    /// without the DEK), and the database cut back to its envelope would pass for an empty one. A
+    /// set mark is synced before SQLite truncates the file.
+    /// </summary>
     private int MarkEmpty(bool empty, int failure)
     {
         try
@@ -546,6 +589,16 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             {
                 Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e with { Empty = empty }, written => written.Empty == empty,
                     ReadEnvelope, Authenticate, WriteSlot);
+                if (!empty)
+                {
+                    // The same envelope again, one sequence on: the other slot.
+                    Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e, written => !written.Empty && written.Sequence > Envelope.Sequence,
+                        ReadEnvelope, Authenticate, WriteSlot);
+                }
+                else
+                {
+                    return base.Sync(SqliteNative.SQLITE_SYNC_NORMAL);
+                }
             }
 
             return SqliteNative.SQLITE_OK;
@@ -646,13 +699,14 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     public override int Unlock(int level)
     {
         _sizeUnderLock = -1;
+        var cleared = ClearEmptyMarkBeforeUnlock(level);   // while the write lock is still held
         var rc = base.Unlock(level);
         if (rc == SqliteNative.SQLITE_OK)
         {
             _lockLevel = level;
         }
 
-        return rc;
+        return rc == SqliteNative.SQLITE_OK ? cleared : rc;
     }
 
     /// <summary>

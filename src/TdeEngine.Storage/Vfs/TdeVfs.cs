@@ -245,8 +245,9 @@ internal static unsafe class TdeVfs
 
     /// <summary>
     /// A database file that does not exist yet (or is empty) becomes a new TDE database: a DEK from the
-    /// KMS, the envelope and a sealed empty page 1, written to a temporary file and moved into place
-    /// without overwriting, so two processes creating it at once agree on one envelope.
+    /// KMS and the envelope, marked empty (no page yet: SQLite sees an empty file), written to a
+    /// temporary file and moved into place without overwriting, so two processes creating it at once
+    /// agree on one envelope.
     /// </summary>
     private static void CreateIfNew(string path, byte* zName, Configuration config)
     {
