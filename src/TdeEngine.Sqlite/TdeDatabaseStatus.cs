@@ -61,6 +61,13 @@ public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadO
     /// <summary>The page count page 1's header gives (null when page 1 fails, or SQLite would not trust the count); 1 for a file without pages that is not marked empty.</summary>
     public long? HeaderPageCount { get; init; }
 
+    /// <summary>
+    /// True when a rollback journal lies beside the file: a write transaction was interrupted (a
+    /// crash), and the file holds its pages until SQLite rolls it back, which the next connection
+    /// does when it opens the database. Pages it left half written fail here until then.
+    /// </summary>
+    public bool InterruptedTransaction { get; init; }
+
     /// <summary>True when the file holds fewer pages than page 1's header counts: it was truncated.</summary>
     public bool Truncated => HeaderPageCount > PageCount;
 
@@ -75,7 +82,9 @@ public sealed record TdeDatabaseVerification(string Path, long PageCount, IReadO
           (Truncated ? (PageCount == 0
               ? $"'{Path}' is truncated: it holds no page, and its envelope does not say it is an empty database. "
               : $"'{Path}' is truncated: page 1 counts {HeaderPageCount} pages, the file holds {PageCount}. ") : "") +
-          "Restore the file from a backup."
+          (InterruptedTransaction
+              ? "A rollback journal lies beside it: a transaction was interrupted. Open the database once (any query) so that SQLite rolls it back, then verify again."
+              : "Restore the file from a backup.")
         : IntegrityCheck == "ok"
             ? $"All {PageCount} pages of '{Path}' authenticate, and PRAGMA integrity_check is ok."
             : $"All {PageCount} pages of '{Path}' authenticate, but PRAGMA integrity_check says: {IntegrityCheck}";

@@ -91,7 +91,7 @@ public static class TdeDatabases
         try
         {
             // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and ATTACH takes the vfs= parameter.
-            using (var destination = new SqliteConnection($"Data Source=file:{Escape(temp)};Pooling=False"))
+            using (var destination = new SqliteConnection(ConnectionStringFor($"file:{Escape(temp)}")))
             {
                 TdeSqlite.Explain(() =>
                 {
@@ -137,8 +137,11 @@ public static class TdeDatabases
         var temp = TempBeside(destinationPath, "backup");
         try
         {
-            // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and VACUUM INTO takes the target's parameters.
-            using (var source = new SqliteConnection($"Data Source=file:{Escape(sourcePath)}?vfs={TdeVfsName}&mode=ro;Pooling=False"))
+            // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and VACUUM INTO takes
+            // the target's parameters. Read-write (nothing is written by the copy): SQLite then plays
+            // back a hot journal left by a crash, and removes the -wal and -shm of a WAL database
+            // nobody else has open when it closes, as for any connection.
+            using (var source = new SqliteConnection(ConnectionStringFor($"file:{Escape(sourcePath)}?vfs={TdeVfsName}&mode=rw")))
             {
                 var target = TdeFileUri(temp, key, envelope.Suite, envelope.PageSize);
                 TdeSqlite.Explain(() =>
@@ -427,13 +430,37 @@ public static class TdeDatabases
             }
         }
 
-        return new TdeDatabaseVerification(path, pages, bad, integrity) { HeaderPageCount = claimed };
+        return new TdeDatabaseVerification(path, pages, bad, integrity)
+        {
+            HeaderPageCount = claimed,
+            InterruptedTransaction = HotJournalBeside(path),
+        };
     }
 
     private static string TdeVfsName => "tde";
 
+    // SQLite's test for a hot journal, less the lock: the journal exists and its first byte is not
+    // zero (a committed journal is deleted, truncated, or has its header zeroed). SQLite locks the
+    // database file, never the journal, so reading it here drops no lock.
+    private static bool HotJournalBeside(string path)
+    {
+        try
+        {
+            using var journal = new FileStream(path + "-journal", FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            return journal.ReadByte() is > 0;
+        }
+        catch (IOException)
+        {
+            return false;   // none (FileNotFoundException is an IOException), or it went away
+        }
+    }
+
     private static string TdeUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize) =>
-        $"Data Source={TdeFileUri(path, kmsKeyId, cipher, pageSize)};Pooling=False";
+        ConnectionStringFor(TdeFileUri(path, kmsKeyId, cipher, pageSize));
+
+    // Through the builder, which quotes the value: a path may hold ';' or '"'.
+    private static string ConnectionStringFor(string dataSource) =>
+        new SqliteConnectionStringBuilder { DataSource = dataSource, Pooling = false }.ToString();
 
     private static string TdeFileUri(string path, string? kmsKeyId, PageCipherSuite? cipher, int? pageSize)
     {

@@ -74,6 +74,42 @@ public sealed class BackupTests : IDisposable
         Assert.Equal(0, left.PageCount);
         Assert.Equal(Storage.Envelope.DatabaseEnvelope.RegionSize, new FileInfo(target).Length);
         Assert.Equal("kept", source.Scalar<string>("SELECT x FROM t"));
+
+        // A second attempt that names the geometry (or a key) must not write into that file under
+        // what it was created with: refused, with what to do.
+        var uri = $"file:{target}?cipher=aegis-256";
+        Assert.Throws<SqliteException>(() => source.Exec($"VACUUM INTO '{uri}'"));
+        Assert.Equal(Storage.Errors.TdeStorageException.Codes.InvalidParameter, TdeSqlite.LastError?.Code);
+        Assert.Contains("exists already, as an empty TDE database", TdeSqlite.LastError?.Message, StringComparison.Ordinal);
+        Assert.Contains("cipher=aegis-256", TdeSqlite.LastError?.Message, StringComparison.Ordinal);
+
+        File.Delete(target);
+        source.Exec($"VACUUM INTO '{uri}'");
+        Assert.Equal(PageCipherSuite.Aegis256, TdeDatabases.Status(target).Cipher);
+        using var copy = _dir.OpenTde("backup.db");
+        Assert.Equal("kept", copy.Scalar<string>("SELECT x FROM t"));
+    }
+
+    [Fact]
+    public void An_empty_TDE_file_opened_with_another_key_is_refused_and_with_its_own_key_by_alias_is_not()
+    {
+        using (_dir.OpenTde("empty.db"))
+        {
+        }
+
+        var other = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "another" }).KeyId;
+        var e = Assert.Throws<SqliteException>(() => _dir.OpenTde("empty.db", $"kms_key={other}"));
+        Assert.Equal(Storage.Errors.TdeStorageException.Codes.InvalidParameter, TdeSqlite.LastError?.Code);
+        Assert.Contains("kms_key=" + other, TdeSqlite.LastError?.Message, StringComparison.Ordinal);
+        Assert.NotEqual(0, e.SqliteErrorCode);
+
+        // The key it was created with (the default, alias/acs/rds), named by its alias: the KMS says it is the same key.
+        using var same = _dir.OpenTde("empty.db", "kms_key=alias/acs/rds&cipher=aes-256-gcm&page_size=4096");
+        same.Exec("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+
+        // Once it holds pages, the parameters are what they always were for an existing database: not used.
+        using var later = _dir.OpenTde("empty.db", $"kms_key={other}");
+        Assert.Equal(1L, later.Scalar<long>("SELECT count(*) FROM t"));
     }
 
     [Fact]
@@ -167,6 +203,30 @@ public sealed class BackupTests : IDisposable
         Assert.Equal(PageCipherSuite.Aegis256, TdeDatabases.Status(_dir.File("backup.db")).Cipher);
         Assert.True(source.Scalar<long>("SELECT count(*) FROM t") > rows);   // the writer carried on meanwhile
         Assert.Throws<IOException>(() => TdeDatabases.Backup(_dir.File("source.db"), _dir.File("backup.db")));
+    }
+
+    [Fact]
+    public void TdeDatabases_Backup_takes_any_path_and_leaves_nothing_beside_an_idle_WAL_source()
+    {
+        var folder = Path.Combine(_dir.Path, "semi;colon 'quoted' #1 %20?");
+        Directory.CreateDirectory(folder);
+        var sourcePath = Path.Combine(folder, "a;b.db");
+        using (var source = new SqliteConnection(TdeSqlite.ConnectionString(sourcePath)))
+        {
+            source.Open();
+            source.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES ('from a path with ; and quotes');");
+        }
+
+        var copyPath = Path.Combine(folder, "copy \"1\".db");
+        Assert.True(TdeDatabases.Backup(sourcePath, copyPath).Intact);
+
+        using (var copy = new SqliteConnection(TdeSqlite.ConnectionString(copyPath)))
+        {
+            copy.Open();
+            Assert.Equal("from a path with ; and quotes", copy.Scalar<string>("SELECT x FROM t"));
+        }
+
+        Assert.Equal(["a;b.db", "copy \"1\".db"], Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
     }
 
     // The copy is sealed like its source (plain SQLite refuses it, no name of the data set in clear),

@@ -153,7 +153,21 @@ public sealed class CrashTests : IDisposable
             Assert.False(file.AsSpan(Storage.Envelope.DatabaseEnvelope.RegionSize, 4096).ContainsAnyExcept((byte)0));
             Assert.True(File.Exists(database + "-journal"));
 
-            // Opening rolls the transaction back from the journal: an empty database, usable.
+            // Verify reads the file as the crash left it and says what to do; a backup opens it,
+            // which rolls the transaction back, and copies the empty database.
+            var verification = TdeDatabases.Verify(database);
+            Assert.True(verification.InterruptedTransaction);
+            Assert.Contains("so that SQLite rolls it back", verification.Message, StringComparison.Ordinal);
+            Assert.True(TdeDatabases.Backup(database, _dir.File("first-copy.db")).Intact);
+            using (var copy = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File("first-copy.db"))))
+            {
+                copy.Open();
+                Assert.Equal(0L, copy.Scalar<long>("SELECT count(*) FROM sqlite_master"));
+            }
+
+            Assert.False(File.Exists(database + "-journal"));
+
+            // An empty database, usable.
             using (var db = new SqliteConnection(TdeSqlite.ConnectionString(database)))
             {
                 db.Open();

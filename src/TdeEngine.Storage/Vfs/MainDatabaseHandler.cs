@@ -85,6 +85,67 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     private int P => Crypto.PageSize;
 
+    /// <summary>
+    /// The URI names a key, cipher or page size for a database that exists already but holds no
+    /// page, and its envelope says otherwise: the open fails with <c>Tde.InvalidParameter</c>. These
+    /// parameters apply only when a file is created, and an empty file is what a failed
+    /// <c>VACUUM INTO</c> leaves: a second attempt naming a backup key must not write the copy under
+    /// the key of the first. (A database with pages keeps what it was created with, as before.)
+    /// </summary>
+    internal void RefuseOtherCreationParameters(TdeVfs.CreationParameters named)
+    {
+        if (!Envelope.Empty || named == new TdeVfs.CreationParameters(null, null, null))
+        {
+            return;
+        }
+
+        long physical;
+        if (Inner->xFileSize(Underlying, &physical) != SqliteNative.SQLITE_OK || physical > E)
+        {
+            return;
+        }
+
+        var differences = new List<string>();
+        if (named.Cipher is { } suite && suite != Envelope.Suite)
+        {
+            differences.Add($"cipher={PageCipherSuites.Name(suite)} (it is {PageCipherSuites.Name(Envelope.Suite)})");
+        }
+
+        if (named.PageSize is { } pageSize && pageSize != Envelope.PageSize)
+        {
+            differences.Add($"page_size={pageSize} (it has {Envelope.PageSize}-byte pages)");
+        }
+
+        if (named.KmsKeyId is { } key && key != Envelope.KmsKeyArn && !Envelope.KmsKeyArn.EndsWith("key/" + key, StringComparison.Ordinal))
+        {
+            // An alias (or another spelling): the KMS says which key it names, by wrapping the DEK
+            // for it; the result is dropped.
+            string arn;
+            try
+            {
+                arn = _keys.Provider.ReEncrypt(Envelope.ActiveDek.WrappedDek, Envelope.ContextOf(Envelope.ActiveDek), key).KmsKeyArn;
+            }
+            catch (Kms.Errors.KmsException e)
+            {
+                throw new TdeStorageException(TdeStorageException.Codes.KeyUnavailable,
+                    $"'{Path}' exists already, as an empty TDE database, and the KMS could not say whether kms_key={key} is the key that wraps its DEK ({Envelope.KmsKeyArn}): {e.Code}: {e.Message}",
+                    Path, inner: e);
+            }
+
+            if (arn != Envelope.KmsKeyArn)
+            {
+                differences.Add($"kms_key={key} ({arn}; its DEK is wrapped by {Envelope.KmsKeyArn})");
+            }
+        }
+
+        if (differences.Count > 0)
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"'{Path}' exists already, as an empty TDE database, and the URI names {string.Join(", ", differences)}. These parameters apply only when a file is created (a failed VACUUM INTO leaves such a file): delete it, it holds no data, and try again.",
+                Path);
+        }
+    }
+
     /// <summary>Reads the envelope through the wrapped file, unwraps the DEKs and makes the page ciphers.</summary>
     public static MainDatabaseHandler Open(SqliteFile* underlying, string path, DekCache keys)
     {
@@ -569,8 +630,8 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
 
     private int ClearEmptyMark(int syncFlags)
     {
-        _clearEmptyMark = false;
         var rc = MarkEmpty(false, SqliteNative.SQLITE_IOERR_WRITE);
+        _clearEmptyMark = rc != SqliteNative.SQLITE_OK;   // tried again at the next sync or transaction end
         return rc == SqliteNative.SQLITE_OK && syncFlags != 0 ? base.Sync(syncFlags) : rc;
     }
 
@@ -585,20 +646,24 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     {
         try
         {
-            if (ReadEnvelope().Empty != empty)
+            if (empty)
             {
-                Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e with { Empty = empty }, written => written.Empty == empty,
+                if (ReadEnvelope().Empty)
+                {
+                    return SqliteNative.SQLITE_OK;
+                }
+
+                Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e with { Empty = true }, written => written.Empty,
                     ReadEnvelope, Authenticate, WriteSlot);
-                if (!empty)
-                {
-                    // The same envelope again, one sequence on: the other slot.
-                    Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e, written => !written.Empty && written.Sequence > Envelope.Sequence,
-                        ReadEnvelope, Authenticate, WriteSlot);
-                }
-                else
-                {
-                    return base.Sync(SqliteNative.SQLITE_SYNC_NORMAL);
-                }
+                return base.Sync(SqliteNative.SQLITE_SYNC_NORMAL);
+            }
+
+            // Each write goes to the other slot (one sequence on): at most two, until neither says empty.
+            for (var write = 0; write < 4 && AnySlotSaysEmpty(); write++)
+            {
+                var before = ReadEnvelope().Sequence;
+                Envelope = DatabaseEnvelope.Persist(Path, "the empty-database mark", e => e with { Empty = false }, written => !written.Empty && written.Sequence > before,
+                    ReadEnvelope, Authenticate, WriteSlot);
             }
 
             return SqliteNative.SQLITE_OK;
@@ -699,14 +764,17 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     public override int Unlock(int level)
     {
         _sizeUnderLock = -1;
-        var cleared = ClearEmptyMarkBeforeUnlock(level);   // while the write lock is still held
+        // While the write lock is still held. The transaction has committed by now: a failure is
+        // recorded (TdeSqlite.LastError) and the mark cleared at the next one, not reported as a
+        // failed commit.
+        ClearEmptyMarkBeforeUnlock(level);
         var rc = base.Unlock(level);
         if (rc == SqliteNative.SQLITE_OK)
         {
             _lockLevel = level;
         }
 
-        return rc == SqliteNative.SQLITE_OK ? cleared : rc;
+        return rc;
     }
 
     /// <summary>
@@ -868,6 +936,19 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
         {
             throw new IOException($"Could not write the envelope of '{Path}'.");
         }
+    }
+
+    // A valid slot (of either age) that carries the empty mark.
+    private bool AnySlotSaysEmpty()
+    {
+        var region = new byte[E];
+        if (ReadRaw(region, 0) != SqliteNative.SQLITE_OK)
+        {
+            throw new IOException($"Could not re-read the envelope of '{Path}'.");
+        }
+
+        return DatabaseEnvelope.TryReadSlot(region.AsSpan(0, DatabaseEnvelope.SlotSize))?.Empty == true ||
+               DatabaseEnvelope.TryReadSlot(region.AsSpan(DatabaseEnvelope.SlotSize))?.Empty == true;
     }
 
     private DatabaseEnvelope ReadEnvelope()

@@ -165,7 +165,7 @@ internal static unsafe class TdeVfs
 
                 if (path is not null && (flags & SqliteNative.SQLITE_OPEN_CREATE) != 0)
                 {
-                    CreateIfNew(path, zName, config);
+                    CreateIfNew(path, CreationParameters.From(zName, path), config);
                 }
             }
 
@@ -221,6 +221,16 @@ internal static unsafe class TdeVfs
         if ((flags & SqliteNative.SQLITE_OPEN_MAIN_DB) != 0)
         {
             var handler = MainDatabaseHandler.Open(underlying, path!, config.Keys);
+            try
+            {
+                handler.RefuseOtherCreationParameters(CreationParameters.From(zName, path!));
+            }
+            catch
+            {
+                handler.Close();
+                throw;
+            }
+
             handler.MemoryMapSize = memoryMapSize;
             handler.BusyTimeoutMs = (int)config.Options.BusyTimeout.TotalMilliseconds;
             return handler;
@@ -249,7 +259,7 @@ internal static unsafe class TdeVfs
     /// temporary file and moved into place without overwriting, so two processes creating it at once
     /// agree on one envelope.
     /// </summary>
-    private static void CreateIfNew(string path, byte* zName, Configuration config)
+    private static void CreateIfNew(string path, CreationParameters parameters, Configuration config)
     {
         var info = new FileInfo(path);
         if (info.Exists && info.Length > 0)
@@ -258,13 +268,8 @@ internal static unsafe class TdeVfs
         }
 
         var options = config.Options;
-        var kmsKey = SqliteNative.UriParameter(zName, "kms_key") ?? options.DefaultKmsKeyId;
-        var suite = UriParameter(zName, path, "cipher", "aes-256-gcm or aegis-256", PageCipherSuites.TryParse) ?? options.DefaultCipher;
-        var pageSize = UriParameter<int>(zName, path, "page_size", "a power of two from 1024 to 65536",
-            static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && TdeStorageOptions.IsValidPageSize(n) ? n : null)
-            ?? options.DefaultPageSize;
-
-        var image = NewDatabaseImage.Create(kmsKey, suite, pageSize, config.Keys);
+        var image = NewDatabaseImage.Create(parameters.KmsKeyId ?? options.DefaultKmsKeyId, parameters.Cipher ?? options.DefaultCipher,
+            parameters.PageSize ?? options.DefaultPageSize, config.Keys);
         var temp = path + ".tde-new-" + Guid.NewGuid().ToString("N");
         try
         {
@@ -287,6 +292,16 @@ internal static unsafe class TdeVfs
         {
             File.Delete(temp);
         }
+    }
+
+    /// <summary>What the URI of a main database names for a new file: <c>kms_key=</c>, <c>cipher=</c>, <c>page_size=</c> (null: not named).</summary>
+    internal sealed record CreationParameters(string? KmsKeyId, PageCipherSuite? Cipher, int? PageSize)
+    {
+        public static CreationParameters From(byte* zName, string path) => new(
+            SqliteNative.UriParameter(zName, "kms_key"),
+            UriParameter(zName, path, "cipher", "aes-256-gcm or aegis-256", PageCipherSuites.TryParse),
+            UriParameter<int>(zName, path, "page_size", "a power of two from 1024 to 65536",
+                static v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && TdeStorageOptions.IsValidPageSize(n) ? n : null));
     }
 
     /// <summary>A URI parameter of the file name, parsed; a value that does not parse fails the open with <c>Tde.InvalidParameter</c>.</summary>
