@@ -87,7 +87,7 @@ public class RequestPathBenchmarks : IDisposable
 
     [Benchmark(Description = "ReplayGuard key: XXH128 of access key id and nonce")]
     [BenchmarkCategory("signature")]
-    public UInt128 ReplayKey() => _guard.Key(_signed["AccessKeyId"], _signed["SignatureNonce"]);
+    public ulong ReplayKey() => _guard.Key(_signed["AccessKeyId"], _signed["SignatureNonce"]);
 
     private readonly ReplayGuard _guard = new(TimeProvider.System);
 

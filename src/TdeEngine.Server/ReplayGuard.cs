@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -21,12 +20,13 @@ namespace TdeEngine.Server;
 /// home is refused (<see cref="ServerHomeLock"/>): it would not see this one's nonces.
 /// </para>
 /// <para>
-/// Each (access key id, nonce) pair is kept as a 128-bit hash (XXH128 under a random seed), with
-/// the time after which its request's timestamp is refused anyway: 82 bytes of managed heap a
-/// nonce (measured by <c>bench replay-seed</c>) instead of the strings' 218, for as long as the
-/// timestamp is valid (16 minutes for a client with a true clock) rather than two windows. Two
-/// different pairs share a hash with probability 2^-128 per pair of pairs; the only effect would be
-/// one fresh request refused as a replay.
+/// Each (access key id, nonce) pair is kept as a 64-bit fingerprint (XXH3 under a random seed),
+/// with the second after which its request's timestamp is refused anyway, in the 12-byte slots of
+/// a <see cref="NonceSet"/> (measured by <c>bench replay-seed</c>: see docs/benchmarks.md), for as
+/// long as the timestamp is valid (16 minutes for a client with a true clock) rather than two
+/// windows. A fresh request is refused as a replay only when its fingerprint equals one of the n
+/// held: probability n/2^64, 10^-12 with the 17 million nonces of 16 minutes at 18,000 requests a
+/// second.
 /// </para>
 /// </remarks>
 internal sealed class ReplayGuard(TimeProvider time)
@@ -41,12 +41,11 @@ internal sealed class ReplayGuard(TimeProvider time)
     // window earlier or later: its nonce is kept for two windows after the event.
     private static readonly TimeSpan SeedRetention = Window + Window + Margin;
 
-    // Key: the pair's hash; value: UTC ticks after which the pair can be forgotten.
-    private readonly ConcurrentDictionary<UInt128, long> _nonces = new();
+    private readonly NonceSet _nonces = new();
     private long _lastSweep;
 
-    /// <summary>How many nonces are remembered (for tests and measurements).</summary>
-    internal int Count => _nonces.Count;
+    /// <summary>How many nonces are remembered, or expired and not swept yet (for tests and measurements).</summary>
+    internal long Count => _nonces.Count;
 
     /// <summary>Null when the request is fresh; otherwise the error code and message.</summary>
     public (string Code, string Message)? Check(string accessKeyId, string timestamp, string nonce)
@@ -64,7 +63,7 @@ internal sealed class ReplayGuard(TimeProvider time)
         }
 
         Sweep(now);
-        return _nonces.TryAdd(Key(accessKeyId, nonce), (when + Window + Margin).UtcTicks)
+        return _nonces.TryAdd(Key(accessKeyId, nonce), Seconds(when + Window + Margin), Seconds(now))
             ? null
             : ("SignatureNonceUsed", "The SignatureNonce was already used: this request is a replay. Sign each request with a new nonce.");
     }
@@ -81,7 +80,8 @@ internal sealed class ReplayGuard(TimeProvider time)
     /// </remarks>
     public int SeedFrom(AuditTrail trail)
     {
-        var since = time.GetUtcNow() - SeedRetention;
+        var now = time.GetUtcNow();
+        var since = now - SeedRetention;
         var seeded = 0;
         foreach (var line in trail.ReadRawLines(since, null))
         {
@@ -90,7 +90,7 @@ internal sealed class ReplayGuard(TimeProvider time)
                 continue;
             }
 
-            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), (eventTime + SeedRetention).UtcTicks))
+            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), Seconds(eventTime + SeedRetention), Seconds(now)))
             {
                 seeded++;
             }
@@ -175,11 +175,11 @@ internal sealed class ReplayGuard(TimeProvider time)
         return end < 0 || line[end] == '\\' ? null : line[start..end];
     }
 
-    // XXH128 under this guard's random seed, over the key id's length and the UTF-16 code units of
-    // both strings (exact for any string, lone surrogates included). Not a cryptographic hash: a
-    // collision would only refuse one fresh request, and arranging one would take both the seed
-    // and the victim's nonce. Measured at about 0.9 µs a request for SHA-256 (docs/benchmarks.md).
-    internal UInt128 Key(string accessKeyId, string nonce)
+    // XXH3 (64 bits) under this guard's random seed, over the key id's length and the UTF-16 code
+    // units of both strings (exact for any string, lone surrogates included). Not a cryptographic
+    // hash: a collision would only refuse one fresh request, and arranging one would take both the
+    // seed and the victim's nonce. SHA-256 measured about 0.9 µs a request (docs/benchmarks.md).
+    internal ulong Key(string accessKeyId, string nonce)
     {
         var length = sizeof(int) + (accessKeyId.Length + nonce.Length) * sizeof(char);
         var rented = length > 512 ? ArrayPool<byte>.Shared.Rent(length) : null;
@@ -187,7 +187,7 @@ internal sealed class ReplayGuard(TimeProvider time)
         BinaryPrimitives.WriteInt32LittleEndian(input, accessKeyId.Length);
         MemoryMarshal.AsBytes(accessKeyId.AsSpan()).CopyTo(input[sizeof(int)..]);
         MemoryMarshal.AsBytes(nonce.AsSpan()).CopyTo(input[(sizeof(int) + accessKeyId.Length * sizeof(char))..]);
-        var key = System.IO.Hashing.XxHash128.HashToUInt128(input, _seed);
+        var key = System.IO.Hashing.XxHash3.HashToUInt64(input, _seed);
         if (rented is not null)
         {
             ArrayPool<byte>.Shared.Return(rented);
@@ -206,12 +206,9 @@ internal sealed class ReplayGuard(TimeProvider time)
             return;
         }
 
-        foreach (var (key, forgetAfter) in _nonces)
-        {
-            if (now.UtcTicks > forgetAfter)
-            {
-                _nonces.TryRemove(key, out _);
-            }
-        }
+        _nonces.Sweep(Seconds(now));
     }
+
+    // Unix seconds, rounded up: a nonce is kept to the end of the second it may be forgotten in.
+    private static uint Seconds(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond, 0, uint.MaxValue);
 }
