@@ -36,10 +36,13 @@ public sealed class KmsDataKeyProvider(KeyManagementService kms, Func<KmsCallCon
         return SecretBuffer.CopyFrom(result.Plaintext.Span);
     }
 
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
+        ReEncrypt(wrapped, context, destinationKeyId, context);
+
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext sourceContext, string destinationKeyId, EncryptionContext destinationContext)
     {
         var ctx = caller();
-        var result = kms.ReEncrypt(ctx, wrapped, destinationKeyId, context, context);
+        var result = kms.ReEncrypt(ctx, wrapped, destinationKeyId, sourceContext, destinationContext);
         return new RewrappedDataKey(kms.DescribeKey(ctx, result.KeyId).Arn, result.CiphertextBlob);
     }
 }
