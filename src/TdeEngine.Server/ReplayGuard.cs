@@ -21,7 +21,7 @@ namespace TdeEngine.Server;
 /// </para>
 /// <para>
 /// Each (access key id, nonce) pair is kept as a 64-bit fingerprint (XXH3 under a random seed),
-/// with the second after which its request's timestamp is refused anyway, in the 12-byte slots of
+/// with the minute after which its request's timestamp is refused anyway, in the 12-byte slots of
 /// a <see cref="NonceSet"/> (measured by <c>bench replay-seed</c>: see docs/benchmarks.md), for as
 /// long as the timestamp is valid (16 minutes for a client with a true clock) rather than two
 /// windows. A fresh request is refused as a replay only when its fingerprint equals one of the n
@@ -63,7 +63,7 @@ internal sealed class ReplayGuard(TimeProvider time)
         }
 
         Sweep(now);
-        return _nonces.TryAdd(Key(accessKeyId, nonce), Seconds(when + Window + Margin), Seconds(now))
+        return _nonces.TryAdd(Key(accessKeyId, nonce), MinuteAfter(when + Window + Margin))
             ? null
             : ("SignatureNonceUsed", "The SignatureNonce was already used: this request is a replay. Sign each request with a new nonce.");
     }
@@ -80,8 +80,7 @@ internal sealed class ReplayGuard(TimeProvider time)
     /// </remarks>
     public int SeedFrom(AuditTrail trail)
     {
-        var now = time.GetUtcNow();
-        var since = now - SeedRetention;
+        var since = time.GetUtcNow() - SeedRetention;
         var seeded = 0;
         foreach (var line in trail.ReadRawLines(since, null))
         {
@@ -90,7 +89,7 @@ internal sealed class ReplayGuard(TimeProvider time)
                 continue;
             }
 
-            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), Seconds(eventTime + SeedRetention), Seconds(now)))
+            if (eventTime >= since && accessKeyId is not null && nonce is not null && _nonces.TryAdd(Key(accessKeyId, nonce), MinuteAfter(eventTime + SeedRetention)))
             {
                 seeded++;
             }
@@ -206,9 +205,12 @@ internal sealed class ReplayGuard(TimeProvider time)
             return;
         }
 
-        _nonces.Sweep(Seconds(now));
+        _nonces.Sweep(Minute(now));
     }
 
-    // Unix seconds, rounded up: a nonce is kept to the end of the second it may be forgotten in.
-    private static uint Seconds(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond, 0, uint.MaxValue);
+    // Minutes since 1970: the one an instant falls in, and the first that starts at or after it (a
+    // nonce is kept at least until the end of the minute it may be forgotten in).
+    private static uint Minute(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TimeSpan.TicksPerMinute, 0, uint.MaxValue);
+
+    private static uint MinuteAfter(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks + TimeSpan.TicksPerMinute - 1) / TimeSpan.TicksPerMinute, 0, uint.MaxValue);
 }

@@ -26,13 +26,16 @@ public sealed class ReplayGuardTests
         Assert.Equal("SignatureNonceUsed", guard.Check("LTAIa", stamp, "n-1")?.Code);
 
         // Past the window the timestamp refuses the replay; a minute later still (the margin for a
-        // concurrent sweep) the nonce is dropped at the next sweep.
+        // concurrent sweep), once that minute has ended, the nonce is dropped at the next sweep.
         _clock.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal("InvalidTimeStamp.Expired", guard.Check("LTAIa", stamp, "n-1")?.Code);
         Assert.Equal(1, guard.Count);
         _clock.Advance(TimeSpan.FromMinutes(1));
         Assert.Null(guard.Check("LTAIa", Stamp(TimeSpan.Zero), "n-2"));
-        Assert.Equal(1, guard.Count);   // n-1 swept, n-2 kept
+        Assert.Equal(2, guard.Count);   // n-1 kept to the end of its last minute
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Null(guard.Check("LTAIa", Stamp(TimeSpan.Zero), "n-3"));
+        Assert.Equal(2, guard.Count);   // n-1 swept, n-2 and n-3 kept
         Assert.Equal("SignatureNonceUsed", guard.Check("LTAIa", Stamp(TimeSpan.Zero), "n-2")?.Code);
     }
 
