@@ -92,7 +92,7 @@ internal static class DbCommand
                 case "backup":
                     var copy = TdeDatabases.Backup(file, line!.Required("out"), line.Get("key"));
                     var copied = TdeDatabases.Status(copy.Path);
-                    stdout.WriteLine($"backed up to {copy.Path}: {copy.PageCount} pages, verified; its own DEK, wrapped by {copied.KmsKeyArn}");
+                    stdout.WriteLine($"backed up to {copy.Path}: {copy.PageCount} page{(copy.PageCount == 1 ? "" : "s")}, verified; its own DEK, wrapped by {copied.KmsKeyArn}");
                     return 0;
                 case "sql":
                     return Sql(file, sqlWords ?? Console.In.ReadToEnd(), stdout, stderr);
