@@ -53,20 +53,16 @@ public sealed class GatewayDataKeyProvider(KmsGateway gateway, Func<KmsCallConte
         return DataKeyJson.ReadDataKey(response.Body);
     }
 
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
-        ReEncrypt(wrapped, context, destinationKeyId, context);
-
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext sourceContext, string destinationKeyId, EncryptionContext destinationContext)
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
     {
-        ArgumentNullException.ThrowIfNull(sourceContext);
-        ArgumentNullException.ThrowIfNull(destinationContext);
+        ArgumentNullException.ThrowIfNull(context);
         var call = caller();
         using var response = gateway.InvokeKms(call, "ReEncrypt", new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["CiphertextBlob"] = Convert.ToBase64String(wrapped),
             ["DestinationKeyId"] = destinationKeyId,
-            ["SourceEncryptionContext"] = sourceContext.ToString(),
-            ["DestinationEncryptionContext"] = destinationContext.ToString(),
+            ["SourceEncryptionContext"] = context.ToString(),
+            ["DestinationEncryptionContext"] = context.ToString(),
         });
         ThrowIfFailed(response);
         var keyId = DataKeyJson.ReadString(response.Body, "KeyId"u8);

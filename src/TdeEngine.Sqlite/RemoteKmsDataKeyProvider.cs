@@ -93,17 +93,13 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
         }
     }
 
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
-        ReEncrypt(wrapped, context, destinationKeyId, context);
-
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext sourceContext, string destinationKeyId, EncryptionContext destinationContext)
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
     {
-        ArgumentNullException.ThrowIfNull(sourceContext);
-        ArgumentNullException.ThrowIfNull(destinationContext);
+        ArgumentNullException.ThrowIfNull(context);
         var answer = Call("ReEncrypt", new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["CiphertextBlob"] = Convert.ToBase64String(wrapped), ["DestinationKeyId"] = destinationKeyId,
-            ["SourceEncryptionContext"] = sourceContext.ToString(), ["DestinationEncryptionContext"] = destinationContext.ToString(),
+            ["SourceEncryptionContext"] = context.ToString(), ["DestinationEncryptionContext"] = context.ToString(),
         });
         var keyId = DataKeyJson.ReadString(answer, "KeyId"u8);
         var arn = DataKeyJson.ReadString(Call("DescribeKey", new Dictionary<string, string>(StringComparer.Ordinal) { ["KeyId"] = keyId }), "Arn"u8, depth: 2);

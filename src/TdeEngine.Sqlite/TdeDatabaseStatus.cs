@@ -32,7 +32,7 @@ public sealed record TdeDatabaseStatus
     /// <summary>
     /// True when, in addition, every DEK is bound to authenticated envelopes by its KMS
     /// EncryptionContext, so the envelope cannot be rewritten in the old format without a MAC.
-    /// DEKs made by an earlier build are not bound until <c>tde db rewrap</c> binds them or <c>tde db rekey</c> replaces them.
+    /// DEKs made by an earlier build are not bound until <c>tde db rekey</c> replaces them.
     /// </summary>
     public bool EnvelopeDowngradeProtected { get; init; }
 

@@ -255,12 +255,8 @@ public static class TdeDatabases
                 var deks = new List<EnvelopeDek>(current.Deks.Count);
                 foreach (var dek in current.Deks)
                 {
-                    // A DEK of an earlier build is bound to authenticated envelopes on the way (its
-                    // new blob opens only with the context that names "tde-envelope":"2"), so this
-                    // file's envelope can no longer be rewritten in the old format without a MAC.
-                    var bound = DatabaseEnvelope.ContextFor(current.DatabaseId, envelopeBound: true);
-                    var rewrapped = provider.ReEncrypt(dek.WrappedDek, current.ContextOf(dek), destination, bound);
-                    deks.Add(dek with { WrappedDek = rewrapped.Wrapped, EnvelopeBound = true });
+                    var rewrapped = provider.ReEncrypt(dek.WrappedDek, current.ContextOf(dek), destination);
+                    deks.Add(dek with { WrappedDek = rewrapped.Wrapped });
                     arn = rewrapped.KmsKeyArn;
                 }
 

@@ -282,7 +282,7 @@ internal static class DbCommand
         stdout.WriteLine($"envelope:        {(status.EnvelopeDowngradeProtected
             ? "authenticated (HMAC under the DEK; checked on open, not by status)"
             : status.EnvelopeAuthenticated
-                ? "authenticated (HMAC under the DEK; checked on open, not by status); its DEK predates this, so a rewrite in the old format is not detected until 'tde db rewrap' or 'tde db rekey'"
+                ? "authenticated (HMAC under the DEK; checked on open, not by status); its DEK predates this, so a rewrite in the old format is not detected until 'tde db rekey'"
                 : "NOT authenticated (written by an earlier build); it gets a MAC on its next write (any write transaction, 'tde db rewrap' or 'tde db rekey')")}");
         stdout.WriteLine($"active DEK:      version {status.ActiveDekVersion}");
         foreach (var dek in status.Deks)

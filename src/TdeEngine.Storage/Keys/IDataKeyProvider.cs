@@ -18,7 +18,7 @@ public sealed class NewDataKey(string kmsKeyArn, byte[] wrapped, SecretBuffer pl
     public void Dispose() => Plaintext.Dispose();
 }
 
-/// <summary>A DEK wrapped again by <c>IDataKeyProvider.ReEncrypt</c>: the wrapping key's ARN and the new CiphertextBlob.</summary>
+/// <summary>A DEK wrapped again by <see cref="IDataKeyProvider.ReEncrypt"/>: the wrapping key's ARN and the new CiphertextBlob.</summary>
 public sealed record RewrappedDataKey(string KmsKeyArn, byte[] Wrapped);
 
 /// <summary>
@@ -40,14 +40,4 @@ public interface IDataKeyProvider
     /// </summary>
     RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
         throw new NotSupportedException($"{GetType().Name} cannot re-wrap DEKs: it does not implement ReEncrypt.");
-
-    /// <summary>
-    /// ReEncrypt into another EncryptionContext: how a re-wrap binds a DEK of an earlier build to
-    /// authenticated envelopes. Providers that implement only the three-argument form can do it only
-    /// when the contexts are the same.
-    /// </summary>
-    RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext sourceContext, string destinationKeyId, EncryptionContext destinationContext) =>
-        sourceContext.CanonicalBytes.SequenceEqual(destinationContext.CanonicalBytes)
-            ? ReEncrypt(wrapped, sourceContext, destinationKeyId)
-            : throw new NotSupportedException($"{GetType().Name} cannot move a DEK to another EncryptionContext: it does not implement ReEncrypt with a destination context.");
 }

@@ -36,13 +36,10 @@ public sealed class KmsDataKeyProvider(KeyManagementService kms, Func<KmsCallCon
         return SecretBuffer.CopyFrom(result.Plaintext.Span);
     }
 
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId) =>
-        ReEncrypt(wrapped, context, destinationKeyId, context);
-
-    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext sourceContext, string destinationKeyId, EncryptionContext destinationContext)
+    public RewrappedDataKey ReEncrypt(byte[] wrapped, EncryptionContext context, string destinationKeyId)
     {
         var ctx = caller();
-        var result = kms.ReEncrypt(ctx, wrapped, destinationKeyId, sourceContext, destinationContext);
+        var result = kms.ReEncrypt(ctx, wrapped, destinationKeyId, context, context);
         return new RewrappedDataKey(kms.DescribeKey(ctx, result.KeyId).Arn, result.CiphertextBlob);
     }
 }
