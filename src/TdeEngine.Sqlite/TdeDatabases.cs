@@ -127,6 +127,11 @@ public static class TdeDatabases
             throw new IOException($"'{destinationPath}' already exists; choose another --out.");
         }
 
+        if (!Directory.Exists(Path.GetDirectoryName(destinationPath)))
+        {
+            throw new IOException($"The folder of '{destinationPath}' does not exist; create it first.");
+        }
+
         DatabaseEnvelope envelope;
         using (var file = RawDatabaseFile.Open(sourcePath, writable: false))
         {

@@ -90,11 +90,12 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
     /// page, and its envelope says otherwise: the open fails with <c>Tde.InvalidParameter</c>. These
     /// parameters apply only when a file is created, and an empty file is what a failed
     /// <c>VACUUM INTO</c> leaves: a second attempt naming a backup key must not write the copy under
-    /// the key of the first. (A database with pages keeps what it was created with, as before.)
+    /// the key of the first. (A database with pages keeps what it was created with, as before, and a
+    /// read-only open creates nothing, so it is not checked.)
     /// </summary>
-    internal void RefuseOtherCreationParameters(TdeVfs.CreationParameters named)
+    internal void RefuseOtherCreationParameters(TdeVfs.CreationParameters named, bool readOnly)
     {
-        if (!Envelope.Empty || named == new TdeVfs.CreationParameters(null, null, null))
+        if (readOnly || !Envelope.Empty || named == new TdeVfs.CreationParameters(null, null, null))
         {
             return;
         }
@@ -116,26 +117,13 @@ internal sealed unsafe class MainDatabaseHandler : FileHandler
             differences.Add($"page_size={pageSize} (it has {Envelope.PageSize}-byte pages)");
         }
 
-        if (named.KmsKeyId is { } key && key != Envelope.KmsKeyArn && !Envelope.KmsKeyArn.EndsWith("key/" + key, StringComparison.Ordinal))
+        // A key id or key ARN is compared as written. An alias cannot be told from here without
+        // asking the KMS, which a role allowed only GenerateDataKey and Decrypt may not do (and an
+        // alias may have moved to another key meanwhile, as in an alias-based rotation): it is not checked.
+        if (named.KmsKeyId is { } key && !key.StartsWith("alias/", StringComparison.Ordinal) && !key.Contains(":alias/", StringComparison.Ordinal) &&
+            key != Envelope.KmsKeyArn && !Envelope.KmsKeyArn.EndsWith("key/" + key, StringComparison.Ordinal))
         {
-            // An alias (or another spelling): the KMS says which key it names, by wrapping the DEK
-            // for it; the result is dropped.
-            string arn;
-            try
-            {
-                arn = _keys.Provider.ReEncrypt(Envelope.ActiveDek.WrappedDek, Envelope.ContextOf(Envelope.ActiveDek), key).KmsKeyArn;
-            }
-            catch (Kms.Errors.KmsException e)
-            {
-                throw new TdeStorageException(TdeStorageException.Codes.KeyUnavailable,
-                    $"'{Path}' exists already, as an empty TDE database, and the KMS could not say whether kms_key={key} is the key that wraps its DEK ({Envelope.KmsKeyArn}): {e.Code}: {e.Message}",
-                    Path, inner: e);
-            }
-
-            if (arn != Envelope.KmsKeyArn)
-            {
-                differences.Add($"kms_key={key} ({arn}; its DEK is wrapped by {Envelope.KmsKeyArn})");
-            }
+            differences.Add($"kms_key={key} (its DEK is wrapped by {Envelope.KmsKeyArn})");
         }
 
         if (differences.Count > 0)

@@ -223,7 +223,7 @@ internal static unsafe class TdeVfs
             var handler = MainDatabaseHandler.Open(underlying, path!, config.Keys);
             try
             {
-                handler.RefuseOtherCreationParameters(CreationParameters.From(zName, path!));
+                handler.RefuseOtherCreationParameters(CreationParameters.From(zName, path!), readOnly: (flags & SqliteNative.SQLITE_OPEN_READWRITE) == 0);
             }
             catch
             {
