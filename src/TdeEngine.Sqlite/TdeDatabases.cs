@@ -639,9 +639,7 @@ public static class TdeDatabases
 
     private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
-    // In a file: URI, '?' and '#' and '%' must be escaped; the rest of a path is taken as it is.
-    private static string Escape(string path) => path.Replace("%", "%25", StringComparison.Ordinal)
-        .Replace("?", "%3f", StringComparison.Ordinal).Replace("#", "%23", StringComparison.Ordinal);
+    private static string Escape(string path) => TdeSqlite.EscapeForUri(path);
 
     // Both read through SQLite's unix VFS (RawDatabaseFile): a descriptor of our own, once closed,
     // would drop the locks of any connection this process has on the file.

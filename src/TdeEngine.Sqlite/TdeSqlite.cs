@@ -47,6 +47,28 @@ public static class TdeSqlite
         new SqliteConnectionStringBuilder { DataSource = path, Mode = mode, Vfs = vfs, Pooling = false }.ToString();
 
     /// <summary>
+    /// The same, with a <c>file:</c> URI as the data source: SQLite then takes URIs in that
+    /// connection's <c>ATTACH</c> and <c>VACUUM INTO</c> too, such as
+    /// <c>VACUUM INTO 'file:copy.db?cipher=aegis-256&amp;kms_key=alias/backups'</c> (with a plain
+    /// path, SQLite would create a file of that name).
+    /// </summary>
+    public static string UriConnectionString(string path, SqliteOpenMode mode = SqliteOpenMode.ReadWriteCreate, string vfs = "tde")
+    {
+        var uriMode = mode switch
+        {
+            SqliteOpenMode.ReadOnly => "ro",
+            SqliteOpenMode.ReadWrite => "rw",
+            SqliteOpenMode.ReadWriteCreate => "rwc",
+            _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "A TDE database is a file: ReadOnly, ReadWrite or ReadWriteCreate."),
+        };
+        return new SqliteConnectionStringBuilder { DataSource = $"file:{EscapeForUri(Path.GetFullPath(path))}?vfs={vfs}&mode={uriMode}", Pooling = false }.ToString();
+    }
+
+    // In a file: URI, '%', '?' and '#' must be escaped; the rest of a path is taken as it is.
+    internal static string EscapeForUri(string path) => path.Replace("%", "%25", StringComparison.Ordinal)
+        .Replace("?", "%3f", StringComparison.Ordinal).Replace("#", "%23", StringComparison.Ordinal);
+
+    /// <summary>
     /// The storage failure behind the last <see cref="SqliteException"/> on this thread: which file,
     /// which page, which KMS error. SQLite itself can only say "disk I/O error" or "authorization denied".
     /// </summary>

@@ -116,6 +116,11 @@ public sealed class DbCommandTests : IDisposable
         Assert.Equal(8192, copy.GetProperty("PageSize").GetInt32());
         Assert.Equal("500|125250\n", Ok("db", "sql", File("copy.db"), "SELECT count(*), sum(CAST(substr(v, 5) AS INTEGER)) FROM t").Stdout.Replace("\r", "", StringComparison.Ordinal));
 
+        // 'tde db sql' opens with a file: URI, so VACUUM INTO takes the target's parameters too.
+        Ok("db", "sql", File("live.db"), $"VACUUM INTO 'file:{File("vacuumed.db")}?cipher=aegis-256&page_size=8192'");
+        Assert.Equal("aegis-256", JsonDocument.Parse(Ok("db", "status", File("vacuumed.db"), "--json").Stdout).RootElement.GetProperty("Cipher").GetString());
+        Assert.Equal("500\n", Ok("db", "sql", File("vacuumed.db"), "SELECT count(*) FROM t").Stdout.Replace("\r", "", StringComparison.Ordinal));
+
         // An existing destination is never overwritten.
         var again = CliProcess.Run(_home, "db", "backup", File("live.db"), "--out", File("copy.db"));
         Assert.Equal(1, again.ExitCode);

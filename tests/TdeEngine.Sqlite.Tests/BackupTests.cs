@@ -149,6 +149,29 @@ public sealed class BackupTests : IDisposable
     }
 
     [Fact]
+    public void A_URI_connection_string_takes_any_path_and_gives_VACUUM_INTO_its_parameters()
+    {
+        var folder = Path.Combine(_dir.Path, "odd ?#% ;'name");
+        Directory.CreateDirectory(folder);
+        var path = Path.Combine(folder, "a?b#c%d.db");
+        using var source = new SqliteConnection(TdeSqlite.UriConnectionString(path));
+        source.Open();
+        source.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('odd');");
+        Assert.True(File.Exists(path));
+        Assert.True(TdeDatabases.Status(path).PageCount > 0);
+
+        var key = TdeTestEnvironment.Kms.CreateKey(TdeTestEnvironment.Caller, new() { Description = "copies" }).KeyId;
+        var target = _dir.File("copy.db");
+        source.Exec($"VACUUM INTO 'file:{target}?kms_key={key}'");
+        Assert.EndsWith("key/" + key, TdeDatabases.Status(target).KmsKeyArn, StringComparison.Ordinal);
+
+        using var readOnly = new SqliteConnection(TdeSqlite.UriConnectionString(path, SqliteOpenMode.ReadOnly));
+        readOnly.Open();
+        Assert.Equal("odd", readOnly.Scalar<string>("SELECT x FROM t"));
+        Assert.Throws<SqliteException>(() => readOnly.Exec("INSERT INTO t VALUES ('no')"));
+    }
+
+    [Fact]
     public void The_online_backup_API_copies_a_live_database_into_a_new_TDE_file()
     {
         using var source = _dir.OpenTde("source.db");

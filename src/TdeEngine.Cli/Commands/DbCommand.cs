@@ -129,7 +129,8 @@ internal static class DbCommand
             return CliErrors.Print(stderr, TdeStorageException.Codes.NotTdeDatabase, $"'{file}' does not exist. Create it with 'tde db create {file}'.");
         }
 
-        using var connection = new SqliteConnection(TdeSqlite.ConnectionString(file, SqliteOpenMode.ReadWrite));
+        // A file: URI, so that ATTACH and VACUUM INTO take URIs ('file:copy.db?cipher=aegis-256').
+        using var connection = new SqliteConnection(TdeSqlite.UriConnectionString(file, SqliteOpenMode.ReadWrite));
         return TdeSqlite.Explain(() =>
         {
             connection.Open();
