@@ -85,7 +85,7 @@ public class RequestPathBenchmarks : IDisposable
     [BenchmarkCategory("signature")]
     public string Signature() => RpcSignature.Compute("POST", _signed, _secret);
 
-    [Benchmark(Description = "ReplayGuard key: XXH128 of access key id and nonce")]
+    [Benchmark(Description = "ReplayGuard key: XXH3 (64-bit) of access key id and nonce")]
     [BenchmarkCategory("signature")]
     public ulong ReplayKey() => _guard.Key(_signed["AccessKeyId"], _signed["SignatureNonce"]);
 

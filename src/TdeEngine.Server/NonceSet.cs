@@ -42,6 +42,25 @@ internal sealed class NonceSet
     /// <summary>Fingerprints held, live or not yet swept.</summary>
     public long Count => _shards.Sum(s => Volatile.Read(ref s.Occupied));
 
+    /// <summary>Fingerprints not yet forgotten by a sweep (a scan of every slot: for tests and measurements).</summary>
+    public long LiveCount
+    {
+        get
+        {
+            var deadBefore = Volatile.Read(ref _deadBefore);
+            long live = 0;
+            foreach (var shard in _shards)
+            {
+                lock (shard)
+                {
+                    live += shard.Live(deadBefore);
+                }
+            }
+
+            return live;
+        }
+    }
+
     /// <summary>Slots allocated in all shards (12 bytes each).</summary>
     public long Capacity => _shards.Sum(s => (long)s.Slots.Length);
 
@@ -139,13 +158,13 @@ internal sealed class NonceSet
         public void SweepIfWasteful(uint deadBefore)
         {
             var live = Live(deadBefore);
-            if (live * 2 < Occupied || (Slots.Length > InitialSlots && live * 8 < Slots.Length))
+            if (live * 2 < Occupied || (Slots.Length > InitialSlots && live * 4 < Slots.Length))
             {
                 Rebuild(deadBefore);
             }
         }
 
-        private long Live(uint deadBefore)
+        public long Live(uint deadBefore)
         {
             long live = 0;
             foreach (ref readonly var slot in Slots.AsSpan())

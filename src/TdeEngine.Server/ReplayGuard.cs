@@ -44,8 +44,8 @@ internal sealed class ReplayGuard(TimeProvider time)
     private readonly NonceSet _nonces = new();
     private long _lastSweep;
 
-    /// <summary>How many nonces are remembered, or expired and not swept yet (for tests and measurements).</summary>
-    internal long Count => _nonces.Count;
+    /// <summary>How many nonces are remembered: not yet forgotten by a sweep (for tests and measurements).</summary>
+    internal long Count => _nonces.LiveCount;
 
     /// <summary>Null when the request is fresh; otherwise the error code and message.</summary>
     public (string Code, string Message)? Check(string accessKeyId, string timestamp, string nonce)

@@ -197,6 +197,7 @@ internal static class DbCommand
                     w.WriteString("IntegrityCheck", result.IntegrityCheck);
                 }
 
+                w.WriteBoolean("InterruptedTransaction", result.InterruptedTransaction);
                 w.WriteBoolean("Intact", result.Intact);
                 w.WriteEndObject();
             }
