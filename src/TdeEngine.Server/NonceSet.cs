@@ -18,8 +18,9 @@ namespace TdeEngine.Server;
 /// </para>
 /// <para>
 /// A shard grows (rebuilt at twice the size) when three quarters of its slots are taken, and a
-/// sweep rebuilds a shard whose slots are mostly dead or whose table is more than four times the
-/// size its live fingerprints need: right after a sweep a live nonce takes 16 to 48 bytes.
+/// sweep rebuilds a shard whose slots are mostly dead or whose table has more than four slots per
+/// live fingerprint: right after a sweep a live nonce takes 16 to 48 bytes (beyond the smallest
+/// tables, 1,024 slots a shard).
 /// Minutes since 1970 in 32 bits last until the year 10136.
 /// </para>
 /// <para>
