@@ -15,7 +15,8 @@ namespace TdeEngine.Benchmarks;
 /// </summary>
 internal static class SideBySide
 {
-    private sealed record Variant(string Name, Func<string, string> ConnectionString);
+    // BackupTarget: what VACUUM INTO names for a copy of the database at a path (the same cipher: a TDE target of other geometry is refused).
+    private sealed record Variant(string Name, Func<string, string> ConnectionString, Func<string, string> BackupTarget);
 
     public static int Run(string[] args)
     {
@@ -36,11 +37,11 @@ internal static class SideBySide
 
         Variant[] variants =
         [
-            new("plain SQLite", path => $"Data Source={path};Pooling=False"),
-            new("TDE AES-256-GCM", path => $"Data Source=file:{path}?vfs=tde&cipher=aes-256-gcm;Pooling=False"),
-            new("TDE AEGIS-256", path => $"Data Source=file:{path}?vfs=tde&cipher=aegis-256;Pooling=False"),
+            new("plain SQLite", path => $"Data Source={path};Pooling=False", path => path),
+            new("TDE AES-256-GCM", path => $"Data Source=file:{path}?vfs=tde&cipher=aes-256-gcm;Pooling=False", path => $"file:{path}?vfs=tde&cipher=aes-256-gcm"),
+            new("TDE AEGIS-256", path => $"Data Source=file:{path}?vfs=tde&cipher=aegis-256;Pooling=False", path => $"file:{path}?vfs=tde&cipher=aegis-256"),
         ];
-        string[] workloads = ["insert", "indexed read", "full scan", "update"];
+        string[] workloads = ["insert", "indexed read", "full scan", "update", "backup (VACUUM INTO)"];
         if (args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault() is { } only)
         {
             // For profiling one configuration (strace -c, perf): the others do not run and the ratio columns are empty.
@@ -63,7 +64,8 @@ internal static class SideBySide
                     {
                         var path = Path.Combine(root, $"{journalMode}-{run}-{variant.Name.Replace(' ', '-')}.db");
                         var mmap = mmapTdeOnly && !variant.Name.StartsWith("TDE", StringComparison.Ordinal) ? 0 : mmapMb;
-                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, mmap, rows, lookups, scans, updates);
+                        var times = RunWorkloads(variant.ConnectionString(path), journalMode, synchronous, cacheMb, mmap, rows, lookups, scans, updates,
+                            backupTarget: variant.BackupTarget(path + ".copy"));
                         RecordAndDelete(path, times, samples[variant.Name]);
                     }
                 }
@@ -93,10 +95,12 @@ internal static class SideBySide
 
     /// <summary>
     /// The four workloads on one new database; <paramref name="afterOpen"/> runs first on the open
-    /// connection (SQLCipher's key). Returns milliseconds per workload.
+    /// connection (SQLCipher's key). With <paramref name="backupTarget"/>, a fifth: a copy of the
+    /// database with <c>VACUUM INTO</c> (an online backup; SQLCipher 3.4.1's SQLite predates it).
+    /// Returns milliseconds per workload.
     /// </summary>
     internal static Dictionary<string, double> RunWorkloads(string connectionString, string journalMode, string synchronous, int cacheMb, int mmapMb,
-        int rows, int lookups, int scans, int updates, Action<SqliteConnection>? afterOpen = null)
+        int rows, int lookups, int scans, int updates, Action<SqliteConnection>? afterOpen = null, string? backupTarget = null)
     {
         var times = new Dictionary<string, double>();
         using var db = new SqliteConnection(connectionString);
@@ -187,6 +191,14 @@ internal static class SideBySide
         }
 
         times["update"] = watch.Elapsed.TotalMilliseconds;
+
+        if (backupTarget is not null)
+        {
+            watch.Restart();
+            Exec(db, $"VACUUM INTO '{backupTarget.Replace("'", "''", StringComparison.Ordinal)}'");
+            times["backup (VACUUM INTO)"] = watch.Elapsed.TotalMilliseconds;
+        }
+
         return times;
     }
 
