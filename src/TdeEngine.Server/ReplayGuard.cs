@@ -212,5 +212,5 @@ internal sealed class ReplayGuard(TimeProvider time)
     // nonce is kept at least until the end of the minute it may be forgotten in).
     private static uint Minute(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TimeSpan.TicksPerMinute, 0, uint.MaxValue);
 
-    private static uint MinuteAfter(DateTimeOffset at) => (uint)Math.Clamp((at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks + TimeSpan.TicksPerMinute - 1) / TimeSpan.TicksPerMinute, 0, uint.MaxValue);
+    private static uint MinuteAfter(DateTimeOffset at) => Minute(at.AddTicks(TimeSpan.TicksPerMinute - 1));
 }

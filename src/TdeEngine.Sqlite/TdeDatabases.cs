@@ -63,7 +63,7 @@ public static class TdeDatabases
                 TdeSqlite.Explain(() =>
                 {
                     destination.Open();
-                    Copy(destination, source: $"file:{Escape(plainPath)}?vfs=unix&mode=ro");
+                    Copy(destination, source: $"file:{TdeSqlite.EscapeForUri(plainPath)}?vfs=unix&mode=ro");
                     return 0;
                 });
             }
@@ -91,13 +91,13 @@ public static class TdeDatabases
         try
         {
             // A file: URI, so that Microsoft.Data.Sqlite opens with SQLITE_OPEN_URI and ATTACH takes the vfs= parameter.
-            using (var destination = new SqliteConnection(ConnectionStringFor($"file:{Escape(temp)}")))
+            using (var destination = new SqliteConnection(ConnectionStringFor($"file:{TdeSqlite.EscapeForUri(temp)}")))
             {
                 TdeSqlite.Explain(() =>
                 {
                     destination.Open();
                     Execute(destination, $"PRAGMA page_size={status.PageSize.ToString(CultureInfo.InvariantCulture)}");
-                    Copy(destination, source: $"file:{Escape(tdePath)}?vfs={TdeVfsName}&mode=ro");
+                    Copy(destination, source: $"file:{TdeSqlite.EscapeForUri(tdePath)}?vfs={TdeVfsName}&mode=ro");
                     return 0;
                 });
             }
@@ -146,7 +146,7 @@ public static class TdeDatabases
             // the target's parameters. Read-write (nothing is written by the copy): SQLite then plays
             // back a hot journal left by a crash, and removes the -wal and -shm of a WAL database
             // nobody else has open when it closes, as for any connection.
-            using (var source = new SqliteConnection(ConnectionStringFor($"file:{Escape(sourcePath)}?vfs={TdeVfsName}&mode=rw")))
+            using (var source = new SqliteConnection(ConnectionStringFor($"file:{TdeSqlite.EscapeForUri(sourcePath)}?vfs={TdeVfsName}&mode=rw")))
             {
                 var target = TdeFileUri(temp, key, envelope.Suite, envelope.PageSize);
                 TdeSqlite.Explain(() =>
@@ -486,7 +486,7 @@ public static class TdeDatabases
             query.Add("page_size=" + size.ToString(CultureInfo.InvariantCulture));
         }
 
-        return $"file:{Escape(path)}?{string.Join('&', query)}";
+        return $"file:{TdeSqlite.EscapeForUri(path)}?{string.Join('&', query)}";
     }
 
     // The logical copy that sqlcipher_export performs: schema, rows, sequences, then indexes, views,
@@ -638,8 +638,6 @@ public static class TdeDatabases
     }
 
     private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-
-    private static string Escape(string path) => TdeSqlite.EscapeForUri(path);
 
     // Both read through SQLite's unix VFS (RawDatabaseFile): a descriptor of our own, once closed,
     // would drop the locks of any connection this process has on the file.

@@ -65,33 +65,46 @@ public sealed class EmptyDatabaseTests : IDisposable
         Assert.Equal("ok", a.Scalar<string>("PRAGMA integrity_check"));
     }
 
-    [Fact]
-    public void A_database_cut_back_to_its_envelope_is_reported_as_truncated()
+    // A database with a table and a row, closed.
+    private string DatabaseWithData(string name)
     {
-        var path = _dir.File("cut.db");
-        using (var db = _dir.OpenTde("cut.db"))
+        using (var db = _dir.OpenTde(name))
         {
             db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('data');");
         }
 
-        using (var raw = File.OpenWrite(path))
+        return _dir.File(name);
+    }
+
+    private static void CutToEnvelope(string path)
+    {
+        using var raw = File.OpenWrite(path);
+        raw.SetLength(DatabaseEnvelope.RegionSize);
+    }
+
+    // Opening the file and reading its schema fails; returns SQLite's error (the TDE cause is TdeSqlite.LastError).
+    private static SqliteException OpenFails(string path)
+    {
+        using var db = new SqliteConnection(TdeSqlite.ConnectionString(path));
+        return Assert.Throws<SqliteException>(() =>
         {
-            raw.SetLength(DatabaseEnvelope.RegionSize);
-        }
+            db.Open();
+            db.Scalar<long>("SELECT count(*) FROM sqlite_master");
+        });
+    }
+
+    [Fact]
+    public void A_database_cut_back_to_its_envelope_is_reported_as_truncated()
+    {
+        var path = DatabaseWithData("cut.db");
+        CutToEnvelope(path);
 
         var envelope = File.ReadAllBytes(path);
-        using (var db = new SqliteConnection(TdeSqlite.ConnectionString(path)))
-        {
-            // Not an empty database (which would let an app start over and write on top): an error.
-            var e = Assert.Throws<SqliteException>(() =>
-            {
-                db.Open();
-                db.Scalar<long>("SELECT count(*) FROM sqlite_master");
-            });
-            Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
-            Assert.Contains("truncated", TdeSqlite.LastError?.Message, StringComparison.Ordinal);
-            Assert.NotEqual(0, e.SqliteErrorCode);
-        }
+        // Not an empty database (which would let an app start over and write on top): an error.
+        var e = OpenFails(path);
+        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
+        Assert.Contains("truncated", TdeSqlite.LastError?.Message, StringComparison.Ordinal);
+        Assert.NotEqual(0, e.SqliteErrorCode);
 
         Assert.Equal(envelope, File.ReadAllBytes(path));   // nothing was written
         var verification = TdeDatabases.Verify(path);
@@ -103,12 +116,7 @@ public sealed class EmptyDatabaseTests : IDisposable
     public void A_database_cut_back_to_its_envelope_with_its_newest_slot_damaged_is_still_truncated()
     {
         // The older slot is read when the newer one is damaged: it must not be the one that said "empty".
-        var path = _dir.File("cut.db");
-        using (var db = _dir.OpenTde("cut.db"))
-        {
-            db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('data');");
-        }
-
+        var path = DatabaseWithData("cut.db");
         var newest = TestEnvelopes.Read(path).Sequence;
         using (var raw = File.Open(path, FileMode.Open))
         {
@@ -119,12 +127,7 @@ public sealed class EmptyDatabaseTests : IDisposable
             raw.WriteByte((byte)(b ^ 0xFF));
         }
 
-        using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path));
-        Assert.Throws<SqliteException>(() =>
-        {
-            connection.Open();
-            connection.Scalar<long>("SELECT count(*) FROM sqlite_master");
-        });
+        OpenFails(path);
         Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
         Assert.True(TdeDatabases.Verify(path).Truncated);
     }
@@ -146,25 +149,12 @@ public sealed class EmptyDatabaseTests : IDisposable
     [Fact]
     public void The_empty_mark_cannot_be_set_without_the_DEK()
     {
-        var path = _dir.File("cut.db");
-        using (var db = _dir.OpenTde("cut.db"))
-        {
-            db.Exec("CREATE TABLE t(x); INSERT INTO t VALUES ('data');");
-        }
-
+        var path = DatabaseWithData("cut.db");
         var current = TestEnvelopes.Read(path);
         TestEnvelopes.WriteWithGuessedMac(path, current with { Sequence = current.Sequence + 1, Empty = true });
-        using (var raw = File.OpenWrite(path))
-        {
-            raw.SetLength(DatabaseEnvelope.RegionSize);
-        }
+        CutToEnvelope(path);
 
-        using var connection = new SqliteConnection(TdeSqlite.ConnectionString(path));
-        Assert.Throws<SqliteException>(() =>
-        {
-            connection.Open();
-            connection.Scalar<long>("SELECT count(*) FROM sqlite_master");
-        });
+        OpenFails(path);
         Assert.Equal(TdeStorageException.Codes.EnvelopeTampered, TdeSqlite.LastError?.Code);
     }
 

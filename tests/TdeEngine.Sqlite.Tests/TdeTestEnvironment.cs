@@ -108,6 +108,20 @@ internal static class SqlExtensions
     /// <summary>An SQLite error with the TDE cause behind it, for assertion messages.</summary>
     public static string Fail(SqliteException e) => $"{e.Message}; TDE: {TdeSqlite.LastError?.Code}: {TdeSqlite.LastError?.Message}";
 
+    /// <summary>
+    /// A frame of an older WAL generation was put over today's frame of table <c>b</c>: a new reader
+    /// must fail authentication (<c>Tde.PageAuthenticationFailed</c>), not serve the old rows.
+    /// </summary>
+    public static void AssertOlderGenerationFrameRefused(string databasePath)
+    {
+        using var reader = new SqliteConnection(TdeSqlite.ConnectionString(databasePath));
+        reader.Open();
+        string? seen = null;
+        var e = Record.Exception(() => seen = reader.Scalar<string>("SELECT group_concat(v) FROM b"));
+        Assert.True(e is SqliteException, $"an older generation's frame was served as today's: b = '{seen}' ({e?.GetType().Name})");
+        Assert.Equal(Storage.Errors.TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
+    }
+
     public static int Exec(this SqliteConnection c, string sql)
     {
         using var command = c.CreateCommand();

@@ -110,12 +110,7 @@ public sealed class WalIndexSaltsTests : IDisposable
         WriteAt("g.db-shm", 48, header);
         WriteAt("g.db-wal", 32, old);
 
-        using var reader = new SqliteConnection(TdeSqlite.ConnectionString(_dir.File("g.db")));
-        reader.Open();
-        string? seen = null;
-        var e = Record.Exception(() => seen = reader.Scalar<string>("SELECT group_concat(v) FROM b"));
-        Assert.True(e is SqliteException, $"an older generation's frame was served as today's: b = '{seen}' ({e?.GetType().Name})");
-        Assert.Equal(TdeStorageException.Codes.PageAuthenticationFailed, TdeSqlite.LastError?.Code);
+        SqlExtensions.AssertOlderGenerationFrameRefused(_dir.File("g.db"));
     }
 
     // Honest: a connection that never restarted the WAL (its salts for a new WAL are random) writes a
