@@ -122,7 +122,10 @@ public sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
         }
     }
 
-    /// <summary>ListKeys filters: <c>[{"Key":"KeyState","Values":["Enabled"]}]</c>, AND across keys, OR within values.</summary>
+    /// <summary>
+    /// ListKeys filters: <c>[{"Key":"KeyState","Values":["Enabled"]}]</c>, AND across keys, OR within values
+    /// (a key given twice has its values merged).
+    /// </summary>
     public IReadOnlyList<(string Key, IReadOnlyList<string> Values)> Filters(string name)
     {
         var text = Optional(name);
@@ -142,7 +145,15 @@ public sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
                 filters.Add((key, list));
             }
 
-            return filters.Count > 10 ? throw KmsErrors.InvalidParameter(name, "at most 10 filters.") : filters;
+            if (filters.Count > 10)
+            {
+                throw KmsErrors.InvalidParameter(name, "at most 10 filters.");
+            }
+
+            // As Alibaba documents: a Key given twice ORs its values, as if they were in one list.
+            return filters.GroupBy(f => f.Item1, StringComparer.Ordinal)
+                .Select(g => (g.Key, (IReadOnlyList<string>)g.SelectMany(f => f.Item2).ToList()))
+                .ToList();
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException)
         {

@@ -129,6 +129,22 @@ public sealed class KmsApiTests : IDisposable
         Assert.Equal("InvalidParameter", Error("ListKeys", ("Filters", "[{\"Key\":\"Color\",\"Values\":[\"x\"]}]")).Body.GetProperty("Code").GetString());
     }
 
+    // Alibaba's ListKeys reference: "Filters不同Key之间的逻辑关系为AND，同一个Key中的多个Value之间的逻辑关系为OR",
+    // with the example [{KeyState:[Enabled,Disabled]},{KeyState:[PendingDeletion]},{KeySpec:[Aliyun_AES_256]}] meaning
+    // (KeyState=Enabled OR KeyState=Disabled OR KeyState=PendingDeletion) AND (KeySpec=Aliyun_AES_256).
+    [Fact]
+    public void ListKeys_filters_OR_the_values_of_a_key_given_twice()
+    {
+        var enabled = _f.NewKey();
+        var disabled = _f.NewKey();
+        Ok("DisableKey", ("KeyId", disabled));
+
+        var keys = Ok("ListKeys", ("Filters",
+            "[{\"Key\":\"KeyState\",\"Values\":[\"Enabled\"]},{\"Key\":\"KeyState\",\"Values\":[\"Disabled\"]},{\"Key\":\"KeySpec\",\"Values\":[\"Aliyun_AES_256\"]}]"));
+
+        Assert.Equal([enabled, disabled], keys.GetProperty("Keys").GetProperty("Key").EnumerateArray().Select(k => k.GetProperty("KeyId").GetString()!));
+    }
+
     [Fact]
     public void Every_state_changing_action_returns_just_a_RequestId()
     {
