@@ -1281,7 +1281,8 @@ public sealed class KeyManagementService : IDisposable
         DeletionProtectionDescription = k.DeletionProtectionDescription,
         DeleteDate = k.DeleteDate,
         AutomaticRotation = k.AutomaticRotation ? "Enabled" : "Disabled",
-        RotationInterval = k.RotationIntervalSeconds is { } s ? TimeSpan.FromSeconds(s) : null,
+        // As Alibaba: the interval is shown only while automatic rotation is on (the store keeps the last one).
+        RotationInterval = k.AutomaticRotation && k.RotationIntervalSeconds is { } s ? TimeSpan.FromSeconds(s) : null,
         LastRotationDate = k.LastRotationDate,
         NextRotationDate = k.NextRotationDate,
         DKMSInstanceId = k.DkmsInstanceId,

@@ -51,6 +51,21 @@ public sealed class KmsApiTests : IDisposable
         Assert.False(created.GetProperty("KeyMetadata").TryGetProperty("DeletionProtection", out _));
     }
 
+    // DescribeKey reference: RotationInterval and NextRotationDate are returned only when AutomaticRotation
+    // is Enabled or Suspended ("当AutomaticRotation取值为Enabled或Suspended时，返回该参数").
+    [Fact]
+    public void DescribeKey_omits_RotationInterval_once_automatic_rotation_is_turned_off()
+    {
+        var keyId = Ok("CreateKey", ("EnableAutomaticRotation", "true"), ("RotationInterval", "7d")).GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+
+        Ok("UpdateRotationPolicy", ("KeyId", keyId), ("EnableAutomaticRotation", "false"));
+        var m = Ok("DescribeKey", ("KeyId", keyId)).GetProperty("KeyMetadata");
+
+        Assert.Equal("Disabled", m.GetProperty("AutomaticRotation").GetString());
+        Assert.False(m.TryGetProperty("RotationInterval", out _));
+        Assert.False(m.TryGetProperty("NextRotationDate", out _));
+    }
+
     [Fact]
     public void Encrypt_takes_Base64_and_Decrypt_returns_it()
     {
