@@ -27,7 +27,7 @@ internal static partial class KeyIdentifiers
         $"acs:kms:{regionId}:{accountId}:{aliasName}";
 
     public static string InstanceArn(string regionId, string accountId, string instanceId) =>
-        $"acs:kms:{regionId}:{accountId}:instance/{instanceId}";
+        $"acs:kms:{regionId}:{accountId}:keystore/{instanceId}";   // Alibaba names a KMS instance keystore/ in its ARN
 
     public static bool IsAlias(string value) => value.StartsWith(AliasPrefix, StringComparison.Ordinal);
 

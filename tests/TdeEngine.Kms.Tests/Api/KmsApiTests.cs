@@ -242,6 +242,17 @@ public sealed class KmsApiTests : IDisposable
         Assert.Equal(destination, Ok("Decrypt", ("CiphertextBlob", moved.GetProperty("CiphertextBlob").GetString()!)).GetProperty("KeyId").GetString());
     }
 
+    // ListKmsInstances reference: KmsInstanceArn "acs:kms:pre-hangzhou:120708975881****:keystore/kst-phzz64c9f84eo32dbs****".
+    [Fact]
+    public void ListKmsInstances_names_an_instance_by_its_keystore_ARN()
+    {
+        var instance = Ok("CreateKmsInstance", ("ProductType", "software")).GetProperty("KmsInstanceId").GetString()!;
+
+        var listed = Ok("ListKmsInstances").GetProperty("KmsInstances").GetProperty("KmsInstance")[0];
+
+        Assert.Equal($"acs:kms:{_f.Kms.RegionId}:{KmsFixture.Account}:keystore/{instance}", listed.GetProperty("KmsInstanceArn").GetString());
+    }
+
     [Fact]
     public void Every_documented_action_is_served()
     {
