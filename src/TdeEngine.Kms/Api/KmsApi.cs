@@ -56,7 +56,8 @@ public sealed class KmsApi
 
         ["ListKmsInstances"] = ((kms, c, p, w) =>
         {
-            var page = kms.ListKmsInstances(c, p.PageNumber, p.PageSize);
+            // Alibaba documents a default page of 20 here; the key, alias and version lists default to 10.
+            var page = kms.ListKmsInstances(c, p.PageNumber, p.OptionalInt("PageSize", 1, 100) ?? 20);
             WriteList(w, "KmsInstances", "KmsInstance", page, (w, i) =>
             {
                 w.WriteString("KmsInstanceId", i.KmsInstanceId);
@@ -66,7 +67,7 @@ public sealed class KmsApi
                 w.WriteNumber("Spec", i.Spec);
                 WriteDate(w, "CreationDate", i.CreationDate);
             });
-        }, "[--PageNumber N] [--PageSize N]"),
+        }, "[--PageNumber N] [--PageSize 1..100 (default 20)]"),
 
         ["CreateKey"] = ((kms, c, p, w) =>
         {

@@ -253,6 +253,23 @@ public sealed class KmsApiTests : IDisposable
         Assert.Equal($"acs:kms:{_f.Kms.RegionId}:{KmsFixture.Account}:keystore/{instance}", listed.GetProperty("KmsInstanceArn").GetString());
     }
 
+    // ListKmsInstances reference: "PageSize ... Valid values: 1 to 100. Default value: 20." (ListKeys and the
+    // other lists default to 10.)
+    [Fact]
+    public void ListKmsInstances_returns_20_instances_a_page_by_default()
+    {
+        for (var i = 0; i < 21; i++)
+        {
+            Ok("CreateKmsInstance", ("ProductType", "software"));
+        }
+
+        var page = Ok("ListKmsInstances");
+
+        Assert.Equal(20, page.GetProperty("PageSize").GetInt32());
+        Assert.Equal(20, page.GetProperty("KmsInstances").GetProperty("KmsInstance").GetArrayLength());
+        Assert.Equal(21, page.GetProperty("TotalCount").GetInt32());
+    }
+
     [Fact]
     public void Every_documented_action_is_served()
     {
