@@ -92,6 +92,12 @@ public sealed class KmsApi
         ["ListKeys"] = ((kms, c, p, w) =>
         {
             var filters = p.Filters("Filters");
+            foreach (var (key, _) in filters)
+            {
+                // Refused up front: FilterValue sees a filter only when there is a key to compare.
+                _ = FilterKeys.Contains(key) ? key : throw UnknownFilterKey(key);
+            }
+
             var page = kms.ListKeys(c, p.PageNumber, p.PageSize, filters.Count == 0 ? null : m => filters.All(f => f.Values.Contains(FilterValue(m, f.Key))));
             WriteList(w, "Keys", "Key", page, (w, k) =>
             {
@@ -268,8 +274,16 @@ public sealed class KmsApi
         "ProtectionLevel" => m.ProtectionLevel,
         "CreatorType" => m.IsServiceKey ? "Service" : "User",
         "DKMSInstanceId" => m.DKMSInstanceId ?? "",
-        _ => throw KmsErrors.InvalidParameter("Filters", $"unknown filter key '{key}'; use KeyState, KeySpec, KeyUsage, ProtectionLevel, CreatorType or DKMSInstanceId."),
+        _ => throw UnknownFilterKey(key),
     };
+
+    private static readonly HashSet<string> FilterKeys = new(StringComparer.Ordinal)
+    {
+        "KeyState", "KeySpec", "KeyUsage", "ProtectionLevel", "CreatorType", "DKMSInstanceId",
+    };
+
+    private static KmsException UnknownFilterKey(string key) => KmsErrors.InvalidParameter("Filters",
+        $"unknown filter key '{key}'; use KeyState, KeySpec, KeyUsage, ProtectionLevel, CreatorType or DKMSInstanceId.");
 
     private static void WriteCiphertext(Utf8JsonWriter w, CiphertextResult result)
     {

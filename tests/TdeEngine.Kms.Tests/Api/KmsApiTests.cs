@@ -161,6 +161,14 @@ public sealed class KmsApiTests : IDisposable
     }
 
     [Fact]
+    public void ListKeys_refuses_an_unknown_filter_key_also_when_there_are_no_keys()
+    {
+        var (status, body) = Error("ListKeys", ("Filters", "[{\"Key\":\"Color\",\"Values\":[\"x\"]}]"));
+
+        Assert.Equal((400, "InvalidParameter"), (status, body.GetProperty("Code").GetString()));
+    }
+
+    [Fact]
     public void Every_state_changing_action_returns_just_a_RequestId()
     {
         var keyId = _f.NewKey();
