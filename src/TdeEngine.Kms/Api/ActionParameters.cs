@@ -11,6 +11,9 @@ public sealed class ActionParameters(IReadOnlyDictionary<string, string> values)
     public string Required(string name) =>
         values.TryGetValue(name, out var value) && !string.IsNullOrEmpty(value) ? value : throw KmsErrors.MissingParameter(name);
 
+    /// <summary>A parameter that must be sent but may be empty (an empty Description clears it).</summary>
+    public string RequiredAllowEmpty(string name) => values.TryGetValue(name, out var value) ? value : throw KmsErrors.MissingParameter(name);
+
     public string? Optional(string name) => values.TryGetValue(name, out var value) && value.Length > 0 ? value : null;
 
     public int? OptionalInt(string name, int min = int.MinValue, int max = int.MaxValue)

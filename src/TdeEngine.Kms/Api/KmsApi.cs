@@ -106,7 +106,7 @@ public sealed class KmsApi
             });
         }, "[--PageNumber N] [--PageSize 1..100] [--Filters '[{\"Key\":\"KeyState\",\"Values\":[\"Enabled\"]}]']"),
 
-        ["UpdateKeyDescription"] = ((kms, c, p, _) => kms.UpdateKeyDescription(c, p.Required("KeyId"), p.Optional("Description") ?? ""),
+        ["UpdateKeyDescription"] = ((kms, c, p, _) => kms.UpdateKeyDescription(c, p.Required("KeyId"), p.RequiredAllowEmpty("Description")),
             "--KeyId ID --Description D"),
         ["EnableKey"] = ((kms, c, p, _) => kms.EnableKey(c, p.Required("KeyId")), "--KeyId ID"),
         ["DisableKey"] = ((kms, c, p, _) => kms.DisableKey(c, p.Required("KeyId")), "--KeyId ID"),

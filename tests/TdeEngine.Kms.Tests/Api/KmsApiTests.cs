@@ -168,6 +168,22 @@ public sealed class KmsApiTests : IDisposable
         Assert.Equal((400, "InvalidParameter"), (status, body.GetProperty("Code").GetString()));
     }
 
+    // UpdateKeyDescription reference: Description is required; the call can add, change or delete
+    // ("添加、变更、删除") the description, so an empty Description clears it but an absent one is an error.
+    [Fact]
+    public void UpdateKeyDescription_without_a_Description_is_MissingParameter_and_an_empty_one_clears_it()
+    {
+        var keyId = _f.NewKey("orders");
+
+        var (status, body) = Error("UpdateKeyDescription", ("KeyId", keyId));
+        var kept = _f.Kms.DescribeKey(_f.Me, keyId).Description;
+        Ok("UpdateKeyDescription", ("KeyId", keyId), ("Description", ""));
+
+        Assert.Equal((400, "MissingParameter"), (status, body.GetProperty("Code").GetString()));
+        Assert.Equal("orders", kept);
+        Assert.Equal("", _f.Kms.DescribeKey(_f.Me, keyId).Description);
+    }
+
     [Fact]
     public void Every_state_changing_action_returns_just_a_RequestId()
     {
