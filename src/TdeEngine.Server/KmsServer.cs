@@ -18,21 +18,14 @@ namespace TdeEngine.Server;
 
 /// <summary>
 /// The KMS as a service: Kestrel speaking the Alibaba Cloud KMS RPC API 2016-01-20 (and RAM
-/// 2015-05-01) on <c>/</c>, with <c>Action=</c> and parameters in the query or a form body, real
-/// HMAC-SHA1 signature checks, timestamp and nonce replay protection, and JSON responses. Every
-/// call goes through <see cref="KmsGateway"/>: RAM decides, the audit trail records.
+/// 2015-05-01, STS 2015-04-01) on <c>/</c>, signed either with RPC signature 1.0 (HMAC-SHA1, the
+/// parameters in the query or a form body) or with the V3 signature (ACS3-HMAC-SHA256 in an
+/// Authorization header, as the current SDKs send by default; see <see cref="SignedRequestReader"/>),
+/// with timestamp and nonce replay protection and JSON responses. Every call goes through
+/// <see cref="KmsGateway"/>: RAM decides, the audit trail records.
 /// </summary>
 public static class KmsServer
 {
-    private static readonly HashSet<string> CommonParameters = new(StringComparer.Ordinal)
-    {
-        "Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp", "Signature",
-        "RegionId", "SecurityToken", "SignatureType",
-    };
-
-    private static readonly string[] RequiredParameters =
-        ["Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"];
-
     /// <summary>The .NET switch that runs socket completions on the socket engine's own threads.</summary>
     public const string InlineSocketCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
@@ -152,45 +145,24 @@ public static class KmsServer
     private static async Task Handle(HttpContext http, KmsGateway gateway, RamService ram, ReplayGuard replay)
     {
         var requestId = KmsCallContext.NewRequestId();
-        Dictionary<string, string> parameters;
+        SignedRequest request;
         try
         {
-            parameters = await ReadParameters(http.Request).ConfigureAwait(false);
+            request = await SignedRequestReader.ReadAsync(http.Request).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException or FormatException)
+        catch (RequestRefusal refusal)
         {
-            var status = e is BadHttpRequestException bad ? bad.StatusCode : 400;
-            await WriteError(http, requestId, status, "InvalidParameter", "The request could not be read: " + e.Message).ConfigureAwait(false);
+            await WriteError(http, requestId, refusal.Status, refusal.Code, refusal.Message).ConfigureAwait(false);
             return;
         }
 
-        foreach (var required in RequiredParameters)
-        {
-            if (!parameters.TryGetValue(required, out var value) || value.Length == 0)
-            {
-                await WriteError(http, requestId, 400, "MissingParameter", $"The input parameter '{required}' that is mandatory for processing this request is not supplied.").ConfigureAwait(false);
-                return;
-            }
-        }
-
-        if (parameters["SignatureMethod"] != "HMAC-SHA1" || parameters["SignatureVersion"] != "1.0")
-        {
-            await WriteError(http, requestId, 400, "InvalidParameter", "Only SignatureMethod HMAC-SHA1 with SignatureVersion 1.0 is supported.").ConfigureAwait(false);
-            return;
-        }
-
-        var accessKeyId = parameters["AccessKeyId"];
+        var accessKeyId = request.AccessKeyId;
         var remote = http.Connection.RemoteIpAddress;
         var sourceIp = remote is null ? "127.0.0.1" : (remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote).ToString();
-        Task Reject(int status, string code, string message)
+        async Task Reject(int status, string code, string message)
         {
-            return RejectAsync(status, code, message);
-        }
-
-        async Task RejectAsync(int status, string code, string message)
-        {
-            await gateway.RecordRejectedAsync(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, parameters["Action"], accessKeyId,
-                ActionParameters(parameters), code, message).ConfigureAwait(false);
+            await gateway.RecordRejectedAsync(sourceIp, http.Request.Headers.UserAgent.ToString(), requestId, request.Action, accessKeyId,
+                request.Parameters, code, message).ConfigureAwait(false);
             await WriteError(http, requestId, status, code, message).ConfigureAwait(false);
         }
 
@@ -199,7 +171,7 @@ public static class KmsServer
         {
             // STS keys (from AssumeRole) carry a security token and expire; permanent keys do not.
             found = accessKeyId.StartsWith("STS.", StringComparison.Ordinal)
-                ? ram.FindTemporaryAccessKey(accessKeyId, parameters.GetValueOrDefault("SecurityToken"))
+                ? ram.FindTemporaryAccessKey(accessKeyId, request.SecurityToken)
                 : ram.FindAccessKey(accessKeyId);
         }
         catch (KmsException e)
@@ -214,17 +186,19 @@ public static class KmsServer
             return;
         }
 
+        string? mismatch;
         using (key.Secret)
         {
-            if (!RpcSignature.Verify(http.Request.Method, parameters, key.Secret.Span, parameters["Signature"]))
-            {
-                await Reject(400, "SignatureDoesNotMatch",
-                    "The signature does not match: check the AccessKeySecret and sign the parameters exactly as sent (RPC signature 1.0).").ConfigureAwait(false);
-                return;
-            }
+            mismatch = request.CheckSignature(key.Secret.Span);
         }
 
-        if (replay.Check(accessKeyId, parameters["Timestamp"], parameters["SignatureNonce"]) is { } stale)
+        if (mismatch is not null)
+        {
+            await Reject(400, "SignatureDoesNotMatch", mismatch).ConfigureAwait(false);
+            return;
+        }
+
+        if (replay.Check(accessKeyId, request.Timestamp, request.Nonce) is { } stale)
         {
             await Reject(400, stale.Code, stale.Message).ConfigureAwait(false);
             return;
@@ -233,52 +207,16 @@ public static class KmsServer
         var caller = new KmsCallContext(key.Principal, sourceIp, requestId, http.Request.Headers.UserAgent.ToString())
         {
             SecureTransport = http.Request.IsHttps,
-            SignatureNonce = parameters["SignatureNonce"],
+            SignatureNonce = request.Nonce,
         };
-        var actionParameters = ActionParameters(parameters);
-        using var response = parameters["Version"] switch
+        using var response = request.Version switch
         {
-            "2016-01-20" => await gateway.InvokeKmsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
-            "2015-05-01" => await gateway.InvokeRamAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
-            "2015-04-01" => await gateway.InvokeStsAsync(caller, parameters["Action"], actionParameters, accessKeyId: accessKeyId).ConfigureAwait(false),
-            _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{parameters["Version"]}' is not supported; use 2016-01-20 (KMS), 2015-05-01 (RAM) or 2015-04-01 (STS).")),
+            "2016-01-20" => await gateway.InvokeKmsAsync(caller, request.Action, request.Parameters, accessKeyId: accessKeyId).ConfigureAwait(false),
+            "2015-05-01" => await gateway.InvokeRamAsync(caller, request.Action, request.Parameters, accessKeyId: accessKeyId).ConfigureAwait(false),
+            "2015-04-01" => await gateway.InvokeStsAsync(caller, request.Action, request.Parameters, accessKeyId: accessKeyId).ConfigureAwait(false),
+            _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{request.Version}' is not supported; use 2016-01-20 (KMS), 2015-05-01 (RAM) or 2015-04-01 (STS).")),
         };
         await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);
-    }
-
-    // The parameters of the action itself: everything but the common (signature) parameters.
-    private static Dictionary<string, string> ActionParameters(Dictionary<string, string> parameters)
-    {
-        var action = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, value) in parameters)
-        {
-            if (!CommonParameters.Contains(name))
-            {
-                action[name] = value;
-            }
-        }
-
-        return action;
-    }
-
-    private static async Task<Dictionary<string, string>> ReadParameters(HttpRequest request)
-    {
-        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, values) in request.Query)
-        {
-            parameters[name] = values.ToString();
-        }
-
-        if (request.HasFormContentType)
-        {
-            var form = await request.ReadFormAsync().ConfigureAwait(false);
-            foreach (var (name, values) in form)
-            {
-                parameters[name] = values.ToString();
-            }
-        }
-
-        return parameters;
     }
 
     private static Task WriteError(HttpContext http, string requestId, int status, string code, string message)

@@ -190,7 +190,11 @@ public sealed class ServerTests : IAsyncLifetime
             }
 
             HttpResponseMessage response;
-            if (i % 10 == 9)
+            if (i % 7 == 3)
+            {
+                response = await SendBrokenV3(form, random, RandomValue);
+            }
+            else if (i % 10 == 9)
             {
                 using var garbage = new ByteArrayContent(RandomNumberGenerator.GetBytes(i % 4096));
                 garbage.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(i % 20 == 19 ? "application/x-www-form-urlencoded" : "application/octet-stream");
@@ -211,6 +215,58 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.DoesNotContain(statuses, s => s >= 500);
         Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
         Assert.True(_server.Audit.Verify().Intact);
+    }
+
+    // A V3-signed request (ACS3-HMAC-SHA256), then broken in one random way: a header dropped,
+    // changed or unsigned, the Authorization header garbled, or a body that is not what was hashed.
+    private async Task<HttpResponseMessage> SendBrokenV3(Dictionary<string, string> query, Random random, Func<string> randomValue)
+    {
+        Dictionary<string, string> headers;
+        byte[] body;
+        int breakage;
+        lock (random)
+        {
+            body = random.Next(3) == 0 ? Encoding.UTF8.GetBytes(randomValue()) : [];
+            headers = Acs3Signature.SignHeaders("POST", _server.BaseAddress.Authority, random.Next(2) == 0 ? "ListKeys" : randomValue(), "2016-01-20",
+                query, body, body.Length > 0 ? "application/x-www-form-urlencoded" : null, _server.AccessKeyId, _server.Secret);
+            breakage = random.Next(6);
+            var names = headers.Keys.Where(n => n != "host").ToList();
+            var name = names[random.Next(names.Count)];
+            switch (breakage)
+            {
+                case 0:
+                    headers.Remove(name);
+                    break;
+                case 1:
+                    headers[name] = randomValue();
+                    break;
+                case 2:
+                    headers["x-acs-" + random.Next(100)] = randomValue();
+                    break;
+                case 3:
+                    headers["Authorization"] = "ACS3-HMAC-SHA256 " + string.Join(',', Enumerable.Range(0, random.Next(5)).Select(_ => randomValue()));
+                    break;
+                case 4:
+                    body = RandomNumberGenerator.GetBytes(random.Next(1, 2048));
+                    break;
+                default:
+                    headers["Authorization"] = headers["Authorization"][..random.Next(headers["Authorization"].Length)];
+                    break;
+            }
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/?" + string.Join('&', query.Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value))));
+        request.Content = new ByteArrayContent(body);
+        foreach (var (name, value) in headers.Where(h => h.Key != "host"))
+        {
+            // Values that HTTP cannot carry (control characters) are left out: that is the client's failure, not the server's.
+            if (value.All(c => c is >= ' ' and < (char)0x7f))
+            {
+                _ = name == "content-type" ? request.Content.Headers.TryAddWithoutValidation("Content-Type", value) : request.Headers.TryAddWithoutValidation(name, value);
+            }
+        }
+
+        return await _server.Http.SendAsync(request);
     }
 
     [Fact]

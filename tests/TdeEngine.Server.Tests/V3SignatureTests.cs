@@ -1,0 +1,152 @@
+using System.Text;
+using System.Text.Json;
+
+namespace TdeEngine.Server.Tests;
+
+/// <summary>
+/// Requests signed with the V3 signature (ACS3-HMAC-SHA256 in an Authorization header), as the
+/// current Alibaba SDKs send them by default, against a real Kestrel server.
+/// </summary>
+public sealed class V3SignatureTests : IAsyncLifetime
+{
+    private ServerFixture _server = null!;
+
+    public Task InitializeAsync()
+    {
+        _server = new ServerFixture();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    private static string Code(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Code").GetString()!;
+
+    private static string Message(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Message").GetString()!;
+
+    private async Task<string> CreateKey()
+    {
+        var created = await _server.SendV3("CreateKey", new Dictionary<string, string> { ["Description"] = "v3 key" });
+        Assert.Equal(200, created.Status);
+        return JsonDocument.Parse(created.Body).RootElement.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+    }
+
+    [Fact]
+    public async Task A_V3_request_with_parameters_in_the_query_is_served_and_its_replay_refused()
+    {
+        var keyId = await CreateKey();
+        var nonce = "nonce-" + Guid.NewGuid();
+        var query = new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext"] = "{\"db\":\"orders v3\"}" };
+
+        var generated = await _server.SendV3("GenerateDataKey", query, nonce: nonce);
+        var replayed = await _server.SendV3("GenerateDataKey", query, nonce: nonce);
+
+        Assert.Equal(200, generated.Status);
+        var key = JsonDocument.Parse(generated.Body).RootElement;
+        Assert.Equal(32, Convert.FromBase64String(key.GetProperty("Plaintext").GetString()!).Length);
+        Assert.Equal(keyId, key.GetProperty("KeyId").GetString());
+        // The replay was re-signed by the key's owner with the same nonce: refused as a replay, not as a bad signature.
+        Assert.Equal((400, "SignatureNonceUsed"), (replayed.Status, Code(replayed.Body)));
+        var events = _server.Audit.ReadAll().Where(e => e.EventName == "GenerateDataKey").ToList();
+        Assert.Equal([null, "SignatureNonceUsed"], events.Select(e => e.ErrorCode));
+        Assert.Equal("orders v3", JsonDocument.Parse(events[0].RequestParameters["EncryptionContext"]).RootElement.GetProperty("db").GetString());
+        Assert.Equal(nonce, events[0].AdditionalEventData["signatureNonce"]);
+    }
+
+    [Fact]
+    public async Task A_V3_request_with_a_form_body_is_served()
+    {
+        var keyId = await CreateKey();
+        var plaintext = Convert.ToBase64String("sealed by v3"u8);
+
+        var encrypted = await _server.SendV3("Encrypt", new Dictionary<string, string> { ["KeyId"] = keyId },
+            formBody: "Plaintext=" + Uri.EscapeDataString(plaintext));
+        Assert.Equal(200, encrypted.Status);
+        var blob = JsonDocument.Parse(encrypted.Body).RootElement.GetProperty("CiphertextBlob").GetString()!;
+        var decrypted = await _server.SendV3("Decrypt", formBody: "CiphertextBlob=" + Uri.EscapeDataString(blob));
+
+        Assert.Equal(200, decrypted.Status);
+        Assert.Equal(plaintext, JsonDocument.Parse(decrypted.Body).RootElement.GetProperty("Plaintext").GetString());
+    }
+
+    [Fact]
+    public async Task A_changed_body_query_action_or_signature_is_refused_as_SignatureDoesNotMatch_and_audited()
+    {
+        var keyId = await CreateKey();
+        var query = new Dictionary<string, string> { ["KeyId"] = keyId };
+
+        // The body changed after signing (its hash no longer matches x-acs-content-sha256).
+        var body = await _server.SendV3("Encrypt", query, formBody: "Plaintext=aGVsbG8%3D", sentBody: "Plaintext=Z29vZGJ5ZQ%3D%3D");
+        // The body and its hash changed after signing.
+        var rehashed = await _server.SendV3("Encrypt", query, formBody: "Plaintext=aGVsbG8%3D", sentBody: "Plaintext=Z29vZGJ5ZQ%3D%3D",
+            tamper: h => h["x-acs-content-sha256"] = Kms.Api.Acs3Signature.HashHex("Plaintext=Z29vZGJ5ZQ%3D%3D"u8));
+        // The action changed after signing.
+        var action = await _server.SendV3("DescribeKey", query, tamper: h => h["x-acs-action"] = "ScheduleKeyDeletion");
+        // Another secret.
+        var secret = await _server.SendV3("DescribeKey", query, secret: Encoding.ASCII.GetBytes("wrong-secret"));
+
+        Assert.Equal((400, "SignatureDoesNotMatch"), (body.Status, Code(body.Body)));
+        Assert.Contains("x-acs-content-sha256", Message(body.Body), StringComparison.Ordinal);
+        Assert.Equal((400, "SignatureDoesNotMatch"), (rehashed.Status, Code(rehashed.Body)));
+        Assert.Contains("ACS3-HMAC-SHA256", Message(rehashed.Body), StringComparison.Ordinal);
+        Assert.Equal((400, "SignatureDoesNotMatch"), (action.Status, Code(action.Body)));
+        Assert.Equal((400, "SignatureDoesNotMatch"), (secret.Status, Code(secret.Body)));
+        Assert.Equal("Enabled", _server.Kms.DescribeKey(Kms.Identity.KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), keyId).KeyState);
+        var refused = _server.Audit.ReadAll().Where(e => e.ErrorCode is not null).ToList();
+        Assert.Equal(["Encrypt", "Encrypt", "ScheduleKeyDeletion", "DescribeKey"], refused.Select(e => e.EventName));
+        Assert.All(refused, e => Assert.Equal("SignatureDoesNotMatch", e.ErrorCode));
+        var trail = File.ReadAllText(_server.Audit.TrailPath);
+        Assert.DoesNotContain("aGVsbG8", trail, StringComparison.Ordinal);
+        Assert.DoesNotContain("Z29vZGJ5ZQ", trail, StringComparison.Ordinal);
+        Assert.True(_server.Audit.Verify().Intact);
+    }
+
+    [Fact]
+    public async Task A_query_parameter_changed_after_signing_is_refused()
+    {
+        var keyId = await CreateKey();
+
+        var changed = await _server.SendV3("DescribeKey", new Dictionary<string, string> { ["KeyId"] = "alias/none" },
+            sentQuery: new Dictionary<string, string> { ["KeyId"] = keyId });
+        var added = await _server.SendV3("DescribeKey", new Dictionary<string, string> { ["KeyId"] = keyId },
+            sentQuery: new Dictionary<string, string> { ["KeyId"] = keyId, ["PageSize"] = "1" });
+
+        Assert.Equal((400, "SignatureDoesNotMatch"), (changed.Status, Code(changed.Body)));
+        Assert.Equal((400, "SignatureDoesNotMatch"), (added.Status, Code(added.Body)));
+    }
+
+    [Fact]
+    public async Task Missing_or_unsigned_headers_and_malformed_authorization_are_refused_with_stable_codes()
+    {
+        var noDate = await _server.SendV3("ListKeys", tamper: h => h.Remove("x-acs-date"));
+        var unsignedAction = await _server.SendV3("ListKeys", tamper: h =>
+            h["Authorization"] = h["Authorization"].Replace(";x-acs-action;", ";", StringComparison.Ordinal));
+        var extraHeader = await _server.SendV3("ListKeys", tamper: h => h["x-acs-security-token"] = "unsigned");
+        var sm3 = await _server.SendV3("ListKeys", tamper: h => h["Authorization"] = h["Authorization"].Replace("ACS3-HMAC-SHA256", "ACS3-HMAC-SM3", StringComparison.Ordinal));
+        var garbled = await _server.SendV3("ListKeys", tamper: h => h["Authorization"] = "ACS3-HMAC-SHA256 Credential");
+        var stale = await _server.SendV3("ListKeys", date: DateTimeOffset.UtcNow.AddMinutes(-20));
+        var versionChanged = await _server.SendV3("ListKeys", tamper: h => h["x-acs-version"] = "2015-05-01");
+
+        Assert.Equal((400, "MissingParameter"), (noDate.Status, Code(noDate.Body)));
+        Assert.Contains("x-acs-date", Message(noDate.Body), StringComparison.Ordinal);
+        Assert.Equal((400, "IncompleteSignature"), (unsignedAction.Status, Code(unsignedAction.Body)));
+        Assert.Contains("'x-acs-action' is not in SignedHeaders", Message(unsignedAction.Body), StringComparison.Ordinal);
+        Assert.Equal((400, "IncompleteSignature"), (extraHeader.Status, Code(extraHeader.Body)));
+        Assert.Equal((400, "IncompleteSignature"), (sm3.Status, Code(sm3.Body)));
+        Assert.Equal((400, "IncompleteSignature"), (garbled.Status, Code(garbled.Body)));
+        Assert.Equal((400, "InvalidTimeStamp.Expired"), (stale.Status, Code(stale.Body)));
+        Assert.Equal((400, "SignatureDoesNotMatch"), (versionChanged.Status, Code(versionChanged.Body)));
+        var shape = JsonDocument.Parse(garbled.Body).RootElement.EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Equal(["Code", "Message", "RequestId", "HostId"], shape);
+    }
+
+    [Fact]
+    public async Task A_body_that_is_not_a_form_is_refused()
+    {
+        var response = await _server.SendV3("ListKeys", formBody: "{\"PageSize\":1}", tamper: h => h["content-type"] = "application/json");
+
+        // content-type was changed after signing, so the signature no longer matches... but the body is
+        // refused first, before any key is looked up, for what it is.
+        Assert.Equal((400, "InvalidParameter"), (response.Status, Code(response.Body)));
+        Assert.Contains("form", Message(response.Body), StringComparison.Ordinal);
+    }
+}
