@@ -388,7 +388,10 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
         {
             foreach (var tag in kms.ListResourceTags(context, resource.KeyId))
             {
-                conditions["kms:tag/" + tag.TagKey] = [tag.TagValue];
+                // Tag keys are case-sensitive (Env and env are two tags), condition keys are not: both
+                // values go to kms:tag/env, as encryption-context keys do, so neither hides the other.
+                var name = "kms:tag/" + tag.TagKey;
+                conditions[name] = conditions.TryGetValue(name, out var values) ? [.. values, tag.TagValue] : [tag.TagValue];
             }
         }
 

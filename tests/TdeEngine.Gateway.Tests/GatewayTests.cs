@@ -100,6 +100,25 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void Tag_keys_that_differ_only_in_case_give_one_condition_key_every_value_so_a_Deny_on_either_holds()
+    {
+        // Tag keys are case-sensitive (Env and env are two tags); condition keys are not, so kms:tag/env has both values.
+        var key = Kms(_rootCaller, "CreateKey", ("Tags", """[{"TagKey":"Env","TagValue":"prod"},{"TagKey":"env","TagValue":"dev"}]""")).Body
+            .GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var carol = User("carol", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*"},
+              {"Effect":"Deny","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:tag/Env":"prod"}}}]}
+            """);
+        var dave = User("dave", """
+            {"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"StringEquals":{"kms:tag/env":"dev"}}}]}
+            """);
+
+        Assert.Equal(2, _kms.ListResourceTags(_rootCaller, key).Count);
+        Assert.Equal(403, Kms(carol, "GenerateDataKey", ("KeyId", key)).Response.HttpStatus);
+        Assert.Equal(403, Kms(dave, "GenerateDataKey", ("KeyId", key)).Response.HttpStatus);
+    }
+
+    [Fact]
     public void Every_call_allowed_denied_or_failed_becomes_one_audit_event_without_secrets()
     {
         var key = Kms(_rootCaller, "CreateKey").Body.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;

@@ -121,11 +121,15 @@ public sealed class RamServiceTests : IDisposable
         var allowed = Call("SimulatePolicy", ("UserName", "frank"), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("EncryptionContext", "{\"db\":\"orders\"}"));
         var denied = Call("SimulatePolicy", ("UserName", "frank"), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("EncryptionContext", "{\"db\":\"hr\"}"));
         var policies = Call("ListPolicies", ("PolicyType", "Custom")).GetProperty("Policies").GetProperty("Policy");
+        const string denyProd = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:tag/Env":"prod"}}}]}""";
+        var caseTags = Call("SimulatePolicy", ("PolicyDocument", denyProd), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"),
+            ("Tags", """[{"TagKey":"Env","TagValue":"prod"},{"TagKey":"env","TagValue":"dev"}]"""));
 
         Assert.Equal(["AccessKeyId", "AccessKeySecret", "Status", "CreateDate"], key.EnumerateObject().Select(p => p.Name));
         Assert.Equal("Active", key.GetProperty("Status").GetString());
         Assert.Equal(("Allow", "OnlyOrders", 0), (allowed.GetProperty("Decision").GetString(), allowed.GetProperty("MatchedPolicy").GetString(), allowed.GetProperty("MatchedStatement").GetInt32()));
         Assert.Equal("ImplicitDeny", denied.GetProperty("Decision").GetString());
+        Assert.Equal("ExplicitDeny", caseTags.GetProperty("Decision").GetString());
         Assert.Equal(1, policies[0].GetProperty("AttachmentCount").GetInt32());
     }
 

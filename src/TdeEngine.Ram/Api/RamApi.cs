@@ -100,7 +100,8 @@ public sealed class RamApi(RamService ram)
 
         foreach (var tag in p.Tags("Tags"))
         {
-            context["kms:tag/" + tag.Key] = [tag.Value];
+            // Tag keys differing only in case, too, are one condition key with several values.
+            context["kms:tag/" + tag.Key] = context.TryGetValue("kms:tag/" + tag.Key, out var values) ? [.. values, tag.Value] : [tag.Value];
         }
 
         var request = new AccessRequest(p.Required("Action"), p.Required("Resource"), context);
