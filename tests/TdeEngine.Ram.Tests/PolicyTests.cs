@@ -34,6 +34,21 @@ public class PolicyTests
         Assert.Contains($"at {field}:", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Deny","Effect":"Allow","Action":"kms:*","Resource":"*"}]}""")]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":"10.0.0.0/8"}},"Condition":{}}]}""")]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Deny","Action":"kms:*","Resource":"*"}],"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}""")]
+    public void A_field_named_twice_is_refused_rather_than_read_as_one_of_its_values(string json)
+    {
+        // A reader that takes the first value would see a Deny or a condition that the evaluator, taking the last, ignores.
+        var e = Assert.Throws<KmsException>(() => PolicyDocument.Parse(json));
+        var trust = Assert.Throws<KmsException>(() => TrustPolicy.Parse(json.Replace("\"Resource\":\"*\"", "\"Principal\":{\"RAM\":\"acs:ram::1:root\"}", StringComparison.Ordinal)
+            .Replace("kms:*", "sts:AssumeRole", StringComparison.Ordinal)));
+
+        Assert.Equal("MalformedPolicyDocument", e.Code);
+        Assert.Equal("MalformedPolicyDocument", trust.Code);
+    }
+
     [Fact]
     public void Explicit_deny_beats_allow_and_nothing_matching_is_an_implicit_deny()
     {

@@ -165,12 +165,13 @@ public sealed class PolicyDocument
         return conditions;
     }
 
-    /// <summary>Parses JSON text; invalid JSON is <c>MalformedPolicyDocument</c> at <paramref name="field"/>.</summary>
+    /// <summary>Parses JSON text; invalid JSON (a member named twice included) is <c>MalformedPolicyDocument</c> at <paramref name="field"/>.</summary>
     internal static JsonDocument ParseJson(string json, string field)
     {
         try
         {
-            return JsonDocument.Parse(json);
+            // A field named twice is refused: the evaluator would read its last value, a person or another tool its first.
+            return JsonDocument.Parse(json, new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
