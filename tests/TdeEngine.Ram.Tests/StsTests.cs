@@ -122,6 +122,8 @@ public sealed class StsTests : IDisposable
     [InlineData("""{"Statement":[{"Effect":"Maybe","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]}}]}""", "Statement[0].Effect")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole"}]}""", "Statement[0].Principal")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["alice"]}}]}""", "Statement[0].Principal.RAM")]
+    [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":"acs:ram::1:root"}},{"Effect":"Deny","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:user/temp-*"]}}]}""", "Statement[1].Principal.RAM")]
+    [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::*:root"]}}]}""", "Statement[0].Principal.RAM")]
     [InlineData("""{"Version":"1"}""", "Statement")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Resource":"*"}]}""", "Statement[0].Resource")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Condition":{"StringEqual":{"sts:ExternalId":"x"}}}]}""", "Statement[0].Condition.StringEqual")]

@@ -59,6 +59,12 @@ public sealed class TrustPolicy
                     {
                         throw Malformed(at + ".Principal.RAM", $"'{arn}' is not acs:ram::ACCOUNT:root or acs:ram::ACCOUNT:user/NAME");
                     }
+
+                    // Principals are compared as written: a wildcard would never match, and a Deny holding one would silently not apply.
+                    if (arn.IndexOfAny(['*', '?']) >= 0)
+                    {
+                        throw Malformed(at + ".Principal.RAM", $"'{arn}' holds a wildcard; name the account (acs:ram::ACCOUNT:root) or each user (acs:ram::ACCOUNT:user/NAME)");
+                    }
                 }
 
                 foreach (var property in statement.EnumerateObject())
