@@ -37,7 +37,12 @@ public sealed class RamService : IDisposable
     // Hot-path caches: every server request looks up its access key and, for RAM users, its policies.
     // Changes made in this process apply at once; changes made by another process within CacheTtl.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _keys = new(StringComparer.Ordinal);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At)> _policies = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At, long Generation)> _policies = new(StringComparer.Ordinal);
+
+    // Advanced after every attach and detach is written. A cached policy list loaded under an older
+    // generation is not used: a call running while a policy was detached may have loaded (and
+    // cached) the attachments from before, which would otherwise apply for another CacheTtl.
+    private long _policyGeneration;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, AttachedPolicy> _sessionPolicies = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _temporary = new(StringComparer.Ordinal);
 
@@ -514,19 +519,19 @@ public sealed class RamService : IDisposable
     {
         principalName = RequirePrincipal(context.AccountId, principalType, principalName);
         LoadPolicy(context.AccountId, policyType, policyName);
-        _policies.Clear();
         using var c = _store.Open();
         c.Execute("INSERT OR IGNORE INTO Attachments (AccountId, PrincipalType, PrincipalName, PolicyType, PolicyName) VALUES (@AccountId, @principalType, @principalName, @policyType, @policyName)",
             new { context.AccountId, principalType, principalName, policyType, policyName });
+        PoliciesChanged();
     }
 
     public void DetachPolicy(KmsCallContext context, string principalType, string principalName, string policyType, string policyName)
     {
         principalName = RequirePrincipal(context.AccountId, principalType, principalName);
-        _policies.Clear();
         using var c = _store.Open();
         var removed = c.Execute("DELETE FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @principalType AND PrincipalName = @principalName AND PolicyType = @policyType AND PolicyName = @policyName",
             new { context.AccountId, principalType, principalName, policyType, policyName });
+        PoliciesChanged();
         if (removed == 0)
         {
             throw new KmsException("EntityNotExist.Attachment", 404, $"The policy '{policyName}' is not attached to {principalType.ToLowerInvariant()} '{principalName}'.");
@@ -548,7 +553,8 @@ public sealed class RamService : IDisposable
         }
 
         var cacheKey = $"{principal.AccountId}|{type}|{name}";
-        if (_policies.TryGetValue(cacheKey, out var cached) && _time.GetElapsedTime(cached.At) < CacheTtl)
+        var generation = Interlocked.Read(ref _policyGeneration);
+        if (_policies.TryGetValue(cacheKey, out var cached) && _time.GetElapsedTime(cached.At) < CacheTtl && cached.Generation == generation)
         {
             return cached.Policies;
         }
@@ -558,8 +564,15 @@ public sealed class RamService : IDisposable
                 "SELECT PolicyType, PolicyName FROM Attachments WHERE AccountId = @AccountId AND PrincipalType = @type AND PrincipalName = @name ORDER BY PolicyType, PolicyName",
                 new { principal.AccountId, type, name })
             .Select(a => LoadPolicy(principal.AccountId, a.PolicyType, a.PolicyName)).ToList();
-        _policies[cacheKey] = (policies, _time.GetTimestamp());
+        _policies[cacheKey] = (policies, _time.GetTimestamp(), generation);
         return policies;
+    }
+
+    // After an attachment is written: no list loaded before it is used again.
+    private void PoliciesChanged()
+    {
+        Interlocked.Increment(ref _policyGeneration);
+        _policies.Clear();
     }
 
     /// <summary>

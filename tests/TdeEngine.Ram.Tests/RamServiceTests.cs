@@ -42,6 +42,35 @@ public sealed class RamServiceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_detached_policy_stops_applying_at_once_even_while_other_calls_of_the_same_user_run()
+    {
+        _ram.CreateUser(_root, "alice");
+        var alice = _ram.UserPrincipal(_root.AccountId, "alice");
+        _ram.CreatePolicy(_root, "DecryptOrders", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"acs:kms:*:*:key/*"}]}""");
+        var stale = 0;
+        for (var round = 0; round < 40; round++)
+        {
+            _ram.AttachPolicy(_root, "User", "alice", "Custom", "DecryptOrders");
+            using var stop = new CancellationTokenSource();
+            // Another request of the same user, reloading its policies while the detach is written.
+            var other = Task.Run(() =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    _ram.Authorize(alice, Decrypt());
+                }
+            });
+            await Task.Delay(5);
+            _ram.DetachPolicy(_root, "User", "alice", "Custom", "DecryptOrders");
+            stale += _ram.Authorize(alice, Decrypt()).Allowed ? 1 : 0;
+            await stop.CancelAsync();
+            await other;
+        }
+
+        Assert.Equal(0, stale);
+    }
+
+    [Fact]
     public void System_policies_can_be_attached_to_roles()
     {
         _ram.CreateRole(_root, "AliyunRDSInstanceEncryptionDefaultRole", description: "RDS TDE");
