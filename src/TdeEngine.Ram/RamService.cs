@@ -37,6 +37,10 @@ public sealed class RamService : IDisposable
     // Hot-path caches: every server request looks up its access key and, for RAM users, its policies.
     // Changes made in this process apply at once; changes made by another process within CacheTtl.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CachedCredential> _keys = new(StringComparer.Ordinal);
+
+    // Advanced after every access-key deletion is written; a cached key loaded under an older
+    // generation is read again, so a lookup that overlapped the deletion cannot keep the key alive.
+    private long _keyGeneration;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<AttachedPolicy> Policies, long At, long Generation)> _policies = new(StringComparer.Ordinal);
 
     // Advanced after every attach and detach is written. A cached policy list loaded under an older
@@ -246,6 +250,7 @@ public sealed class RamService : IDisposable
         userName = userName is null ? null : FindUser(c, context.AccountId, userName)?.UserName ?? userName;
         var deleted = c.Execute("DELETE FROM AccessKeys WHERE AccessKeyId = @accessKeyId AND AccountId = @AccountId AND " +
                                 "((@userName IS NULL AND UserName IS NULL) OR UserName = @userName)", new { accessKeyId, context.AccountId, userName });
+        Interlocked.Increment(ref _keyGeneration);
         Forget(_keys, accessKeyId);
         if (deleted == 0)
         {
@@ -259,7 +264,9 @@ public sealed class RamService : IDisposable
     /// </summary>
     public (KmsPrincipal Principal, SecretBuffer Secret)? FindAccessKey(string accessKeyId)
     {
-        if (_keys.TryGetValue(accessKeyId, out var cached) && _time.GetElapsedTime(cached.LoadedAt) < CacheTtl && cached.CopySecret() is { } copy)
+        var generation = Interlocked.Read(ref _keyGeneration);
+        if (_keys.TryGetValue(accessKeyId, out var cached) && _time.GetElapsedTime(cached.LoadedAt) < CacheTtl && cached.Generation == generation &&
+            cached.CopySecret() is { } copy)
         {
             return (cached.Principal, copy);
         }
@@ -274,7 +281,7 @@ public sealed class RamService : IDisposable
         }
 
         var principal = row.UserName is null ? KmsPrincipal.Root(row.AccountId) : UserPrincipal(row.AccountId, row.UserName);
-        var entry = new CachedCredential(principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)), _time.GetTimestamp());
+        var entry = new CachedCredential(principal, _root.Unwrap(row.WrappedSecret, SecretContext(accessKeyId)), _time.GetTimestamp()) { Generation = generation };
         return (principal, Remember(_keys, accessKeyId, entry));
     }
 

@@ -406,6 +406,37 @@ public sealed class AccessKeyCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_deleted_key_is_refused_at_once_even_while_other_requests_with_it_are_checked()
+    {
+        var stale = 0;
+        for (var round = 0; round < 40; round++)
+        {
+            using var key = _ram.CreateAccessKey(_caller);
+            using var stop = new CancellationTokenSource();
+            // Other requests signed with the key, each past the cache period, looking it up while it is deleted.
+            var other = Task.Run(() =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    _clock.Advance(_ram.CacheTtl);
+                    _ram.FindAccessKey(key.AccessKeyId)?.Secret.Dispose();
+                }
+            });
+            await Task.Delay(5);
+            _ram.DeleteAccessKey(_caller, key.AccessKeyId);
+            await stop.CancelAsync();
+            await other;
+            if (_ram.FindAccessKey(key.AccessKeyId) is { } found)
+            {
+                found.Secret.Dispose();
+                stale++;
+            }
+        }
+
+        Assert.Equal(0, stale);
+    }
+
+    [Fact]
     public void Concurrent_lookups_while_entries_are_replaced_always_see_the_right_secret()
     {
         using var key = _ram.CreateAccessKey(_caller);

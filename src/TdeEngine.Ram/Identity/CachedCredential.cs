@@ -20,6 +20,9 @@ internal sealed class CachedCredential(KmsPrincipal principal, SecretBuffer secr
     /// <summary>When the entry was read from the store (a <see cref="TimeProvider"/> timestamp).</summary>
     public long LoadedAt { get; } = loadedAt;
 
+    /// <summary>The deletion generation of the cache it was loaded under (see <c>RamService.FindAccessKey</c>).</summary>
+    public long Generation { get; init; }
+
     /// <summary>SHA-256 of the security token, for STS keys.</summary>
     public byte[]? TokenHash { get; } = tokenHash;
 
