@@ -29,13 +29,13 @@ fi
 mkdir -p artifacts
 log=artifacts/test.log
 
-# The official Alibaba Cloud RPC client for the server's SDK test, pinned by package-lock.json.
+# The official Alibaba Cloud clients for the server's SDK test, pinned by package-lock.json.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "test.sh: Node.js and npm are needed for the SDK client test; install them ('apt-get install -y nodejs npm') and retry." >&2
   echo "tests: 0 passed, 1 failed"
   exit 1
 fi
-if [ ! -d tests/sdk-client/node_modules/@alicloud/pop-core ]; then
+if [ ! -d tests/sdk-client/node_modules/@alicloud/pop-core ] || [ ! -d tests/sdk-client/node_modules/@alicloud/openapi-client ] || [ ! -d tests/sdk-client/node_modules/@alicloud/kms20160120 ]; then
   echo "== npm ci (tests/sdk-client)"
   (cd tests/sdk-client && npm ci --no-audit --no-fund --loglevel=error) || { echo "tests: 0 passed, 1 failed"; exit 1; }
 fi

@@ -216,6 +216,13 @@ public static class KmsServer
             "2015-04-01" => await gateway.InvokeStsAsync(caller, request.Action, request.Parameters, accessKeyId: accessKeyId).ConfigureAwait(false),
             _ => ApiResponse.Error(caller, new KmsException("InvalidVersion", 400, $"The Version '{request.Version}' is not supported; use 2016-01-20 (KMS), 2015-05-01 (RAM) or 2015-04-01 (STS).")),
         };
+        if (response.ErrorCode is { } code)
+        {
+            // Every error the server sends has one shape, HostId included, whether the request or the action failed.
+            await WriteError(http, response.RequestId, response.HttpStatus, code, response.ErrorMessage ?? "").ConfigureAwait(false);
+            return;
+        }
+
         await WriteBody(http, response.HttpStatus, response.Body.ToArray()).ConfigureAwait(false);
     }
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Primitives;
@@ -28,6 +29,12 @@ internal static class SignedRequestReader
         "RegionId", "SecurityToken", "SignatureType",
     };
 
+    // Map parameters that may arrive flattened (Name.key=value) rather than as a JSON object.
+    private static readonly HashSet<string> ContextParameters = new(StringComparer.Ordinal)
+    {
+        "EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext",
+    };
+
     private static readonly string[] RequiredParameters =
         ["Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"];
 
@@ -45,16 +52,42 @@ internal static class SignedRequestReader
         }
     }
 
-    // The parameters of the action itself: everything but the common (signature) parameters.
+    // The parameters of the action itself: everything but the common (signature) parameters, with an
+    // encryption context sent flattened folded back into its JSON form.
     private static Dictionary<string, string> ActionParameters(IReadOnlyDictionary<string, string> parameters)
     {
         var action = new Dictionary<string, string>(StringComparer.Ordinal);
+        Dictionary<string, SortedDictionary<string, string>>? flattened = null;
         foreach (var (name, value) in parameters)
         {
-            if (!CommonParameters.Contains(name))
+            if (CommonParameters.Contains(name))
+            {
+                continue;
+            }
+
+            var dot = name.IndexOf('.', StringComparison.Ordinal);
+            if (dot > 0 && dot < name.Length - 1 && ContextParameters.Contains(name[..dot]))
+            {
+                flattened ??= new(StringComparer.Ordinal);
+                var context = flattened.TryGetValue(name[..dot], out var found) ? found : flattened[name[..dot]] = new(StringComparer.Ordinal);
+                context[name[(dot + 1)..]] = value;
+            }
+            else
             {
                 action[name] = value;
             }
+        }
+
+        foreach (var (name, context) in flattened ?? [])
+        {
+            // The typed SDKs of the RPC generation send a map as Name.key=value (@alicloud/kms20160120 1.x:
+            // EncryptionContext.db=orders); Alibaba's gateway reads it as the map. Given both ways, it is ambiguous.
+            if (action.ContainsKey(name))
+            {
+                throw new RequestRefusal(400, "InvalidParameter", $"The parameter '{name}' is given both as JSON and as {name}.<key> values; send one form.");
+            }
+
+            action[name] = JsonSerializer.Serialize(context);
         }
 
         return action;

@@ -132,8 +132,33 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.Equal((400, "InvalidCiphertext"), (badBlob.Status, Code(badBlob.Body)));
         Assert.Equal((404, "Forbidden.KeyNotFound"), (noKey.Status, Code(noKey.Body)));
         Assert.Equal((400, "MissingParameter"), (noParams.Status, Code(noParams.Body)));
-        var shape = JsonDocument.Parse(noParams.Body).RootElement.EnumerateObject().Select(p => p.Name).ToList();
-        Assert.Equal(["Code", "Message", "RequestId", "HostId"], shape);
+        // The same shape whether the request (no parameters) or the action (no such key) failed.
+        Assert.All(new[] { noParams.Body, noKey.Body, unknown.Body, badBlob.Body }, body =>
+            Assert.Equal(["Code", "Message", "RequestId", "HostId"], JsonDocument.Parse(body).RootElement.EnumerateObject().Select(p => p.Name)));
+        Assert.Equal("127.0.0.1", JsonDocument.Parse(noKey.Body).RootElement.GetProperty("HostId").GetString());
+    }
+
+    [Fact]
+    public async Task An_encryption_context_sent_as_a_flattened_map_is_bound_as_the_JSON_object()
+    {
+        // As the typed SDKs of the RPC generation send a map: EncryptionContext.<key>=<value>.
+        var keyId = JsonDocument.Parse((await _server.Post(_server.Signed("CreateKey"))).Body).RootElement.GetProperty("KeyMetadata").GetProperty("KeyId").GetString()!;
+        var generated = await _server.Post(_server.Signed("GenerateDataKey",
+            new Dictionary<string, string> { ["KeyId"] = keyId, ["EncryptionContext.db"] = "orders", ["EncryptionContext.tenant"] = "a.b" }));
+        Assert.Equal(200, generated.Status);
+        var blob = JsonDocument.Parse(generated.Body).RootElement.GetProperty("CiphertextBlob").GetString()!;
+
+        var asJson = await _server.Post(_server.Signed("Decrypt",
+            new Dictionary<string, string> { ["CiphertextBlob"] = blob, ["EncryptionContext"] = "{\"tenant\":\"a.b\",\"db\":\"orders\"}" }));
+        var without = await _server.Post(_server.Signed("Decrypt", new Dictionary<string, string> { ["CiphertextBlob"] = blob }));
+        var both = await _server.Post(_server.Signed("Decrypt",
+            new Dictionary<string, string> { ["CiphertextBlob"] = blob, ["EncryptionContext"] = "{}", ["EncryptionContext.db"] = "orders" }));
+
+        Assert.Equal(200, asJson.Status);
+        Assert.Equal((400, "InvalidCiphertext"), (without.Status, Code(without.Body)));
+        Assert.Equal((400, "InvalidParameter"), (both.Status, Code(both.Body)));
+        var generate = Assert.Single(_server.Audit.ReadAll(), e => e.EventName == "GenerateDataKey");
+        Assert.Equal("{\"db\":\"orders\",\"tenant\":\"a.b\"}", generate.RequestParameters["EncryptionContext"]);
     }
 
     [Fact]
