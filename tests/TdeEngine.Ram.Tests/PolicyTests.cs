@@ -78,6 +78,33 @@ public class PolicyTests
         Assert.Equal(allowed, decision.Allowed);
     }
 
+    [Fact]
+    public void NotAction_covers_every_action_but_the_ones_it_lists()
+    {
+        const string allowAllButDeletion = """{"Version":"1","Statement":[{"Effect":"Allow","NotAction":["kms:ScheduleKeyDeletion","kms:Delete*"],"Resource":"*"}]}""";
+        const string denyAllButDecrypt = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","NotAction":"kms:Decrypt","Resource":"acs:kms:*:*:key/*"}]}""";
+
+        Assert.True(Decide(allowAllButDeletion, Request("kms:Decrypt")).Allowed);
+        Assert.Equal("ImplicitDeny", Decide(allowAllButDeletion, Request("kms:ScheduleKeyDeletion")).Reason);
+        Assert.Equal("ImplicitDeny", Decide(allowAllButDeletion, Request("kms:deletealias")).Reason);   // actions ignore case, in NotAction too
+        Assert.Equal(("ExplicitAllow", 0), (Decide(denyAllButDecrypt, Request("kms:Decrypt")).Reason, Decide(denyAllButDecrypt, Request("kms:Decrypt")).StatementIndex));
+        Assert.Equal(("ExplicitDeny", 1), (Decide(denyAllButDecrypt, Request("kms:Encrypt")).Reason, Decide(denyAllButDecrypt, Request("kms:Encrypt")).StatementIndex));
+        // The Deny's Resource still scopes it: an action on another resource is not denied by it.
+        Assert.True(Decide(denyAllButDecrypt, Request("kms:ListKeys", "acs:kms:cn-hangzhou:1111:*")).Allowed);
+    }
+
+    [Theory]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","NotAction":"kms:Decrypt","Resource":"*"}]}""", "Statement[0].NotAction")]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Allow","NotAction":"Decrypt","Resource":"*"}]}""", "Statement[0].NotAction")]
+    [InlineData("""{"Version":"1","Statement":[{"Effect":"Allow","NotAction":[],"Resource":"*"}]}""", "Statement[0].NotAction")]
+    public void A_malformed_NotAction_names_the_field(string json, string field)
+    {
+        var e = Assert.Throws<KmsException>(() => PolicyDocument.Parse(json));
+
+        Assert.Equal("MalformedPolicyDocument", e.Code);
+        Assert.Contains($"at {field}:", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("acs:kms:*:*:key/*", true)]
     [InlineData("acs:kms:cn-hangzhou:1111:key/k1", true)]

@@ -4,7 +4,7 @@ using TdeEngine.Kms.Errors;
 namespace TdeEngine.Ram.Policies;
 
 /// <summary>
-/// A RAM policy document: <c>{"Version":"1","Statement":[{"Effect","Action","Resource","Condition"}]}</c>.
+/// A RAM policy document: <c>{"Version":"1","Statement":[{"Effect","Action" (or "NotAction"),"Resource","Condition"}]}</c>.
 /// Parsing validates every field and names the offending one in the error.
 /// </summary>
 public sealed class PolicyDocument
@@ -85,12 +85,21 @@ public sealed class PolicyDocument
             throw Malformed(path + ".Effect", "it must be \"Allow\" or \"Deny\".");
         }
 
-        var actions = StringOrArray(element, "Action", path);
+        // Action lists what the statement covers; NotAction (as Alibaba RAM allows) everything but what it lists.
+        var hasAction = element.TryGetProperty("Action", out _);
+        var notAction = element.TryGetProperty("NotAction", out _);
+        if (hasAction && notAction)
+        {
+            throw Malformed(path + ".NotAction", "a statement has Action or NotAction, not both.");
+        }
+
+        var actionField = notAction ? "NotAction" : "Action";
+        var actions = StringOrArray(element, actionField, path);
         foreach (var action in actions)
         {
             if (action != "*" && !action.Contains(':', StringComparison.Ordinal))
             {
-                throw Malformed(path + ".Action", $"'{action}' must be service:ApiName, for example kms:Decrypt or kms:*.");
+                throw Malformed($"{path}.{actionField}", $"'{action}' must be service:ApiName, for example kms:Decrypt or kms:*.");
             }
         }
 
@@ -98,13 +107,13 @@ public sealed class PolicyDocument
         var conditions = ParseConditions(element, path);
         foreach (var property in element.EnumerateObject())
         {
-            if (property.Name is not ("Effect" or "Action" or "Resource" or "Condition"))
+            if (property.Name is not ("Effect" or "Action" or "NotAction" or "Resource" or "Condition"))
             {
-                throw Malformed($"{path}.{property.Name}", "unknown field; a statement has Effect, Action, Resource and Condition.");
+                throw Malformed($"{path}.{property.Name}", "unknown field; a statement has Effect, Action (or NotAction), Resource and Condition.");
             }
         }
 
-        return new PolicyStatement(effect == "Allow" ? PolicyEffect.Allow : PolicyEffect.Deny, actions, resources, conditions);
+        return new PolicyStatement(effect == "Allow" ? PolicyEffect.Allow : PolicyEffect.Deny, actions, resources, conditions) { NotAction = notAction };
     }
 
     /// <summary>The <c>Condition</c> of a statement at <paramref name="path"/> (empty when it has none); errors name the field.</summary>
@@ -214,7 +223,11 @@ public enum PolicyEffect
 
 /// <summary>One statement of a policy.</summary>
 public sealed record PolicyStatement(PolicyEffect Effect, IReadOnlyList<string> Actions, IReadOnlyList<string> Resources,
-    IReadOnlyList<PolicyCondition> Conditions);
+    IReadOnlyList<PolicyCondition> Conditions)
+{
+    /// <summary>True for a <c>NotAction</c> statement: it covers every action that <see cref="Actions"/> does not match.</summary>
+    public bool NotAction { get; init; }
+}
 
 /// <summary>One condition: an operator applied to a condition key with one or more values (OR).</summary>
 public sealed record PolicyCondition(string Operator, string Key, IReadOnlyList<string> Values);

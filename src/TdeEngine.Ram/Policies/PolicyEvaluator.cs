@@ -52,7 +52,7 @@ public static class PolicyEvaluator
     }
 
     private static bool Matches(PolicyStatement statement, AccessRequest request) =>
-        statement.Actions.Any(a => Wildcard.IsMatch(a, request.Action, ignoreCase: true)) &&
+        statement.Actions.Any(a => Wildcard.IsMatch(a, request.Action, ignoreCase: true)) != statement.NotAction &&
         statement.Resources.Any(r => Wildcard.IsMatch(r, request.Resource, ignoreCase: false)) &&
         statement.Conditions.All(c => ConditionHolds(c, request.Context, statement.Effect));
 
