@@ -313,6 +313,9 @@ public sealed class RamService : IDisposable
     /// <summary>The longest session policy AssumeRole accepts, in characters (as Alibaba STS).</summary>
     public const int MaxSessionPolicyLength = 2048;
 
+    /// <summary>The longest custom policy document CreatePolicy accepts, as Alibaba RAM's CreatePolicy.</summary>
+    public const int MaxPolicyDocumentLength = 6144;
+
     /// <summary>
     /// STS AssumeRole: temporary credentials for a session of the role named by
     /// <paramref name="roleArn"/>. The caller must be trusted by the role's trust policy; that its
@@ -499,6 +502,12 @@ public sealed class RamService : IDisposable
         if (SystemPolicies.ContainsKey(policyName))
         {
             throw new KmsException("EntityAlreadyExists.Policy", 409, $"'{policyName}' is a system policy name.");
+        }
+
+        if (policyDocument.Length > MaxPolicyDocumentLength)
+        {
+            throw new KmsException("InvalidParameter.PolicyDocument.Length", 400,
+                $"The PolicyDocument must be 1 to {MaxPolicyDocumentLength} characters long (as in Alibaba RAM); it has {policyDocument.Length}. Split it into several policies.");
         }
 
         PolicyDocument.Parse(policyDocument);

@@ -27,6 +27,25 @@ public sealed class RamServiceTests : IDisposable
         new("kms:Decrypt", key, new Dictionary<string, IReadOnlyList<string>>());
 
     [Fact]
+    public void A_policy_document_longer_than_6144_characters_is_refused_and_one_of_6144_is_kept()
+    {
+        static string Document(int length)
+        {
+            const string head = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":["acs:kms:*:*:key/""";
+            const string tail = "\"]}]}";
+            return head + new string('k', length - head.Length - tail.Length) + tail;
+        }
+
+        var e = Assert.Throws<KmsException>(() => _ram.CreatePolicy(_root, "TooLong", Document(6145)));
+        var kept = _ram.CreatePolicy(_root, "JustRight", Document(6144));
+
+        Assert.Equal((400, "InvalidParameter.PolicyDocument.Length"), (e.HttpStatus, e.Code));
+        Assert.Contains("6145", e.Message, StringComparison.Ordinal);
+        Assert.Equal(6144, kept.PolicyDocument.Length);
+        Assert.DoesNotContain(_ram.ListPolicies(_root), p => p.PolicyName == "TooLong");
+    }
+
+    [Fact]
     public void A_user_is_denied_until_a_policy_is_attached_and_again_after_it_is_detached()
     {
         _ram.CreateUser(_root, "alice");
