@@ -118,12 +118,11 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
         RpcSignature.SignRequest(parameters, action, "2016-01-20", _accessKeyId, _secret.Span, _securityToken);
         var form = string.Join('&', parameters.Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value)));
         using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = new StringContent(form, Encoding.ASCII, "application/x-www-form-urlencoded") };
-        using var response = _http.Send(request);
+        // Headers only: HttpClient would otherwise buffer the body in pooled arrays that it returns
+        // to ArrayPool<byte>.Shared without clearing them, Base64 data key included.
+        using var response = _http.Send(request, HttpCompletionOption.ResponseHeadersRead);
         using var stream = response.Content.ReadAsStream();
-        using var body = new MemoryStream();
-        stream.CopyTo(body);
-        var bytes = body.ToArray();
-        CryptographicOperations.ZeroMemory(body.GetBuffer());
+        var bytes = ReadBody(stream);
         if (response.StatusCode == HttpStatusCode.OK)
         {
             return bytes;
@@ -131,6 +130,34 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
 
         var (code, message) = Error(bytes);
         throw new KmsException(code, (int)response.StatusCode, message);
+    }
+
+    // The whole body, read into arrays this class owns: each one it outgrows is wiped, as is the last.
+    private static byte[] ReadBody(Stream stream)
+    {
+        var buffer = new byte[4096];
+        var length = 0;
+        try
+        {
+            int read;
+            while ((read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            {
+                length += read;
+                if (length == buffer.Length)
+                {
+                    var larger = new byte[buffer.Length * 2];
+                    buffer.CopyTo(larger, 0);
+                    CryptographicOperations.ZeroMemory(buffer);
+                    buffer = larger;
+                }
+            }
+
+            return buffer[..length];
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+        }
     }
 
     private static (string Code, string Message) Error(byte[] body)

@@ -1,4 +1,7 @@
+using System.Buffers;
+using System.Text;
 using Microsoft.Data.Sqlite;
+using TdeEngine.Kms.Envelope;
 using TdeEngine.Kms.Identity;
 using TdeEngine.Server.Tests;
 using TdeEngine.Storage.Errors;
@@ -37,6 +40,32 @@ public sealed class RemoteKmsTests : IAsyncLifetime
             db.Open();
             return db.Scalar<long>("SELECT count(*) FROM sqlite_schema");
         }));
+    }
+
+    [Fact]
+    public void A_data_key_read_from_the_KMS_server_is_not_left_in_the_shared_array_pool()
+    {
+        var key = _server.Kms.CreateKey(KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), new() { Description = "pool" }).KeyId;
+        using var remote = new RemoteKmsDataKeyProvider(_server.BaseAddress, _server.AccessKeyId, _server.Secret);
+        using var generated = remote.GenerateDataKey(key, EncryptionContext.Empty);
+
+        using var dek = remote.Decrypt(generated.Wrapped, EncryptionContext.Empty);
+
+        // The answer's Base64 must not reach arrays that any other code of the process rents next
+        // (on this thread: the provider reads synchronously).
+        var base64 = Encoding.ASCII.GetBytes(Convert.ToBase64String(dek.Span));
+        for (var size = 16; size <= 1 << 20; size *= 2)
+        {
+            var rented = ArrayPool<byte>.Shared.Rent(size);
+            try
+            {
+                Assert.True(rented.AsSpan().IndexOf(base64) < 0, $"The Base64 data key was found in a pooled array of {rented.Length} bytes.");
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented, clearArray: true);
+            }
+        }
     }
 
     [Fact]
