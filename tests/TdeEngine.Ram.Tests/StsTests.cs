@@ -125,6 +125,8 @@ public sealed class StsTests : IDisposable
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":"acs:ram::1:root"}},{"Effect":"Deny","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:user/temp-*"]}}]}""", "Statement[1].Principal.RAM")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::*:root"]}}]}""", "Statement[0].Principal.RAM")]
     [InlineData("""{"Version":"1"}""", "Statement")]
+    [InlineData("""{"Statement":[1]}""", "Statement[0]")]
+    [InlineData("""{"Statement":["sts:AssumeRole"]}""", "Statement[0]")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Resource":"*"}]}""", "Statement[0].Resource")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Condition":{"StringEqual":{"sts:ExternalId":"x"}}}]}""", "Statement[0].Condition.StringEqual")]
     public void A_malformed_trust_policy_is_refused_at_CreateRole_naming_the_field(string document, string field)

@@ -35,6 +35,11 @@ public sealed class TrustPolicy
             foreach (var statement in statements.EnumerateArray())
             {
                 var at = $"Statement[{index++}]";
+                if (statement.ValueKind != JsonValueKind.Object)
+                {
+                    throw Malformed(at, "a statement must be an object");
+                }
+
                 var effect = statement.TryGetProperty("Effect", out var e) && e.ValueKind == JsonValueKind.String ? e.GetString() : null;
                 if (effect is not ("Allow" or "Deny"))
                 {
