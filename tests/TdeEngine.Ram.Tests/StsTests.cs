@@ -127,6 +127,7 @@ public sealed class StsTests : IDisposable
     [InlineData("""{"Version":"1"}""", "Statement")]
     [InlineData("""{"Statement":[1]}""", "Statement[0]")]
     [InlineData("""{"Statement":["sts:AssumeRole"]}""", "Statement[0]")]
+    [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:user/\ud800"]}}]}""", "AssumeRolePolicyDocument")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Resource":"*"}]}""", "Statement[0].Resource")]
     [InlineData("""{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"]},"Condition":{"StringEqual":{"sts:ExternalId":"x"}}}]}""", "Statement[0].Condition.StringEqual")]
     public void A_malformed_trust_policy_is_refused_at_CreateRole_naming_the_field(string document, string field)

@@ -28,6 +28,18 @@ public sealed class PolicyDocument
     /// <summary>Parses and validates a document; errors are <c>MalformedPolicyDocument</c> naming the field.</summary>
     public static PolicyDocument Parse(string json)
     {
+        try
+        {
+            return ParseDocument(json);
+        }
+        catch (InvalidOperationException)
+        {
+            throw UnpairedSurrogate("PolicyDocument");
+        }
+    }
+
+    private static PolicyDocument ParseDocument(string json)
+    {
         if (string.IsNullOrWhiteSpace(json))
         {
             throw Malformed("PolicyDocument", "the document is empty.");
@@ -210,6 +222,11 @@ public sealed class PolicyDocument
 
         return list;
     }
+
+    // Valid JSON whose escapes decode to invalid UTF-16, such as a lone "\ud800": JsonElement's
+    // GetString and Name throw InvalidOperationException for it.
+    internal static KmsException UnpairedSurrogate(string field) =>
+        Malformed(field, "a name or value is not valid Unicode text (an unpaired surrogate escape such as \\ud800).");
 
     internal static KmsException Malformed(string field, string reason) =>
         new("MalformedPolicyDocument", 400, $"The policy document is malformed at {field}: {reason}");

@@ -22,6 +22,18 @@ public sealed class TrustPolicy
     /// <summary>Parses and checks a trust policy; errors name the offending field.</summary>
     public static TrustPolicy Parse(string document)
     {
+        try
+        {
+            return ParseDocument(document);
+        }
+        catch (InvalidOperationException)
+        {
+            throw PolicyDocument.UnpairedSurrogate("AssumeRolePolicyDocument");
+        }
+    }
+
+    private static TrustPolicy ParseDocument(string document)
+    {
         using (var json = PolicyDocument.ParseJson(document, "AssumeRolePolicyDocument"))
         {
             var root = json.RootElement;
