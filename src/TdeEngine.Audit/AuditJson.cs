@@ -164,7 +164,7 @@ internal static class AuditJson
             var id = r.TryGetProperty("eventId", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString() : null;
             return (sequence, id);
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)   // an id with an unpaired surrogate escape
         {
             return (null, null);
         }

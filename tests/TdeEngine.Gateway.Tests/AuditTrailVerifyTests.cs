@@ -85,6 +85,22 @@ public sealed class AuditTrailVerifyTests : IDisposable
     }
 
     [Fact]
+    public void An_event_id_edited_into_an_unpaired_surrogate_escape_is_reported_not_thrown()
+    {
+        using var trail = Filled(5);
+        var lines = File.ReadAllLines(trail.TrailPath);
+        var id = AuditJsonReader.Parse(lines[2]).EventId;
+        lines[2] = lines[2].Replace($"\"eventId\":\"{id}\"", "\"eventId\":\"\\ud800\"", StringComparison.Ordinal);
+        WriteLines(trail.TrailPath, lines);
+
+        var result = trail.Verify();
+
+        Assert.False(result.Intact, result.Message);
+        Assert.Equal(3, result.FirstBadSequence);
+        Assert.Equal("The line after event 2 in trail.jsonl is not a valid audit event (edited or damaged).", result.Message);
+    }
+
+    [Fact]
     public void A_line_with_a_member_named_twice_is_not_read_as_an_event()
     {
         using var trail = Filled(1);
