@@ -121,6 +121,28 @@ public sealed class EnvelopeMacTests : IDisposable
         Assert.Equal(0UL, status.Deks.Single().SealsReserved);
     }
 
+    [Theory]
+    [InlineData("unknown cipher")]
+    [InlineData("version named twice")]
+    public void A_DEK_entry_added_with_the_checksum_recomputed_is_not_read_as_an_envelope(string change)
+    {
+        var file = MakeDatabase("x.db");
+        var envelope = TestEnvelopes.Read(file);
+        var active = envelope.ActiveDek;
+        // The active DEK's own wrapped key again: it unwraps (its EncryptionContext names no version).
+        EnvelopeDek[] added = change == "unknown cipher"
+            ? [active with { Version = active.Version + 1, Suite = (PageCipherSuite)77 }]
+            : [active with { Version = active.Version + 1 }, active with { Version = active.Version + 1 }];
+        var forged = envelope with { Sequence = envelope.Sequence + 1, Deks = [.. added, .. envelope.Deks] };
+        TestEnvelopes.WriteWithGuessedMac(file, forged);
+
+        // A slot this build cannot have written is skipped like a torn one: the other, signed slot is read.
+        Assert.Null(TestEnvelopes.Slot(file, DatabaseEnvelope.SlotOffset(forged.Sequence) / DatabaseEnvelope.SlotSize));
+        Assert.Equal(envelope.Sequence, TestEnvelopes.Read(file).Sequence);
+        Assert.True(TdeDatabases.Verify(file).Intact);
+        Assert.Equal(2000, Count("x.db"));
+    }
+
     [Fact]
     public void An_edited_key_ARN_with_the_checksum_recomputed_is_refused_at_open_rewrap_and_rekey()
     {

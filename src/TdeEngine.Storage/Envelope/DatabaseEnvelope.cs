@@ -451,8 +451,11 @@ public sealed record DatabaseEnvelope
     /// <summary>The slot a new sequence number is written to (alternating).</summary>
     public static int SlotOffset(ulong sequence) => (int)(sequence % 2) * SlotSize;
 
+    // Every DEK is one this build can key a cipher with, under a version no other entry has (each
+    // entry is unwrapped into the cipher of its version, before the MAC can be checked).
     private bool IsConsistent() =>
         PageSize is >= 512 and <= 65536 && (PageSize & (PageSize - 1)) == 0 &&
         Enum.IsDefined(Suite) && Reserve == PageCipherSuites.ReserveBytes(Suite) &&
-        Deks.Count(d => d.Version == ActiveDekVersion && d.Suite == Suite) == 1;
+        Deks.Count(d => d.Version == ActiveDekVersion && d.Suite == Suite) == 1 &&
+        Deks.All(d => Enum.IsDefined(d.Suite)) && Deks.DistinctBy(d => d.Version).Count() == Deks.Count;
 }
