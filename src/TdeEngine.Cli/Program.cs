@@ -34,7 +34,8 @@ internal static class Program
             return 2;
         }
         catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or InvalidDataException or InvalidOperationException
-                                      or TdeEngine.Kms.Hsm.HsmException)
+                                      or TdeEngine.Kms.Hsm.HsmException or Microsoft.Data.Sqlite.SqliteException or IOException
+                                      or UnauthorizedAccessException)
         {
             // The state under $TDE_HOME or the HSM could not be opened: say why, without a stack trace.
             Console.Error.WriteLine($"tde: {e.Message}");

@@ -60,6 +60,32 @@ public sealed class CliMessagesTests : IDisposable
     }
 
     [Fact]
+    public void A_damaged_key_store_is_reported_in_one_line_not_as_a_crash()
+    {
+        Assert.Equal(0, CliProcess.Run(_home, "kms", "ListKeys").ExitCode);
+        System.IO.File.WriteAllText(File("kms.db"), new string('x', 4096));
+
+        var result = CliProcess.Run(_home, "kms", "ListKeys");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("tde: ", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_TDE_HOME_that_is_a_file_is_reported_in_one_line_not_as_a_crash()
+    {
+        System.IO.File.WriteAllText(File("home-file"), "x");
+
+        var result = CliProcess.Run(_home, new Dictionary<string, string> { ["TDE_HOME"] = File("home-file") }, "kms", "ListKeys");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("tde: ", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains(File("home-file"), result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_top_level_help_lists_audit_prune()
     {
         var result = CliProcess.Run(_home, "--help");
