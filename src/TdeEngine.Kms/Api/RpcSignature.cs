@@ -123,9 +123,10 @@ public static class RpcSignature
         Array.Sort(names, 0, count, SortKeyComparer.Instance);
         var buffer = ArrayPool<byte>.Shared.Rent(capacity);
         var key = accessKeySecret.Length <= 255 ? stackalloc byte[accessKeySecret.Length + 1] : new byte[accessKeySecret.Length + 1];
+        var at = 0;
         try
         {
-            var at = Encoding.ASCII.GetBytes(method.ToUpperInvariant(), buffer);
+            at = Encoding.ASCII.GetBytes(method.ToUpperInvariant(), buffer);
             at += Put(buffer, at, "&%2F&"u8);
             for (var i = 0; i < count; i++)
             {
@@ -146,6 +147,9 @@ public static class RpcSignature
         finally
         {
             CryptographicOperations.ZeroMemory(key);
+            // The string to sign holds every value, an Encrypt request's Plaintext too: wiped before
+            // the array goes back to the pool (only the bytes written, as this runs on every request).
+            CryptographicOperations.ZeroMemory(buffer.AsSpan(0, at));
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Text;
 using TdeEngine.Kms.Api;
 using Xunit;
 
@@ -22,6 +24,32 @@ public class RpcSignatureTests
     {
         Assert.Equal("k1uMEOAO3oTN88lcZKCadW40+14=", RpcSignature.Compute("POST", Request, Secret));
         Assert.Equal("k1uMEOAO3oTN88lcZKCadW40+14=", RpcSignature.Compute("post", Request, Secret));
+    }
+
+    [Fact]
+    public void Signing_leaves_no_parameter_value_in_the_shared_array_pool()
+    {
+        // An Encrypt request carries the secret itself (Base64, here of 600 random bytes).
+        var plaintext = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(600));
+        var request = new Dictionary<string, string>(Request, StringComparer.Ordinal) { ["Plaintext"] = plaintext };
+
+        var signature = RpcSignature.Compute("POST", request, Secret);
+        Assert.True(RpcSignature.Verify("POST", request, Secret, signature));
+
+        // In the string to sign the value is percent-encoded twice; letters and digits stay as they are.
+        var run = Encoding.ASCII.GetBytes(plaintext.Split('+', '/', '=').OrderByDescending(p => p.Length).First());
+        for (var size = 16; size <= 1 << 20; size *= 2)
+        {
+            var rented = ArrayPool<byte>.Shared.Rent(size);
+            try
+            {
+                Assert.True(rented.AsSpan().IndexOf(run) < 0, $"The Plaintext parameter was found in a pooled array of {rented.Length} bytes.");
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented, clearArray: true);
+            }
+        }
     }
 
     [Fact]
