@@ -12,10 +12,10 @@ internal static class DataKeyJson
     public static SecretBuffer ReadDataKey(ReadOnlySpan<byte> body)
     {
         var reader = new Utf8JsonReader(body);
-        while (reader.Read())
+        while (Read(ref reader))
         {
             if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals("Plaintext"u8)
-                && reader.Read() && reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped && !reader.HasValueSequence)
+                && Read(ref reader) && reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped && !reader.HasValueSequence)
             {
                 var encoded = reader.ValueSpan;
                 var key = new SecretBuffer(Base64.GetMaxDecodedFromUtf8Length(encoded.Length));
@@ -37,15 +37,30 @@ internal static class DataKeyJson
     public static string ReadString(ReadOnlySpan<byte> body, ReadOnlySpan<byte> name, int depth = 1)
     {
         var reader = new Utf8JsonReader(body);
-        while (reader.Read())
+        while (Read(ref reader))
         {
             if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth && reader.ValueTextEquals(name)
-                && reader.Read() && reader.TokenType == JsonTokenType.String)
+                && Read(ref reader) && reader.TokenType == JsonTokenType.String)
             {
                 return reader.GetString()!;
             }
         }
 
         throw new KmsException(KmsErrors.Codes.InternalFailure, 500, $"The KMS answer has no {System.Text.Encoding.UTF8.GetString(name)}.");
+    }
+
+    // A body that is not JSON (an answer from something other than a KMS, or cut short) is a KMS
+    // error like any other wrong answer, not a JsonException.
+    private static bool Read(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return reader.Read();
+        }
+        catch (JsonException)
+        {
+            throw new KmsException(KmsErrors.Codes.InternalFailure, 500,
+                "The KMS answer is not JSON: check that the endpoint is a KMS server (tde kms serve, or one that speaks the Alibaba KMS API).");
+        }
     }
 }

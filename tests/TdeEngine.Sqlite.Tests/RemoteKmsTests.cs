@@ -68,6 +68,29 @@ public sealed class RemoteKmsTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData("<html><body>Welcome to nginx!</body></html>")]
+    [InlineData("{\"KeyId\":")]
+    public void A_server_that_answers_200_with_something_other_than_a_KMS_answer_is_a_KMS_error(string body)
+    {
+        using var remote = new RemoteKmsDataKeyProvider(new Uri("http://127.0.0.1:9/"), "LTAIexample", "secret"u8, handler: new FixedAnswer(body));
+
+        var decrypt = Assert.Throws<Kms.Errors.KmsException>(() => remote.Decrypt([1, 2, 3], EncryptionContext.Empty));
+        var generate = Assert.Throws<Kms.Errors.KmsException>(() => remote.GenerateDataKey("alias/x", EncryptionContext.Empty));
+
+        Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, decrypt.Code);
+        Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, generate.Code);
+    }
+
+    private sealed class FixedAnswer(string body) : HttpMessageHandler
+    {
+        protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            new(System.Net.HttpStatusCode.OK) { Content = new StringContent(body, Encoding.UTF8, "text/html") };
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromResult(Send(request, cancellationToken));
+    }
+
     [Fact]
     public void A_database_is_rewrapped_through_the_KMS_server()
     {
