@@ -119,18 +119,55 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
         var form = string.Join('&', parameters.Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value)));
         using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = new StringContent(form, Encoding.ASCII, "application/x-www-form-urlencoded") };
         // Headers only: HttpClient would otherwise buffer the body in pooled arrays that it returns
-        // to ArrayPool<byte>.Shared without clearing them, Base64 data key included.
-        using var response = _http.Send(request, HttpCompletionOption.ResponseHeadersRead);
-        using var stream = response.Content.ReadAsStream();
-        var bytes = ReadBody(stream);
-        if (response.StatusCode == HttpStatusCode.OK)
+        // to ArrayPool<byte>.Shared without clearing them, Base64 data key included. The timeout then
+        // covers the body as well: a server that stalls mid-answer has the response disposed under it.
+        using var deadline = new CancellationTokenSource(_http.Timeout);
+        HttpResponseMessage response;
+        try
         {
-            return bytes;
+            response = _http.Send(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+        }
+        catch (OperationCanceledException e)
+        {
+            throw TimedOut(action, e);
         }
 
-        var (code, message) = Error(bytes);
-        throw new KmsException(code, (int)response.StatusCode, message);
+        using (response)
+        using (deadline.Token.Register(static r => ((HttpResponseMessage)r!).Dispose(), response))
+        {
+            byte[] bytes;
+            try
+            {
+                using var stream = response.Content.ReadAsStream();
+                bytes = ReadBody(stream);
+            }
+            catch (Exception e) when (deadline.IsCancellationRequested && e is IOException or ObjectDisposedException or OperationCanceledException)
+            {
+                throw TimedOut(action, e);
+            }
+
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                return bytes;
+            }
+
+            var (code, message) = Error(bytes);
+            throw new KmsException(code, (int)response.StatusCode, message);
+        }
     }
+
+    /// <summary>How long one call may take, answer body included. Default 30 seconds.</summary>
+    internal TimeSpan Timeout
+    {
+        get => _http.Timeout;
+        set => _http.Timeout = value;
+    }
+
+    private HttpRequestException TimedOut(string action, Exception inner) =>
+        new($"The KMS server at {_http.BaseAddress} did not answer {action} within {_http.Timeout.TotalSeconds:0.#} s.", inner);
+
+    // A KMS answer is a few hundred bytes; a body past this is not one.
+    private const int MaxAnswerBytes = 1 << 20;
 
     // The whole body, read into arrays this class owns: each one it outgrows is wiped, as is the last.
     private static byte[] ReadBody(Stream stream)
@@ -143,6 +180,12 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
             while ((read = stream.Read(buffer, length, buffer.Length - length)) > 0)
             {
                 length += read;
+                if (length > MaxAnswerBytes)
+                {
+                    throw new KmsException(KmsErrors.Codes.InternalFailure, 502,
+                        $"The KMS endpoint's answer is larger than {MaxAnswerBytes >> 20} MiB, which no KMS answer is: check that the endpoint is a TdeEngine or Alibaba Cloud KMS server.");
+                }
+
                 if (length == buffer.Length)
                 {
                     var larger = new byte[buffer.Length * 2];

@@ -82,6 +82,83 @@ public sealed class RemoteKmsTests : IAsyncLifetime
         Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, generate.Code);
     }
 
+    [Fact]
+    public void A_server_that_stalls_in_the_middle_of_its_answer_is_unreachable_after_the_timeout()
+    {
+        using var body = new Trickle(endless: false);
+        using var remote = new RemoteKmsDataKeyProvider(new Uri("http://127.0.0.1:9/"), "LTAIexample", "secret"u8, handler: new StreamAnswer(body))
+        {
+            Timeout = TimeSpan.FromSeconds(1),
+        };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var e = Assert.Throws<HttpRequestException>(() => remote.Decrypt([1, 2, 3], EncryptionContext.Empty));
+
+        Assert.Contains("did not answer Decrypt within 1 s", e.Message, StringComparison.Ordinal);
+        Assert.True(body.Stalled, "the body read never reached the stall");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the call took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public void A_server_whose_answer_never_ends_is_a_KMS_error_not_a_memory_exhaustion()
+    {
+        using var body = new Trickle(endless: true);
+        using var remote = new RemoteKmsDataKeyProvider(new Uri("http://127.0.0.1:9/"), "LTAIexample", "secret"u8, handler: new StreamAnswer(body));
+
+        var e = Assert.Throws<Kms.Errors.KmsException>(() => remote.Decrypt([1, 2, 3], EncryptionContext.Empty));
+
+        Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, e.Code);
+        Assert.Contains("larger than 1 MiB", e.Message, StringComparison.Ordinal);
+    }
+
+    // A body that sends a little and then blocks until disposed, or that never ends.
+    private sealed class Trickle(bool endless) : Stream
+    {
+        private readonly ManualResetEventSlim _disposed = new();
+        private bool _sent;
+
+        public bool Stalled { get; private set; }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (endless || !_sent)
+            {
+                _sent = true;
+                buffer.AsSpan(offset, count).Fill((byte)' ');
+                return count;
+            }
+
+            Stalled = true;
+            _disposed.Wait();
+            throw new ObjectDisposedException(nameof(Trickle));
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            _disposed.Set();
+            base.Dispose(disposing);
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    private sealed class StreamAnswer(Stream body) : HttpMessageHandler
+    {
+        protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            new(System.Net.HttpStatusCode.OK) { Content = new StreamContent(body) };
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromResult(Send(request, cancellationToken));
+    }
+
     private sealed class FixedAnswer(string body) : HttpMessageHandler
     {
         protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
