@@ -30,7 +30,15 @@ public sealed class HsmOptions
         {
             var bytes = File.ReadAllBytes(file);
             var end = Array.IndexOf(bytes, (byte)'\n');
-            return end < 0 ? bytes : bytes[..(end > 0 && bytes[end - 1] == '\r' ? end - 1 : end)];
+            if (end < 0)
+            {
+                return bytes;
+            }
+
+            // The PIN is the first line: copy it out, and wipe the whole file's bytes.
+            var pin = bytes[..(end > 0 && bytes[end - 1] == '\r' ? end - 1 : end)];
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
+            return pin;
         }
 
         throw new HsmException("C_Login", "CKR_PIN_INCORRECT",

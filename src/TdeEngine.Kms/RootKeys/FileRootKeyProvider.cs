@@ -64,6 +64,7 @@ public sealed class FileRootKeyProvider : IRootKeyProvider, IDisposable
                 Mode = FileMode.CreateNew,
                 Access = FileAccess.Write,
                 Options = FileOptions.WriteThrough,
+                BufferSize = 0,   // no FileStream buffer: the key goes from this span to the file, and no copy is left unwiped
             };
             if (!OperatingSystem.IsWindows())
             {
@@ -108,7 +109,8 @@ public sealed class FileRootKeyProvider : IRootKeyProvider, IDisposable
         try
         {
             int read;
-            using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+            // No FileStream buffer (bufferSize 0): the key is read straight into this span, which is wiped.
+            using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0))
             {
                 read = stream.ReadAtLeast(content, content.Length, throwOnEndOfStream: false);
             }
