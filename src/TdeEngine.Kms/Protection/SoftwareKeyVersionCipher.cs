@@ -12,7 +12,10 @@ namespace TdeEngine.Kms.Protection;
 /// <see cref="BlobAlgorithm.Aes256Gcm"/> blobs (version key used directly), which is how material
 /// imported from elsewhere can be checked.
 /// </summary>
-/// <remarks>Thread-safe. Owns the version key; disposing wipes it.</remarks>
+/// <remarks>
+/// Thread-safe. Owns the version key; disposing wipes it, after any seal or open in progress on
+/// another thread has finished with it (each holds a <see cref="SecretLease"/>).
+/// </remarks>
 internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
 {
     private readonly SecretBuffer _key;
@@ -50,7 +53,8 @@ internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
     {
         if (algorithm == BlobAlgorithm.Aes256Gcm)
         {
-            return Aes256GcmOneShot.TryDecrypt(_key.Span, nonceRegion, ciphertext, tag, aad, plaintext);
+            using var key = _key.Use();
+            return Aes256GcmOneShot.TryDecrypt(key.Span, nonceRegion, ciphertext, tag, aad, plaintext);
         }
 
         Span<byte> subkey = stackalloc byte[Aes256GcmOneShot.KeySize];
@@ -67,5 +71,10 @@ internal sealed class SoftwareKeyVersionCipher : IKeyVersionCipher
 
     public void Dispose() => _key.Dispose();
 
-    private void DeriveSubkey(ReadOnlySpan<byte> salt, Span<byte> subkey) => Aes256GcmOneShot.Keystream(_key.Span, salt, subkey);
+    // Under a lease: the key ring may drop (dispose) this cipher while a call still uses it.
+    private void DeriveSubkey(ReadOnlySpan<byte> salt, Span<byte> subkey)
+    {
+        using var key = _key.Use();
+        Aes256GcmOneShot.Keystream(key.Span, salt, subkey);
+    }
 }

@@ -10,7 +10,8 @@ namespace TdeEngine.Kms.Secrets;
 /// </summary>
 /// <remarks>
 /// The owner disposes it. Not thread-safe for concurrent writes; concurrent reads of a buffer that
-/// is not being disposed are fine. Accessing <see cref="Span"/> after disposal throws.
+/// is not being disposed are fine, and <see cref="Use"/> makes reads safe against a concurrent
+/// dispose. Accessing <see cref="Span"/> after disposal throws.
 /// </remarks>
 public sealed unsafe class SecretBuffer : IDisposable
 {
@@ -43,21 +44,41 @@ public sealed unsafe class SecretBuffer : IDisposable
     /// <summary>The number of bytes held.</summary>
     public int Length { get; }
 
+    // Set by Dispose before the handle is released: a lease may keep the memory (and the handle) open
+    // a little longer, but the buffer counts as disposed from this moment.
+    private volatile bool _disposed;
+
     /// <summary>True once disposed.</summary>
-    public bool IsDisposed => _handle.IsClosed;
+    public bool IsDisposed => _disposed || _handle.IsClosed;
 
     /// <summary>The bytes. Valid until the buffer is disposed.</summary>
     public Span<byte> Span
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
             return new Span<byte>((void*)_handle.DangerousGetHandle(), Length);
         }
     }
 
-    /// <summary>Wipes and frees the memory.</summary>
-    public void Dispose() => _handle.Dispose();
+    /// <summary>
+    /// The bytes, kept valid for as long as the lease lasts: a <see cref="Dispose"/> from another thread
+    /// meanwhile wipes and frees them only when the last lease ends. For a buffer that one thread reads
+    /// while another may dispose it (a cached key a call is using while the cache drops it). Throws
+    /// <see cref="ObjectDisposedException"/> once disposed.
+    /// </summary>
+    public SecretLease Use()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return new(_handle, Length);
+    }
+
+    /// <summary>Wipes and frees the memory (once no <see cref="Use"/> lease is open).</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        _handle.Dispose();
+    }
 
     private sealed class SecretHandle : SafeHandle
     {
