@@ -152,6 +152,46 @@ public sealed class ServeTests : IDisposable
         Assert.DoesNotContain("--port", failed.Stderr, StringComparison.Ordinal);   // the port is not the problem
     }
 
+    // docs/server.md: 'tde kms serve --port 8443 --cert kms.pfx --cert-password-env KMS_PFX_PASSWORD'.
+    // A relative --cert is a path from the working directory (Kestrel alone resolves it against the binary's folder).
+    [Fact]
+    public async Task A_relative_cert_path_is_read_from_the_working_directory()
+    {
+        using (var rsa = System.Security.Cryptography.RSA.Create(2048))
+        {
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+                "CN=127.0.0.1", rsa, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            await File.WriteAllBytesAsync(Path.Combine(Home, "kms.pfx"), certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "pw"));
+        }
+
+        var missing = CliProcess.Run(Home, "kms", "serve", "--port", "0", "--cert", "missing.pfx");
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Equal($"tde: The certificate '{Path.Combine(Home, "missing.pfx")}' does not exist. Give --cert the path of a PKCS#12 (.pfx) file.\n", missing.Stderr);
+
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Home };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "tde.dll"), "kms", "serve", "--port", "0", "--cert", "kms.pfx", "--cert-password-env", "KMS_PFX_PASSWORD" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["TDE_HOME"] = Home;
+        start.Environment["KMS_PFX_PASSWORD"] = "pw";
+        using var server = Process.Start(start)!;
+        try
+        {
+            var line = await server.StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException("The server exited: " + await server.StandardError.ReadToEndAsync());
+            var url = line.Split(' ').First(w => w.StartsWith("https://", StringComparison.Ordinal)).TrimEnd(',');
+            using var client = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, _, _, _) => true }) { BaseAddress = new Uri(url) };
+            Assert.Equal("ok", await client.GetStringAsync("/healthz"));
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+        }
+    }
+
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
     {
         var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

@@ -62,11 +62,18 @@ internal static class KmsCommand
             throw new CliUsageException($"--host must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1), not '{host}'.");
         }
 
+        // Kestrel resolves a relative certificate path against the binary's folder, not the working directory.
+        var certificate = options.GetValueOrDefault("cert") is { } cert ? Path.GetFullPath(cert) : null;
+        if (certificate is not null && !File.Exists(certificate))
+        {
+            throw new InvalidOperationException($"The certificate '{certificate}' does not exist. Give --cert the path of a PKCS#12 (.pfx) file.");
+        }
+
         var server = new TdeEngine.Server.KmsServerOptions
         {
             Port = port,
             Host = host,
-            CertificatePath = options.GetValueOrDefault("cert"),
+            CertificatePath = certificate,
             CertificatePasswordVariable = options.GetValueOrDefault("cert-password-env"),
         };
         using var services = CliServices.Open();
