@@ -192,6 +192,20 @@ public sealed class ServeTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_certificate_password_variable_without_a_certificate_or_unset_is_refused()
+    {
+        var noCert = CliProcess.Run(Home, "kms", "serve", "--port", "0", "--cert-password-env", "KMS_PFX_PASSWORD");
+        Assert.Equal(2, noCert.ExitCode);
+        Assert.Equal("tde: --cert-password-env needs --cert FILE.pfx (without --cert the server serves plain HTTP).\n", noCert.Stderr);
+        Assert.Equal("", noCert.Stdout);
+
+        File.WriteAllBytes(Path.Combine(Home, "kms.pfx"), [0x30]);
+        var unset = CliProcess.Run(Home, "kms", "serve", "--port", "0", "--cert", "kms.pfx", "--cert-password-env", "TDE_TEST_UNSET_PFX_PASSWORD");
+        Assert.Equal(1, unset.ExitCode);
+        Assert.Equal("tde: The environment variable 'TDE_TEST_UNSET_PFX_PASSWORD' named by --cert-password-env is not set. Export it with the certificate's password.\n", unset.Stderr);
+    }
+
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
     {
         var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

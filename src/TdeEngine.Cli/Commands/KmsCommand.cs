@@ -69,12 +69,24 @@ internal static class KmsCommand
             throw new InvalidOperationException($"The certificate '{certificate}' does not exist. Give --cert the path of a PKCS#12 (.pfx) file.");
         }
 
+        var passwordVariable = options.GetValueOrDefault("cert-password-env");
+        if (passwordVariable is not null && certificate is null)
+        {
+            // Otherwise the server would silently serve plain HTTP to someone who asked for HTTPS.
+            throw new CliUsageException("--cert-password-env needs --cert FILE.pfx (without --cert the server serves plain HTTP).");
+        }
+
+        if (passwordVariable is not null && Environment.GetEnvironmentVariable(passwordVariable) is null)
+        {
+            throw new InvalidOperationException($"The environment variable '{passwordVariable}' named by --cert-password-env is not set. Export it with the certificate's password.");
+        }
+
         var server = new TdeEngine.Server.KmsServerOptions
         {
             Port = port,
             Host = host,
             CertificatePath = certificate,
-            CertificatePasswordVariable = options.GetValueOrDefault("cert-password-env"),
+            CertificatePasswordVariable = passwordVariable,
         };
         using var services = CliServices.Open();
         var app = TdeEngine.Server.KmsServer.Build(server, services.Kms, services.Ram, services.Audit);
