@@ -210,6 +210,8 @@ public sealed class DbCommandTests : IDisposable
         var typo = CliProcess.Run(_home, "db", "encrypt", File("p.db"), "--ot", File("copy.db"));
         var badCipher = CliProcess.Run(_home, "db", "create", File("c.db"), "--cipher", "rot13");
         var badPageSize = CliProcess.Run(_home, "db", "create", File("c.db"), "--page-size", "4k");
+        var smallPageSize = CliProcess.Run(_home, "db", "create", File("c.db"), "--page-size", "512");
+        var oddPageSize = CliProcess.Run(_home, "db", "create", File("c.db"), "--page-size", "1000");
         var badBatch = CliProcess.Run(_home, "db", "rekey", File("c.db"), "--batch-pages", "0");
         var extra = CliProcess.Run(_home, "db", "status", File("p.db"), File("c.db"));
         var noFile = CliProcess.Run(_home, "db", "verify");
@@ -221,7 +223,9 @@ public sealed class DbCommandTests : IDisposable
         {
             (typo, "unknown option '--ot'"),
             (badCipher, "--cipher must be aes-256-gcm or aegis-256, not 'rot13'"),
-            (badPageSize, "--page-size must be a whole number from 512 to 65536, not '4k'"),
+            (badPageSize, "--page-size must be a power of two from 1024 to 65536, not '4k'"),
+            (smallPageSize, "--page-size must be a power of two from 1024 to 65536, not '512'"),
+            (oddPageSize, "--page-size must be a power of two from 1024 to 65536, not '1000'"),
             (badBatch, "--batch-pages must be a whole number from 1 to 1048576, not '0'"),
             (extra, "unexpected argument"),
             (noFile, "missing FILE"),

@@ -61,7 +61,11 @@ internal static class DbCommand
             return Status(file, line!.Has("json"), stdout, stderr);
         }
 
-        var pageSize = line?.Get("page-size") is not null ? line.WholeNumber("page-size", 512, 65536, absent: 0) : (int?)null;
+        var pageSize = line?.Get("page-size") is { } pageText
+            ? int.TryParse(pageText, NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is >= 1024 and <= 65536 && int.IsPow2(size)
+                ? size
+                : throw line.Usage($"--page-size must be a power of two from 1024 to 65536, not '{pageText}'.")
+            : (int?)null;
         var batchPages = line?.WholeNumber("batch-pages", 1, 1 << 20, absent: 256) ?? 256;
         var cipher = line?.Get("cipher") is { } name
             ? PageCipherSuites.TryParse(name) ?? throw line.Usage($"--cipher must be aes-256-gcm or aegis-256, not '{name}'.")
