@@ -30,6 +30,7 @@ public static class TdeDatabases
             throw new IOException($"'{path}' already exists.");
         }
 
+        RequireFolder(path);
         using var connection = new SqliteConnection(TdeUri(path, kmsKeyId, cipher, pageSize));
         TdeSqlite.Explain(() =>
         {
@@ -54,6 +55,7 @@ public static class TdeDatabases
             throw new IOException($"'{target}' already exists; choose another --out.");
         }
 
+        RequireFolder(target);
         var pageSize = ReadPlainPageSize(plainPath);
         var temp = TempBeside(target, "encrypt");
         try
@@ -86,6 +88,7 @@ public static class TdeDatabases
             throw new IOException($"'{plainOutputPath}' already exists; choose another --out.");
         }
 
+        RequireFolder(plainOutputPath);
         var status = Status(tdePath);
         var temp = TempBeside(plainOutputPath, "decrypt");
         try
@@ -127,10 +130,7 @@ public static class TdeDatabases
             throw new IOException($"'{destinationPath}' already exists; choose another --out.");
         }
 
-        if (!Directory.Exists(Path.GetDirectoryName(destinationPath)))
-        {
-            throw new IOException($"The folder of '{destinationPath}' does not exist; create it first.");
-        }
+        RequireFolder(destinationPath);
 
         DatabaseEnvelope envelope;
         using (var file = RawDatabaseFile.Open(sourcePath, writable: false))
@@ -663,6 +663,16 @@ public static class TdeDatabases
         file.Read(header, 0);
         var size = (header[16] << 8) | header[17];
         return size == 1 ? 65536 : size;
+    }
+
+    // A new file is written beside its target first: without this, a missing folder was reported
+    // as a path that is not the user's (the temporary file's) or as SQLite's "unable to open database file".
+    private static void RequireFolder(string path)
+    {
+        if (!Directory.Exists(Path.GetDirectoryName(path)))
+        {
+            throw new IOException($"The folder of '{path}' does not exist; create it first.");
+        }
     }
 
     private static string TempBeside(string target, string what) =>

@@ -194,6 +194,37 @@ public sealed class DbCommandTests : IDisposable
 
 
     [Fact]
+    public void A_missing_output_folder_is_named_not_a_temporary_file_or_an_SQLite_error()
+    {
+        Ok("db", "create", File("src.db"));
+        Ok("db", "sql", File("src.db"), "CREATE TABLE t(v); INSERT INTO t VALUES (1);");
+        using (var plain = new SqliteConnection($"Data Source={File("p.db")};Pooling=False"))
+        {
+            plain.Open();
+            using var command = plain.CreateCommand();
+            command.CommandText = "CREATE TABLE t(v)";
+            command.ExecuteNonQuery();
+        }
+
+        var missing = File("no-such-folder");
+        foreach (var args in new[]
+        {
+            new[] { "db", "create", Path.Combine(missing, "a.db") },
+            new[] { "db", "encrypt", File("p.db"), "--out", Path.Combine(missing, "a.db") },
+            new[] { "db", "decrypt", File("src.db"), "--out", Path.Combine(missing, "a.db") },
+            new[] { "db", "backup", File("src.db"), "--out", Path.Combine(missing, "a.db") },
+            new[] { "audit", "export", "--out", Path.Combine(missing, "a.db") },
+        })
+        {
+            var result = CliProcess.Run(_home, args);
+            Assert.True(result.ExitCode == 1, $"tde {string.Join(' ', args)}: exit {result.ExitCode} {result.Stdout}{result.Stderr}");
+            Assert.Equal($"Error: Tde.Failed: The folder of '{Path.Combine(missing, "a.db")}' does not exist; create it first.\n", result.Stderr);
+        }
+
+        Assert.False(Directory.Exists(missing));
+    }
+
+    [Fact]
     public void Mistyped_options_are_refused_before_anything_is_touched()
     {
         using (var plain = new SqliteConnection($"Data Source={File("p.db")};Pooling=False"))

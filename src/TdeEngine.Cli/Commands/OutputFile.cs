@@ -11,6 +11,12 @@ internal static class OutputFile
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
+        if (!Directory.Exists(Path.GetDirectoryName(full)))
+        {
+            // Not "Could not find a part of the path '.../.FILE.tde-out-<guid>'": the user never named that file.
+            throw new IOException($"The folder of '{full}' does not exist; create it first.");
+        }
+
         var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.tde-out-{Guid.NewGuid():N}");
         try
         {
