@@ -36,7 +36,17 @@ public sealed class Pkcs11KeyProtectionBackend : IKeyProtectionBackend, IKeyImpo
         ArgumentNullException.ThrowIfNull(options);
         _ = LibdlWorkaround.Value;
         Options = options;
-        _library = Call("C_Initialize", () => _factories.Pkcs11LibraryFactory.LoadPkcs11Library(_factories, options.ModulePath, AppType.MultiThreaded));
+        try
+        {
+            _library = Call("C_Initialize", () => _factories.Pkcs11LibraryFactory.LoadPkcs11Library(_factories, options.ModulePath, AppType.MultiThreaded));
+        }
+        catch (UnmanagedException e)
+        {
+            // A module path that is wrong or not a PKCS#11 library: not a CKR_* from the token.
+            throw new HsmException("Loading the PKCS#11 module", "an error",
+                $"'{options.ModulePath}' could not be loaded as a PKCS#11 module ({e.Message}). Check TDE_HSM_MODULE (HsmOptions.ModulePath): for SoftHSM2 it is /usr/lib/softhsm/libsofthsm2.so.", e);
+        }
+
         var slot = Call("C_GetSlotList", () => _library.GetSlotList(SlotsType.WithTokenPresent))
             .FirstOrDefault(s => Call("C_GetTokenInfo", () => s.GetTokenInfo()).Label.Trim() == options.TokenLabel)
             ?? throw new HsmException("C_GetSlotList", "CKR_TOKEN_NOT_PRESENT",

@@ -91,6 +91,18 @@ public sealed class KmsCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_PKCS11_module_that_cannot_be_loaded_is_named_without_a_stack_trace()
+    {
+        var module = Path.Combine(_home, "no-such-module.so");
+        var result = CliProcess.Run(_home, new Dictionary<string, string> { ["TDE_HSM_MODULE"] = module, ["TDE_HSM_PIN"] = "1234" }, "kms", "ListKeys");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith($"tde: Loading the PKCS#11 module failed with an error: '{module}' could not be loaded as a PKCS#11 module", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Check TDE_HSM_MODULE", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Concurrent_processes_share_one_store_and_one_service_key()
     {
         var results = new CliProcess.Result[8];
