@@ -63,6 +63,7 @@ internal static class Program
           tde demo                         Run the walkthrough on embedded defaults ($TDE_HOME, default ./.tde)
           tde kms <Action> --<Param> <v>   Call a KMS action, Alibaba KMS OpenAPI 2016-01-20 style
           tde kms --help                   List the KMS actions and their parameters
+          tde kms serve [--port N] [--host IP] [--cert FILE.pfx --cert-password-env VAR]   The KMS server (docs/server.md)
           tde ram <Action> --<Param> <v>   RAM: users, access keys, policies (tde ram --help)
           tde audit verify|LookupEvents|export|checkpoint|prune   The hash-chained audit trail of every call (tde audit --help)
           tde db create FILE [--key KEY] [--cipher aes-256-gcm|aegis-256] [--page-size N]
@@ -70,6 +71,7 @@ internal static class Program
           tde db decrypt FILE --out PLAIN_FILE
           tde db status FILE [--json]      Envelope, page size, reserve, pages per DEK version (no key needed)
           tde db sql FILE [SQL]            Run SQL through the TDE VFS (statements from stdin when no SQL)
+          tde db backup|verify|rewrap|rekey FILE ...   Copy, check, re-wrap or re-encrypt a TDE database (tde db --help)
           tde disk create|inspect|write|read|snapshot|copy|rewrap IMAGE ...   ECS-style encrypted disk images (tde disk --help)
           tde oss mb|encryption|put|get|head|ls|rm|rewrap DIR ...        OSS-style buckets with server-side encryption (tde oss --help)
           tde version                      Print the version

@@ -22,6 +22,16 @@ public sealed class CliMessagesTests : IDisposable
     }
 
     [Fact]
+    public void The_top_level_help_lists_the_server_and_every_db_command()
+    {
+        var result = CliProcess.Run(_home, "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("tde kms serve [--port N]", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("tde db backup|verify|rewrap|rekey FILE", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Encrypting_a_missing_file_says_it_does_not_exist()
     {
         var result = CliProcess.Run(_home, "db", "encrypt", File("nonexist.db"));
