@@ -31,6 +31,19 @@ public sealed class CliMessagesTests : IDisposable
         Assert.Contains("tde db backup|verify|rewrap|rekey FILE", result.Stdout, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("db")]
+    [InlineData("disk")]
+    [InlineData("oss")]
+    [InlineData("audit")]
+    public void Help_ends_with_a_newline(string group)
+    {
+        var result = CliProcess.Run(_home, group, "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.EndsWith("$TDE_HOME.\n", result.Stdout.Replace("never).\n", "$TDE_HOME.\n", StringComparison.Ordinal), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Encrypting_a_missing_file_says_it_does_not_exist()
     {

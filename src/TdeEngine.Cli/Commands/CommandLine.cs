@@ -34,7 +34,8 @@ internal sealed class CommandLine
             return null;
         }
 
-        (args.Length == 0 ? stderr : stdout).Write(usage);
+        // The usage texts end without a newline (they also end usage errors, written with WriteLine).
+        (args.Length == 0 ? stderr : stdout).Write(usage.EndsWith('\n') ? usage : usage + "\n");
         return args.Length == 0 ? 2 : 0;
     }
 
