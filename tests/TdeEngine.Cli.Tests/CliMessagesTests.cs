@@ -45,6 +45,16 @@ public sealed class CliMessagesTests : IDisposable
     }
 
     [Fact]
+    public void Serve_help_prints_its_usage()
+    {
+        var result = CliProcess.Run(_home, "kms", "serve", "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.StartsWith("Usage: tde kms serve [--port N]", result.Stdout, StringComparison.Ordinal);
+        Assert.Equal("", result.Stderr);
+    }
+
+    [Fact]
     public void Encrypting_a_missing_file_says_it_does_not_exist()
     {
         var result = CliProcess.Run(_home, "db", "encrypt", File("nonexist.db"));
