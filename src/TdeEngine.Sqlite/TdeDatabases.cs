@@ -49,6 +49,12 @@ public static class TdeDatabases
     {
         plainPath = Path.GetFullPath(plainPath);
         var target = Path.GetFullPath(outputPath ?? plainPath);
+        if (File.Exists(plainPath) && HasEnvelopeSlot(plainPath))
+        {
+            throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
+                $"'{plainPath}' is already a TDE database: there is nothing to encrypt. 'tde db rekey' (TdeDatabases.Rekey) gives it a new DEK; 'tde db rewrap --key KEY' (TdeDatabases.Rewrap) moves it under another KMS key.", plainPath);
+        }
+
         RequireHeader(plainPath, "SQLite format 3\0"u8, $"'{plainPath}' is not a plaintext SQLite database.");
         if (target != plainPath && File.Exists(target))
         {
@@ -648,12 +654,26 @@ public static class TdeDatabases
             throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"'{path}' does not exist.", path);
         }
 
-        Span<byte> header = stackalloc byte[16];
-        using var file = RawDatabaseFile.Open(path, writable: false);
-        if (file.Read(header, 0) < magic.Length || !header.StartsWith(magic))
+        if (!HasHeader(path, magic))
         {
             throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, message, path);
         }
+    }
+
+    // Either envelope copy (at 0 or at SlotSize, whichever was written last) starts with the magic.
+    private static bool HasEnvelopeSlot(string path)
+    {
+        Span<byte> magic = stackalloc byte[8];
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        return (file.Read(magic, 0) == magic.Length && magic.SequenceEqual(DatabaseEnvelope.Magic))
+            || (file.Read(magic, DatabaseEnvelope.SlotSize) == magic.Length && magic.SequenceEqual(DatabaseEnvelope.Magic));
+    }
+
+    private static bool HasHeader(string path, ReadOnlySpan<byte> magic)
+    {
+        Span<byte> header = stackalloc byte[16];
+        using var file = RawDatabaseFile.Open(path, writable: false);
+        return file.Read(header, 0) >= magic.Length && header.StartsWith(magic);
     }
 
     private static int ReadPlainPageSize(string path)

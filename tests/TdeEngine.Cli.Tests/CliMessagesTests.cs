@@ -55,6 +55,21 @@ public sealed class CliMessagesTests : IDisposable
     }
 
     [Fact]
+    public void Encrypting_a_TDE_database_says_it_is_already_encrypted()
+    {
+        Assert.Equal(0, CliProcess.Run(_home, "db", "create", File("e.db")).ExitCode);
+        var before = System.IO.File.ReadAllBytes(File("e.db"));
+
+        var result = CliProcess.Run(_home, "db", "encrypt", File("e.db"), "--out", File("e2.db"));
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith($"Error: Tde.InvalidParameter: '{File("e.db")}' is already a TDE database: there is nothing to encrypt.", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("'tde db rekey'", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(before, System.IO.File.ReadAllBytes(File("e.db")));
+        Assert.False(System.IO.File.Exists(File("e2.db")));
+    }
+
+    [Fact]
     public void Encrypting_a_missing_file_says_it_does_not_exist()
     {
         var result = CliProcess.Run(_home, "db", "encrypt", File("nonexist.db"));
