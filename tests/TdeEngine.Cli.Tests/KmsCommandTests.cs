@@ -91,6 +91,25 @@ public sealed class KmsCommandTests : IDisposable
     }
 
     [Fact]
+    public void An_option_the_action_does_not_take_is_refused_before_anything_runs()
+    {
+        var bogus = CliProcess.Run(_home, "kms", "CreateKey", "--Description", "x", "--Bogus", "1");
+        var typo = CliProcess.Run(_home, "kms", "GenerateDataKey", "--KeyId", "alias/none", "--EncryptionContex", "{\"db\":\"a\"}");
+        var ramTypo = CliProcess.Run(_home, "ram", "CreateUser", "--Username", "alice");
+        var keys = Ok("kms", "ListKeys");
+
+        Assert.Equal(2, bogus.ExitCode);
+        Assert.Contains("CreateKey does not take --Bogus. Usage: tde kms CreateKey [--Description D]", bogus.Stderr, StringComparison.Ordinal);
+        Assert.Equal(2, typo.ExitCode);
+        Assert.Contains("does not take --EncryptionContex. Did you mean --EncryptionContext?", typo.Stderr, StringComparison.Ordinal);
+        Assert.Equal(2, ramTypo.ExitCode);
+        Assert.Contains("CreateUser does not take --Username. Did you mean --UserName?", ramTypo.Stderr, StringComparison.Ordinal);
+        // Nothing ran: no key was created, and no user.
+        Assert.Equal(0, keys.GetProperty("TotalCount").GetInt32());
+        Assert.Equal(0, CliProcess.Run(_home, "ram", "CreateUser", "--UserName", "alice").ExitCode);
+    }
+
+    [Fact]
     public void A_PKCS11_module_that_cannot_be_loaded_is_named_without_a_stack_trace()
     {
         var module = Path.Combine(_home, "no-such-module.so");

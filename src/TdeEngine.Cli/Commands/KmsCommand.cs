@@ -32,6 +32,8 @@ internal static class KmsCommand
             return 0;
         }
 
+        RefuseUnknownOptions("kms", action, parameters, KmsApi.Actions);
+
         using var services = CliServices.Open();
         var context = services.RootContext;
         using var response = services.Gateway.InvokeKms(context, action, parameters, indented: true);
@@ -113,6 +115,31 @@ internal static class KmsCommand
         stdout.Flush();
         app.WaitForShutdownAsync().GetAwaiter().GetResult();
         return 0;
+    }
+
+    /// <summary>
+    /// Refuses an option the action does not take (as aliyun-cli does): a mistyped <c>--EncryptionContex</c>
+    /// would otherwise be dropped without a word, and the call run without it. An unknown action is left
+    /// to the API, which answers <c>InvalidAction.NotFound</c>.
+    /// </summary>
+    internal static void RefuseUnknownOptions(string group, string action, Dictionary<string, string> parameters,
+        IReadOnlyList<(string Action, string Usage)> actions)
+    {
+        var usage = actions.FirstOrDefault(a => a.Action == action).Usage;
+        if (usage is null)
+        {
+            return;
+        }
+
+        var declared = ActionUsage.ParameterNames(usage);
+        foreach (var name in parameters.Keys.Order(StringComparer.Ordinal))
+        {
+            if (!declared.Contains(name))
+            {
+                var meant = ActionUsage.Closest(name, declared) is { } closest ? $" Did you mean --{closest}?" : "";
+                throw new CliUsageException($"{action} does not take --{name}.{meant} Usage: tde {group} {action} {usage}");
+            }
+        }
     }
 
     /// <summary>Writes a response body to stdout; 0 on success, 1 on an error response.</summary>

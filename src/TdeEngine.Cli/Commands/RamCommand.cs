@@ -21,6 +21,7 @@ internal static class RamCommand
         }
 
         var parameters = KmsCommand.ParseParameters(args.AsSpan(1));
+        KmsCommand.RefuseUnknownOptions("ram", args[0], parameters, RamApi.Actions);
         using var services = CliServices.Open();
         using var response = services.Gateway.InvokeRam(services.RootContext, args[0], parameters, indented: true);
         return KmsCommand.WriteResponse(response, stdout);

@@ -85,7 +85,7 @@ public sealed class KmsApi
                 Tags = p.Tags("Tags"),
             });
             WriteMetadata(w, metadata, describe: false);
-        }, "[--Description D] [--KeySpec Aliyun_AES_256] [--Origin Aliyun_KMS|EXTERNAL] [--ProtectionLevel SOFTWARE|HSM] [--DKMSInstanceId ID] [--EnableAutomaticRotation true --RotationInterval 30d] [--Tags JSON]"),
+        }, "[--Description D] [--KeySpec Aliyun_AES_256] [--KeyUsage ENCRYPT/DECRYPT] [--Origin Aliyun_KMS|EXTERNAL] [--ProtectionLevel SOFTWARE|HSM] [--DKMSInstanceId ID] [--EnableAutomaticRotation true --RotationInterval 30d] [--Tags JSON]"),
 
         ["DescribeKey"] = ((kms, c, p, w) => WriteMetadata(w, kms.DescribeKey(c, p.Required("KeyId")), describe: true), "--KeyId ID|ARN|alias"),
 
