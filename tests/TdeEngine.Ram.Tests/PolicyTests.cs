@@ -146,6 +146,22 @@ public class PolicyTests
     }
 
     [Fact]
+    public void A_missing_key_passes_the_negated_operators_and_fails_the_others()
+    {
+        string Deny(string op, string key, string value) =>
+            """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"""
+            + $"\"{op}\":{{\"{key}\":\"{value}\"}}" + "}}]}";
+
+        // "Deny unless from the office range": a call without a source address is not from it.
+        Assert.Equal("ExplicitDeny", Decide(Deny("NotIpAddress", "acs:SourceIp", "10.0.0.0/8"), Request()).Reason);
+        Assert.Equal("ExplicitDeny", Decide(Deny("StringNotEquals", "kms:EncryptionContext:db", "orders"), Request()).Reason);
+        Assert.Equal("ExplicitDeny", Decide(Deny("StringNotLike", "kms:tag/env", "prod-*"), Request()).Reason);
+        Assert.Equal("ExplicitAllow", Decide(Deny("IpAddress", "acs:SourceIp", "10.0.0.0/8"), Request()).Reason);
+        Assert.Equal("ExplicitAllow", Decide(Deny("StringEquals", "kms:EncryptionContext:db", "orders"), Request()).Reason);
+        Assert.Equal("ExplicitAllow", Decide(Deny("Bool", "acs:SecureTransport", "false"), Request()).Reason);
+    }
+
+    [Fact]
     public void An_IPv6_source_and_a_mapped_IPv4_address_are_handled()
     {
         const string policy = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":["127.0.0.0/8","::1"]}}}]}""";

@@ -173,7 +173,15 @@ public sealed class RamServiceTests : IDisposable
         var caseTags = Call("SimulatePolicy", ("PolicyDocument", denyProd), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"),
             ("Tags", """[{"TagKey":"Env","TagValue":"prod"},{"TagKey":"env","TagValue":"dev"}]"""));
 
+        const string httpsOnly = """{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":"false"}}}]}""";
+        var overHttp = Call("SimulatePolicy", ("PolicyDocument", httpsOnly), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("SecureTransport", "false"));
+        var overHttps = Call("SimulatePolicy", ("PolicyDocument", httpsOnly), ("Action", "kms:Decrypt"), ("Resource", "acs:kms:cn-hangzhou:1:key/x"), ("SecureTransport", "true"));
+        using var noPrincipal = api.Invoke(_root, "SimulatePolicy", new Dictionary<string, string> { ["Action"] = "kms:Decrypt", ["Resource"] = "*" });
+
         Assert.Equal(["AccessKeyId", "AccessKeySecret", "Status", "CreateDate"], key.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("ExplicitDeny", overHttp.GetProperty("Decision").GetString());
+        Assert.Equal("Allow", overHttps.GetProperty("Decision").GetString());
+        Assert.Contains("--UserName NAME, --RoleName NAME or --PolicyDocument JSON", Encoding.UTF8.GetString(noPrincipal.Body), StringComparison.Ordinal);
         Assert.Equal("Active", key.GetProperty("Status").GetString());
         Assert.Equal(("Allow", "OnlyOrders", 0), (allowed.GetProperty("Decision").GetString(), allowed.GetProperty("MatchedPolicy").GetString(), allowed.GetProperty("MatchedStatement").GetInt32()));
         Assert.Equal("ImplicitDeny", denied.GetProperty("Decision").GetString());

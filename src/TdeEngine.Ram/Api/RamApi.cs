@@ -65,7 +65,7 @@ public sealed class RamApi(RamService ram)
         ["DetachPolicyFromRole"] = ((ram, c, p, _) => ram.DetachPolicy(c, "Role", p.Required("RoleName"), p.Required("PolicyType"), p.Required("PolicyName")),
             "--PolicyType Custom|System --PolicyName NAME --RoleName NAME"),
         ["SimulatePolicy"] = ((ram, c, p, w) => WriteDecision(w, Simulate(ram, c, p)),
-            "(--UserName NAME | --RoleName NAME | --PolicyDocument JSON) --Action kms:Decrypt --Resource ARN [--SourceIp IP] [--EncryptionContext JSON] [--Tags JSON]"),
+            "(--UserName NAME | --RoleName NAME | --PolicyDocument JSON) --Action kms:Decrypt --Resource ARN [--SourceIp IP] [--SecureTransport true|false] [--EncryptionContext JSON] [--Tags JSON]"),
     };
 
     /// <summary>The actions served, with a one-line usage each.</summary>
@@ -91,6 +91,12 @@ public sealed class RamApi(RamService ram)
             context["acs:SourceIp"] = [ip];
         }
 
+        if (p.OptionalBool("SecureTransport") is { } secure)
+        {
+            // As a real call carries it: true over HTTPS (and in process), false over plain HTTP.
+            context["acs:SecureTransport"] = [secure ? "true" : "false"];
+        }
+
         foreach (var pair in p.Context("EncryptionContext").Pairs)
         {
             // Keys differing only in case are one condition key with several values (as the gateway gathers them).
@@ -112,7 +118,8 @@ public sealed class RamApi(RamService ram)
 
         var principal = p.Optional("UserName") is { } user ? ram.UserPrincipal(c.AccountId, user)
             : p.Optional("RoleName") is { } role ? ram.RolePrincipal(c.AccountId, role, "simulation")
-            : throw KmsErrors.MissingParameter("UserName");
+            : throw new KmsException(KmsErrors.Codes.MissingParameter, 400,
+                "SimulatePolicy needs the principal or the policy to evaluate: --UserName NAME, --RoleName NAME or --PolicyDocument JSON.");
         return ram.Authorize(principal, request);
     }
 

@@ -66,8 +66,9 @@ public static class PolicyEvaluator
     {
         if (!context.TryGetValue(condition.Key, out var actual) || actual.Count == 0)
         {
-            // A missing key fails every operator but the negated string ones.
-            return condition.Operator is "StringNotEquals" or "StringNotLike";
+            // A missing key fails every operator but the negated ones: a value that is not there is not
+            // one of the values, not like them, and not in the ranges.
+            return condition.Operator is "StringNotEquals" or "StringNotLike" or "NotIpAddress";
         }
 
         bool HoldsFor(string value) => condition.Operator switch
