@@ -651,7 +651,7 @@ public static class TdeDatabases
     {
         if (!File.Exists(path))
         {
-            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"'{path}' does not exist.", path);
+            throw TdeStorageException.NoDatabaseFile(path);
         }
 
         if (!HasHeader(path, magic))

@@ -79,6 +79,22 @@ public sealed class CliMessagesTests : IDisposable
         Assert.DoesNotContain("is not a plaintext SQLite database", result.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("status")]
+    [InlineData("verify")]
+    [InlineData("encrypt")]
+    [InlineData("sql")]
+    public void A_folder_named_as_a_database_is_called_a_folder(string command)
+    {
+        var folder = File("a-folder.db");
+        Directory.CreateDirectory(folder);
+
+        var result = command == "sql" ? CliProcess.Run(_home, "db", "sql", folder, "SELECT 1") : CliProcess.Run(_home, "db", command, folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains($"'{folder}' is a folder, not a database file.", result.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Rekey_prints_its_final_progress_line_once()
     {

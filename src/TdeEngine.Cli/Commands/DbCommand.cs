@@ -130,7 +130,9 @@ internal static class DbCommand
     {
         if (!File.Exists(file))
         {
-            return CliErrors.Print(stderr, TdeStorageException.Codes.NotTdeDatabase, $"'{file}' does not exist. Create it with 'tde db create {file}'.");
+            return CliErrors.Print(stderr, TdeStorageException.Codes.NotTdeDatabase, Directory.Exists(file)
+                ? TdeStorageException.NoDatabaseFile(file).Message
+                : $"'{file}' does not exist. Create it with 'tde db create {file}'.");
         }
 
         // A file: URI, so that ATTACH and VACUUM INTO take URIs ('file:copy.db?cipher=aegis-256').

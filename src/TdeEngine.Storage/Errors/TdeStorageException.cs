@@ -24,6 +24,12 @@ public sealed class TdeStorageException : Exception
     /// <summary>The page number (1-based) for page failures; the chunk index (0-based) of a sealed object, or the sector index of a disk image.</summary>
     public long? PageNumber { get; }
 
+    /// <summary>
+    /// <c>Tde.NotTdeDatabase</c> for a database path that is not a file: it does not exist, or it is a folder.
+    /// </summary>
+    public static TdeStorageException NoDatabaseFile(string path) => new(Codes.NotTdeDatabase,
+        Directory.Exists(path) ? $"'{path}' is a folder, not a database file." : $"'{path}' does not exist.", path);
+
     /// <summary>Stable error codes of the storage engine.</summary>
     public static class Codes
     {

@@ -37,7 +37,7 @@ internal sealed unsafe class RawDatabaseFile : IDisposable
     {
         if (!File.Exists(path))
         {
-            throw new TdeStorageException(TdeStorageException.Codes.NotTdeDatabase, $"'{path}' does not exist.", path);
+            throw TdeStorageException.NoDatabaseFile(path);
         }
 
         var name = Encoding.UTF8.GetBytes(path + "\0");
