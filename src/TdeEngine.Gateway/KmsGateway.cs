@@ -129,6 +129,8 @@ public sealed class KmsGateway(KeyManagementService kms, RamService ram, IAuditS
             "AttachPolicyToRole" or "DetachPolicyFromRole" => [Role(Value("RoleName")), Policy(Value("PolicyName"))],
             "SimulatePolicy" when Value("UserName").Length > 0 => [User(Value("UserName"))],
             "SimulatePolicy" when Value("RoleName").Length > 0 => [Role(Value("RoleName"))],
+            // As Alibaba's RAM authorization table gives it (acs:ram:*:<account>:policy/*), so a policy written for it applies.
+            "ListPolicies" => [Policy("*")],
             _ => [$"{account}:*"],
         };
         var conditions = CallerConditions(context);

@@ -396,6 +396,17 @@ public sealed class GatewayTests : IDisposable
     }
 
     [Fact]
+    public void ListPolicies_is_authorized_on_the_accounts_policies_as_Alibaba_names_them()
+    {
+        // Alibaba's RAM authorization table: ListPolicies on acs:ram:*:<account>:policy/*.
+        var lister = User("lister", $$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:ListPolicies","Resource":"acs:ram:*:{{Account}}:policy/*"}]}""");
+        var elsewhere = User("elsewhere", """{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:ListPolicies","Resource":"acs:ram:*:9999:policy/*"}]}""");
+
+        Assert.True(Ram(lister, "ListPolicies").Response.IsSuccess);
+        Assert.Equal(403, Ram(elsewhere, "ListPolicies").Response.HttpStatus);
+    }
+
+    [Fact]
     public void A_deny_on_assuming_a_role_holds_whatever_the_case_of_the_role_name_in_RoleArn()
     {
         _ram.CreateRole(_rootCaller, "Admin", $$$"""{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::{{{Account}}}:root"]}}]}""");
