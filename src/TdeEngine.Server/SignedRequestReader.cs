@@ -175,6 +175,13 @@ internal static class SignedRequestReader
             var query = new List<KeyValuePair<string, string>>();
             foreach (var (name, values) in request.Query)
             {
+                // The canonical query sorts a repeated name's values, so their order (which the joined
+                // value below keeps) is not signed: "a=2&a=1" verifies as "a=1&a=2".
+                if (values.Count > 1)
+                {
+                    throw new RequestRefusal(400, "InvalidParameter", $"The query parameter '{name}' is given more than once; a V3 request gives each parameter once.");
+                }
+
                 parameters[name] = values.ToString();
                 foreach (var value in values)
                 {

@@ -1,5 +1,7 @@
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using TdeEngine.Kms.Api;
 
 namespace TdeEngine.Server.Tests;
 
@@ -148,5 +150,65 @@ public sealed class V3SignatureTests : IAsyncLifetime
         // refused first, before any key is looked up, for what it is.
         Assert.Equal((400, "InvalidParameter"), (response.Status, Code(response.Body)));
         Assert.Contains("form", Message(response.Body), StringComparison.Ordinal);
+    }
+
+    // A V3 request signed over the given query pairs and header values (a name may repeat in
+    // either), sent over a raw connection with the query target and header lines given as sent.
+    private (List<(string Name, string Value)> Headers, string Nonce) SignRaw(string action, IReadOnlyList<KeyValuePair<string, string>> query,
+        Dictionary<string, string[]>? extra = null)
+    {
+        var nonce = "nonce-" + Guid.NewGuid();
+        var headers = new Dictionary<string, string[]>(StringComparer.Ordinal)
+        {
+            ["host"] = [_server.BaseAddress.Authority],
+            ["x-acs-action"] = [action],
+            ["x-acs-version"] = ["2016-01-20"],
+            ["x-acs-date"] = [DateTimeOffset.UtcNow.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)],
+            ["x-acs-signature-nonce"] = [nonce],
+            ["x-acs-content-sha256"] = [Acs3Signature.HashHex([])],
+        };
+        foreach (var (name, values) in extra ?? [])
+        {
+            headers[name] = values;
+        }
+
+        var signed = headers.Keys.Order(StringComparer.Ordinal).ToList();
+        var canonical = Acs3Signature.CanonicalRequest("POST", "/", query, signed, n => headers.TryGetValue(n, out var v) ? v : [], headers["x-acs-content-sha256"][0]);
+        var lines = headers.SelectMany(h => h.Value.Select(v => (h.Key, v))).ToList();
+        lines.Add(("Authorization", $"{Acs3Signature.Algorithm} Credential={_server.AccessKeyId},SignedHeaders={string.Join(';', signed)},Signature={Acs3Signature.Compute(canonical, _server.Secret)}"));
+        return (lines, nonce);
+    }
+
+    private async Task<(int Status, string Body)> SendRaw(string target, IEnumerable<(string Name, string Value)> headers)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(_server.BaseAddress.Host, _server.BaseAddress.Port);
+        var stream = tcp.GetStream();
+        var head = new StringBuilder($"POST {target} HTTP/1.1\r\n");
+        foreach (var (name, value) in headers)
+        {
+            head.Append(name).Append(": ").Append(value).Append("\r\n");
+        }
+
+        head.Append("Content-Length: 0\r\nConnection: close\r\n\r\n");
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head.ToString()));
+        var response = await new StreamReader(stream).ReadToEndAsync();
+        var body = response[(response.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
+        return (int.Parse(response.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), body);
+    }
+
+    [Fact]
+    public async Task A_query_parameter_given_twice_is_refused_as_its_order_is_not_signed()
+    {
+        // The canonical query sorts a repeated name's values, so "b&a" verifies as "a&b"; the server
+        // would act on the values in the order sent ("b,a"), which no signature covers.
+        var (headers, _) = SignRaw("CreateKey", [new("Description", "a"), new("Description", "b")]);
+
+        var reordered = await SendRaw("/?Description=b&Description=a", headers);
+
+        Assert.True(reordered.Status == 400, reordered.Body);
+        Assert.Equal("InvalidParameter", Code(reordered.Body));
+        Assert.Contains("'Description'", Message(reordered.Body), StringComparison.Ordinal);
+        Assert.Empty(_server.Kms.ListKeys(Kms.Identity.KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), 1, 10).Items);
     }
 }
