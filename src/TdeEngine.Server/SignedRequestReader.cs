@@ -158,12 +158,20 @@ internal static class SignedRequestReader
         // Everything the server acts on must be signed: host, every x-acs-* header, and the content type
         // (it decides whether the body is read as parameters).
         var signed = new HashSet<string>(authorization.SignedHeaders, StringComparer.Ordinal);
-        foreach (var (name, _) in request.Headers)
+        foreach (var (name, values) in request.Headers)
         {
             var lower = name.ToLowerInvariant();
             if ((lower == "host" || lower == "content-type" || lower.StartsWith("x-acs-", StringComparison.Ordinal)) && !signed.Contains(lower))
             {
                 throw new RequestRefusal(400, "IncompleteSignature", $"The header '{lower}' is not in SignedHeaders: a V3 request must sign host, content-type and every x-acs-* header it carries.");
+            }
+
+            // A signed header's values are sorted in the canonical request, but read joined in the
+            // order sent: two lines would verify in either order and be read as two different values
+            // (a nonce "a,b", then "b,a": a replay the replay guard takes for a fresh request).
+            if (values.Count > 1 && signed.Contains(lower))
+            {
+                throw new RequestRefusal(400, "InvalidParameter", $"The header '{lower}' is given more than once; a V3 request carries each signed header once.");
             }
         }
 

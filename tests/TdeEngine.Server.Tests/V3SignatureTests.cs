@@ -211,4 +211,21 @@ public sealed class V3SignatureTests : IAsyncLifetime
         Assert.Contains("'Description'", Message(reordered.Body), StringComparison.Ordinal);
         Assert.Empty(_server.Kms.ListKeys(Kms.Identity.KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), 1, 10).Items);
     }
+
+    [Fact]
+    public async Task A_signed_header_given_twice_is_refused_so_a_reordered_nonce_is_no_fresh_request()
+    {
+        // Canonical header values are sorted, so the two nonce lines verify in either order; the
+        // replay guard saw the nonce as sent ("n1,n2", then "n2,n1"), and served the replay.
+        var (headers, _) = SignRaw("ListKeys", [], new() { ["x-acs-signature-nonce"] = ["n1-" + Guid.NewGuid(), "n2-" + Guid.NewGuid()] });
+        var swapped = headers.Where(h => h.Name == "x-acs-signature-nonce").Reverse().Concat(headers.Where(h => h.Name != "x-acs-signature-nonce")).ToList();
+
+        var first = await SendRaw("/", headers);
+        var replay = await SendRaw("/", swapped);
+
+        Assert.True(first.Status == 400, first.Body);
+        Assert.True(replay.Status == 400, replay.Body);
+        Assert.Equal("InvalidParameter", Code(first.Body));
+        Assert.Contains("'x-acs-signature-nonce'", Message(first.Body), StringComparison.Ordinal);
+    }
 }
