@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Primitives;
+using Microsoft.Net.Http.Headers;
 using TdeEngine.Kms.Api;
 
 namespace TdeEngine.Server;
@@ -199,7 +200,10 @@ internal static class SignedRequestReader
 
             if (body.Length > 0)
             {
-                if (!request.HasFormContentType)
+                // Only a url-encoded form: HasFormContentType also admits multipart/form-data, which
+                // the url-encoded reader below would misread (text in a part's value read as parameters).
+                if (!request.HasFormContentType || !MediaTypeHeaderValue.TryParse(request.ContentType, out var media) ||
+                    !media.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
                 {
                     throw new RequestRefusal(400, "InvalidParameter", "The body of an RPC request must be a form (application/x-www-form-urlencoded).");
                 }

@@ -72,12 +72,12 @@ public sealed class ServerFixture : IAsyncDisposable
     /// </summary>
     public async Task<(int Status, string Body)> SendV3(string action, IDictionary<string, string>? query = null, string? formBody = null,
         Action<Dictionary<string, string>>? tamper = null, byte[]? secret = null, DateTimeOffset? date = null, string method = "POST", string? sentBody = null,
-        IDictionary<string, string>? sentQuery = null, string? nonce = null)
+        IDictionary<string, string>? sentQuery = null, string? nonce = null, string contentType = "application/x-www-form-urlencoded")
     {
         var parameters = query ?? new Dictionary<string, string>();
         var body = formBody is null ? [] : Encoding.UTF8.GetBytes(formBody);
         var headers = Acs3Signature.SignHeaders(method, BaseAddress.Authority, action, "2016-01-20", parameters, body,
-            formBody is null ? null : "application/x-www-form-urlencoded", AccessKeyId, secret ?? Secret, date: date, nonce: nonce);
+            formBody is null ? null : contentType, AccessKeyId, secret ?? Secret, date: date, nonce: nonce);
         tamper?.Invoke(headers);
         var sentParameters = sentQuery ?? parameters;
         var uri = "/" + (sentParameters.Count == 0 ? "" : "?" + string.Join('&', sentParameters.Select(p => RpcSignature.Encode(p.Key) + "=" + RpcSignature.Encode(p.Value))));

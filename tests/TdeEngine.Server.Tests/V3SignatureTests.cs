@@ -228,4 +228,19 @@ public sealed class V3SignatureTests : IAsyncLifetime
         Assert.Equal("InvalidParameter", Code(first.Body));
         Assert.Contains("'x-acs-signature-nonce'", Message(first.Body), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_multipart_body_is_refused_rather_than_read_as_url_encoded()
+    {
+        // A multipart body was read with the url-encoded parser: the part's name was lost, and text
+        // inside its value ("&Description=injected&") was read as parameters of their own.
+        const string body = "--b\r\nContent-Disposition: form-data; name=\"Description\"\r\n\r\nnotes&Description=injected&x=\r\n--b--\r\n";
+
+        var multipart = await _server.SendV3("CreateKey", formBody: body, contentType: "multipart/form-data; boundary=b");
+
+        Assert.True(multipart.Status == 400, multipart.Body);
+        Assert.Equal("InvalidParameter", Code(multipart.Body));
+        Assert.Contains("application/x-www-form-urlencoded", Message(multipart.Body), StringComparison.Ordinal);
+        Assert.Empty(_server.Kms.ListKeys(Kms.Identity.KmsCallContext.ForRoot(_server.Kms.Options.DefaultAccountId), 1, 10).Items);
+    }
 }
