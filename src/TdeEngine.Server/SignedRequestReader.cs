@@ -243,12 +243,51 @@ internal static class SignedRequestReader
     }
 
     // The whole body (Kestrel enforces the server's MaxRequestBodySize while it is read).
+    // Sized from Content-Length when the client sends one (every SDK does; Kestrel holds the body to
+    // it); otherwise grown by doubling, each outgrown array wiped, since the body may hold plaintext.
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request)
     {
-        using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer).ConfigureAwait(false);
-        var bytes = buffer.ToArray();
-        CryptographicOperations.ZeroMemory(buffer.GetBuffer());
-        return bytes;
+        var declared = request.ContentLength is { } length and >= 0 and <= int.MaxValue ? (int)length : -1;
+        var buffer = new byte[declared >= 0 ? declared : 4096];
+        var read = 0;
+        try
+        {
+            while (true)
+            {
+                if (read == buffer.Length)
+                {
+                    if (declared >= 0)
+                    {
+                        break;
+                    }
+
+                    var larger = new byte[buffer.Length * 2];
+                    buffer.CopyTo(larger, 0);
+                    CryptographicOperations.ZeroMemory(buffer);
+                    buffer = larger;
+                }
+
+                var count = await request.Body.ReadAsync(buffer.AsMemory(read)).ConfigureAwait(false);
+                if (count == 0)
+                {
+                    break;
+                }
+
+                read += count;
+            }
+
+            if (read == buffer.Length)
+            {
+                var whole = buffer;
+                buffer = [];   // handed to the caller, who wipes it
+                return whole;
+            }
+
+            return buffer[..read];
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+        }
     }
 }

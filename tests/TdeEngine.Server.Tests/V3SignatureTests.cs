@@ -71,6 +71,37 @@ public sealed class V3SignatureTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_chunked_form_body_larger_than_one_read_is_served()
+    {
+        // No Content-Length: the server reads the body in growing steps.
+        var keyId = await CreateKey();
+        var plaintext = Convert.ToBase64String(Enumerable.Range(0, 4096).Select(i => (byte)i).ToArray());
+        var body = Encoding.ASCII.GetBytes("Plaintext=" + Uri.EscapeDataString(plaintext));
+        var query = new Dictionary<string, string> { ["KeyId"] = keyId };
+        var headers = Kms.Api.Acs3Signature.SignHeaders("POST", _server.BaseAddress.Authority, "Encrypt", "2016-01-20", query, body,
+            "application/x-www-form-urlencoded", _server.AccessKeyId, _server.Secret);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/?KeyId=" + Uri.EscapeDataString(keyId))
+        {
+            Content = new StreamContent(new MemoryStream(body)),
+        };
+        request.Headers.TransferEncodingChunked = true;
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", headers["content-type"]);
+        foreach (var (name, value) in headers.Where(h => h.Key is not ("host" or "content-type")))
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        using var response = await _server.Http.SendAsync(request);
+        var answer = await response.Content.ReadAsStringAsync();
+
+        Assert.True(body.Length > 4096);
+        Assert.Equal(200, (int)response.StatusCode);
+        var blob = JsonDocument.Parse(answer).RootElement.GetProperty("CiphertextBlob").GetString()!;
+        var decrypted = await _server.SendV3("Decrypt", formBody: "CiphertextBlob=" + Uri.EscapeDataString(blob));
+        Assert.Equal(plaintext, JsonDocument.Parse(decrypted.Body).RootElement.GetProperty("Plaintext").GetString());
+    }
+
+    [Fact]
     public async Task A_changed_body_query_action_or_signature_is_refused_as_SignatureDoesNotMatch_and_audited()
     {
         var keyId = await CreateKey();
