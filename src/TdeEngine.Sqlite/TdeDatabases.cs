@@ -49,7 +49,8 @@ public static class TdeDatabases
     {
         plainPath = Path.GetFullPath(plainPath);
         var target = Path.GetFullPath(outputPath ?? plainPath);
-        if (File.Exists(plainPath) && HasEnvelopeSlot(plainPath))
+        // A file that starts as SQLite does is plaintext, whatever its second 2 KiB hold (a TDE file never does).
+        if (File.Exists(plainPath) && !HasHeader(plainPath, "SQLite format 3\0"u8) && HasEnvelopeSlot(plainPath))
         {
             throw new TdeStorageException(TdeStorageException.Codes.InvalidParameter,
                 $"'{plainPath}' is already a TDE database: there is nothing to encrypt. 'tde db rekey' (TdeDatabases.Rekey) gives it a new DEK; 'tde db rewrap --key KEY' (TdeDatabases.Rewrap) moves it under another KMS key.", plainPath);

@@ -51,6 +51,32 @@ public sealed class ConversionTests : IDisposable
     }
 
     [Fact]
+    public void A_plaintext_database_holding_the_envelope_magic_at_the_second_slot_offset_is_still_encrypted()
+    {
+        // Offset 2048 lies inside page 1 of a 4096-byte-page database: here, in the text of a schema entry.
+        using (var plain = _dir.OpenPlain("magic.db"))
+        {
+            plain.Exec($"PRAGMA page_size=4096; CREATE TABLE t(x TEXT DEFAULT '{new string('A', 3000)}'); INSERT INTO t DEFAULT VALUES;");
+        }
+
+        var bytes = File.ReadAllBytes(_dir.File("magic.db"));
+        Assert.Equal((byte)'A', bytes[2048 - 1]);
+        Assert.Equal((byte)'A', bytes[2048 + 8]);
+        "TDESQLv1"u8.CopyTo(bytes.AsSpan(2048));
+        File.WriteAllBytes(_dir.File("magic.db"), bytes);
+        using (var plain = _dir.OpenPlain("magic.db"))
+        {
+            Assert.Equal("ok", plain.Scalar<string>("PRAGMA integrity_check"));
+        }
+
+        // It starts with "SQLite format 3": a plaintext database, whatever its page 1 holds.
+        TdeDatabases.Encrypt(_dir.File("magic.db"), _dir.File("magic-sealed.db"));
+
+        using var tde = _dir.OpenTde("magic-sealed.db");
+        Assert.Equal(1L, tde.Scalar<long>("SELECT count(*) FROM t"));
+    }
+
+    [Fact]
     public void Encrypting_to_another_file_leaves_the_original_and_can_pick_key_and_cipher()
     {
         MakePlainChinook("plain.db");
