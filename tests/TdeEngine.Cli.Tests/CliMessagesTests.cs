@@ -55,6 +55,18 @@ public sealed class CliMessagesTests : IDisposable
     }
 
     [Fact]
+    public void A_RAM_action_help_prints_its_usage_as_a_KMS_action_help_does()
+    {
+        var kms = CliProcess.Run(_home, "kms", "Decrypt", "--help");
+        var ram = CliProcess.Run(_home, "ram", "CreateUser", "--help");
+
+        Assert.Equal(0, kms.ExitCode);
+        Assert.Equal(0, ram.ExitCode);
+        Assert.StartsWith("tde ram CreateUser --UserName NAME", ram.Stdout, StringComparison.Ordinal);
+        Assert.Equal("", ram.Stderr);
+    }
+
+    [Fact]
     public void Encrypting_a_TDE_database_says_it_is_already_encrypted()
     {
         Assert.Equal(0, CliProcess.Run(_home, "db", "create", File("e.db")).ExitCode);
