@@ -145,6 +145,12 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
             {
                 throw TimedOut(action, e);
             }
+            catch (IOException e)
+            {
+                // The connection broke off mid-answer: a server that cannot be reached, as HttpClient
+                // reported it when it read the body itself.
+                throw new HttpRequestException($"The KMS server at {_http.BaseAddress} broke off its answer to {action}: {e.Message}", e);
+            }
 
             if (response.StatusCode == HttpStatusCode.OK)
             {

@@ -100,6 +100,36 @@ public sealed class RemoteKmsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_server_that_closes_the_connection_in_the_middle_of_its_answer_is_unreachable()
+    {
+        // A real socket: the answer promises 1000 bytes, sends 20 and closes.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var server = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync();
+            var stream = client.GetStream();
+            var request = new byte[65536];
+            var read = 0;
+            while (!Encoding.ASCII.GetString(request, 0, read).Contains("\r\n\r\n", StringComparison.Ordinal))
+            {
+                read += await stream.ReadAsync(request.AsMemory(read));
+            }
+
+            await stream.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"Plaintext\":\"AAAA"));
+            await stream.FlushAsync();
+            await Task.Delay(200);
+            client.Client.Shutdown(System.Net.Sockets.SocketShutdown.Both);
+        });
+        using var remote = new RemoteKmsDataKeyProvider(new Uri($"http://127.0.0.1:{port}/"), "LTAIexample", "secret"u8);
+
+        // As a server that cannot be reached: what the VFS and callers treat as Tde.KmsUnreachable.
+        Assert.Throws<HttpRequestException>(() => remote.Decrypt([1, 2, 3], EncryptionContext.Empty));
+        await server.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public void A_server_whose_answer_never_ends_is_a_KMS_error_not_a_memory_exhaustion()
     {
         using var body = new Trickle(endless: true);
