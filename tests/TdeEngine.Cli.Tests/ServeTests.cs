@@ -206,6 +206,16 @@ public sealed class ServeTests : IDisposable
         Assert.Equal("tde: The environment variable 'TDE_TEST_UNSET_PFX_PASSWORD' named by --cert-password-env is not set. Export it with the certificate's password.\n", unset.Stderr);
     }
 
+    [Fact]
+    public void An_empty_certificate_path_is_a_usage_error_not_a_crash()
+    {
+        var empty = CliProcess.Run(Home, "kms", "serve", "--port", "0", "--cert", "");
+
+        Assert.Equal(2, empty.ExitCode);
+        Assert.StartsWith("tde: --cert needs the path of a PKCS#12 (.pfx) file.", empty.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", empty.Stderr, StringComparison.Ordinal);
+    }
+
     private static Dictionary<string, string> Signed(string action, string accessKeyId, byte[] secret, params (string Name, string Value)[] parameters)
     {
         var form = parameters.ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

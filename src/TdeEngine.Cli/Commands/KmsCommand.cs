@@ -73,7 +73,9 @@ internal static class KmsCommand
         }
 
         // Kestrel resolves a relative certificate path against the binary's folder, not the working directory.
-        var certificate = options.GetValueOrDefault("cert") is { } cert ? Path.GetFullPath(cert) : null;
+        var certificate = options.GetValueOrDefault("cert") is { } cert
+            ? cert.Length > 0 ? Path.GetFullPath(cert) : throw new CliUsageException($"--cert needs the path of a PKCS#12 (.pfx) file. {ServeUsage}")
+            : null;
         if (certificate is not null && !File.Exists(certificate))
         {
             throw new InvalidOperationException($"The certificate '{certificate}' does not exist. Give --cert the path of a PKCS#12 (.pfx) file.");
