@@ -48,10 +48,13 @@ public sealed class CliMessagesTests : IDisposable
     public void Serve_help_prints_its_usage()
     {
         var result = CliProcess.Run(_home, "kms", "serve", "--help");
+        var afterOptions = CliProcess.Run(_home, "kms", "serve", "--port", "0", "--help");
 
         Assert.Equal(0, result.ExitCode);
         Assert.StartsWith("Usage: tde kms serve [--port N]", result.Stdout, StringComparison.Ordinal);
         Assert.Equal("", result.Stderr);
+        Assert.Equal(0, afterOptions.ExitCode);
+        Assert.Equal(result.Stdout, afterOptions.Stdout);
     }
 
     [Fact]

@@ -46,14 +46,15 @@ internal static class KmsCommand
         // Before any socket exists in this process (docs/decisions.md: inline socket completions).
         TdeEngine.Server.KmsServer.PreferInlineSocketCompletions();
         const string ServeUsage = "Usage: tde kms serve [--port N] [--host IP] [--cert FILE.pfx --cert-password-env VAR]";
-        if (args is ["--help" or "-h"])
+        // --help anywhere, as 'tde kms <Action> ... --help' (ParseParameters reads it without a value).
+        var options = args is ["-h"] ? new Dictionary<string, string> { ["help"] = "" } : ParseParameters(args);
+        if (options.ContainsKey("help"))
         {
             stdout.WriteLine(ServeUsage);
             stdout.WriteLine("Serves the Alibaba KMS, RAM and STS RPC APIs on 127.0.0.1:8080 by default (docs/server.md).");
             return 0;
         }
 
-        var options = ParseParameters(args);
         if (options.Keys.FirstOrDefault(k => k is not ("port" or "host" or "cert" or "cert-password-env")) is { } unknown)
         {
             throw new CliUsageException($"unknown option '--{unknown}'. {ServeUsage}");
