@@ -42,11 +42,33 @@ internal static class DataKeyJson
             if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth && reader.ValueTextEquals(name)
                 && Read(ref reader) && reader.TokenType == JsonTokenType.String)
             {
-                return reader.GetString()!;
+                try
+                {
+                    return reader.GetString()!;
+                }
+                catch (InvalidOperationException)
+                {
+                    // An unpaired surrogate escape or invalid UTF-8: not an answer a KMS gives.
+                    throw new KmsException(KmsErrors.Codes.InternalFailure, 500,
+                        $"The KMS answer's {System.Text.Encoding.UTF8.GetString(name)} is not valid text.");
+                }
             }
         }
 
         throw new KmsException(KmsErrors.Codes.InternalFailure, 500, $"The KMS answer has no {System.Text.Encoding.UTF8.GetString(name)}.");
+    }
+
+    // A Base64 member (CiphertextBlob) as bytes; text that is not Base64 is a KMS error like any other wrong answer.
+    public static byte[] ReadBase64(ReadOnlySpan<byte> body, ReadOnlySpan<byte> name)
+    {
+        try
+        {
+            return Convert.FromBase64String(ReadString(body, name));
+        }
+        catch (FormatException)
+        {
+            throw new KmsException(KmsErrors.Codes.InternalFailure, 500, $"The KMS answer's {System.Text.Encoding.UTF8.GetString(name)} is not Base64.");
+        }
     }
 
     // A body that is not JSON (an answer from something other than a KMS, or cut short) is a KMS

@@ -60,7 +60,7 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
             try
             {
                 var keyId = DataKeyJson.ReadString(answer, "KeyId"u8);
-                var wrapped = Convert.FromBase64String(DataKeyJson.ReadString(answer, "CiphertextBlob"u8));
+                var wrapped = DataKeyJson.ReadBase64(answer, "CiphertextBlob"u8);
                 var arn = DataKeyJson.ReadString(Call("DescribeKey", new Dictionary<string, string>(StringComparer.Ordinal) { ["KeyId"] = keyId }), "Arn"u8, depth: 2);
                 return new NewDataKey(arn, wrapped, plaintext);
             }
@@ -103,7 +103,7 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
         });
         var keyId = DataKeyJson.ReadString(answer, "KeyId"u8);
         var arn = DataKeyJson.ReadString(Call("DescribeKey", new Dictionary<string, string>(StringComparer.Ordinal) { ["KeyId"] = keyId }), "Arn"u8, depth: 2);
-        return new RewrappedDataKey(arn, Convert.FromBase64String(DataKeyJson.ReadString(answer, "CiphertextBlob"u8)));
+        return new RewrappedDataKey(arn, DataKeyJson.ReadBase64(answer, "CiphertextBlob"u8));
     }
 
     public void Dispose()

@@ -82,6 +82,18 @@ public sealed class RemoteKmsTests : IAsyncLifetime
         Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, generate.Code);
     }
 
+    [Theory]
+    [InlineData("{\"Plaintext\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"KeyId\":\"\\ud800\",\"CiphertextBlob\":\"AAAA\"}")]
+    [InlineData("{\"Plaintext\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"KeyId\":\"k\",\"CiphertextBlob\":\"not base64!\"}")]
+    public void A_200_answer_whose_fields_cannot_be_read_is_a_KMS_error(string body)
+    {
+        using var remote = new RemoteKmsDataKeyProvider(new Uri("http://127.0.0.1:9/"), "LTAIexample", "secret"u8, handler: new FixedAnswer(body));
+
+        var generate = Assert.Throws<Kms.Errors.KmsException>(() => remote.GenerateDataKey("alias/x", EncryptionContext.Empty));
+
+        Assert.Equal(Kms.Errors.KmsErrors.Codes.InternalFailure, generate.Code);
+    }
+
     [Fact]
     public void A_server_that_stalls_in_the_middle_of_its_answer_is_unreachable_after_the_timeout()
     {
