@@ -7,6 +7,11 @@ namespace TdeEngine.Kms.Secrets;
 /// buffer's handle is referenced until <see cref="Dispose"/>, so the memory is wiped and freed after
 /// the lease, not during it. Use with <c>using</c>, on one thread.
 /// </summary>
+/// <remarks>
+/// Dispose it exactly once, and do not copy it: each <see cref="Dispose"/> releases one reference,
+/// so a second one (or one on a copy) would let the memory be freed while the buffer still uses it.
+/// <c>using var lease = buffer.Use();</c> does this by construction.
+/// </remarks>
 public readonly unsafe ref struct SecretLease
 {
     private readonly SafeHandle _handle;
