@@ -26,6 +26,8 @@ public class PolicyTests
     [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"Equals\":{}}}]}", "Statement[0].Condition.Equals")]
     [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"IpAddress\":{\"acs:SourceIp\":\"10.0.0.300\"}}}]}", "Statement[0].Condition.IpAddress.acs:SourceIp")]
     [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Extra\":1}]}", "Statement[0].Extra")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"NotIpAddress\":{\"acs:SourceIp\":[]}}}]}", "Statement[0].Condition.NotIpAddress.acs:SourceIp")]
+    [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\",\"Condition\":{\"StringEquals\":{}}}]}", "Statement[0].Condition.StringEquals")]
     // Valid JSON whose escapes decode to invalid UTF-16 (a lone surrogate), in a value and in a name.
     [InlineData("{\"Version\":\"\\ud800\",\"Statement\":[]}", "PolicyDocument")]
     [InlineData("{\"Version\":\"1\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:\\ud800\",\"Resource\":\"*\"}]}", "PolicyDocument")]

@@ -146,9 +146,9 @@ public sealed class PolicyDocument
                     throw Malformed($"{path}.Condition.{op.Name}", $"unknown operator; use {string.Join(", ", Operators.Order())}.");
                 }
 
-                if (op.Value.ValueKind != JsonValueKind.Object)
+                if (op.Value.ValueKind != JsonValueKind.Object || !op.Value.EnumerateObject().Any())
                 {
-                    throw Malformed($"{path}.Condition.{op.Name}", "it must map condition keys to values.");
+                    throw Malformed($"{path}.Condition.{op.Name}", "it must map one or more condition keys to values.");
                 }
 
                 foreach (var key in op.Value.EnumerateObject())
@@ -161,6 +161,12 @@ public sealed class PolicyDocument
                             throw Malformed($"{path}.Condition.{op.Name}.{key.Name}", "values must be strings.")).ToList(),
                         _ => throw Malformed($"{path}.Condition.{op.Name}.{key.Name}", "a value must be a string or an array of strings."),
                     };
+                    if (values.Count == 0)
+                    {
+                        // As for Action and Resource: an empty list would make the condition always or never hold, silently.
+                        throw Malformed($"{path}.Condition.{op.Name}.{key.Name}", "it must name at least one value.");
+                    }
+
                     if (op.Name is "IpAddress" or "NotIpAddress")
                     {
                         foreach (var value in values)
