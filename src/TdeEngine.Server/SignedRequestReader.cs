@@ -215,9 +215,9 @@ internal static class SignedRequestReader
                 }
             }
 
-            var canonical = Acs3Signature.CanonicalRequest(request.Method, "/", query, authorization.SignedHeaders,
-                name => request.Headers[name].Select(v => v ?? ""), request.Headers["x-acs-content-sha256"].ToString());
             var declaredHash = request.Headers["x-acs-content-sha256"].ToString();
+            var canonical = Acs3Signature.CanonicalRequest(request.Method, "/", query, authorization.SignedHeaders,
+                name => request.Headers[name].Select(v => v ?? ""), declaredHash);
             return new SignedRequest
             {
                 Action = request.Headers["x-acs-action"].ToString(),
@@ -242,52 +242,17 @@ internal static class SignedRequestReader
         }
     }
 
-    // The whole body (Kestrel enforces the server's MaxRequestBodySize while it is read).
-    // Sized from Content-Length when the client sends one (every SDK does; Kestrel holds the body to
-    // it); otherwise grown by doubling, each outgrown array wiped, since the body may hold plaintext.
+    // The whole body, gathered in arrays that are wiped as they are outgrown (it may hold plaintext to
+    // encrypt); Kestrel enforces the server's MaxRequestBodySize while it is read.
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request)
     {
-        var declared = request.ContentLength is { } length and >= 0 and <= int.MaxValue ? (int)length : -1;
-        var buffer = new byte[declared >= 0 ? declared : 4096];
-        var read = 0;
-        try
+        using var body = new SecretBufferWriter(request.ContentLength is { } length and > 0 and <= int.MaxValue ? (int)length : 4096);
+        int read;
+        while ((read = await request.Body.ReadAsync(body.GetMemory(1)).ConfigureAwait(false)) > 0)
         {
-            while (true)
-            {
-                if (read == buffer.Length)
-                {
-                    if (declared >= 0)
-                    {
-                        break;
-                    }
-
-                    var larger = new byte[buffer.Length * 2];
-                    buffer.CopyTo(larger, 0);
-                    CryptographicOperations.ZeroMemory(buffer);
-                    buffer = larger;
-                }
-
-                var count = await request.Body.ReadAsync(buffer.AsMemory(read)).ConfigureAwait(false);
-                if (count == 0)
-                {
-                    break;
-                }
-
-                read += count;
-            }
-
-            if (read == buffer.Length)
-            {
-                var whole = buffer;
-                buffer = [];   // handed to the caller, who wipes it
-                return whole;
-            }
-
-            return buffer[..read];
+            body.Advance(read);
         }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(buffer);
-        }
+
+        return body.WrittenSpan.ToArray();
     }
 }

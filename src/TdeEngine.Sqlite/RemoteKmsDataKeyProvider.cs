@@ -175,39 +175,24 @@ public sealed class RemoteKmsDataKeyProvider : IDataKeyProvider, IDisposable
     // A KMS answer is a few hundred bytes; a body past this is not one.
     private const int MaxAnswerBytes = 1 << 20;
 
-    // The whole body, read into arrays this class owns: each one it outgrows is wiped, as is the last.
+    // The whole body, gathered in arrays that are wiped as they are outgrown and when done.
     private static byte[] ReadBody(Stream stream)
     {
-        var buffer = new byte[4096];
-        var length = 0;
-        try
+        using var body = new SecretBufferWriter(4096);
+        int read;
+        while ((read = stream.Read(body.GetSpan(1))) > 0)
         {
-            int read;
-            while ((read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            body.Advance(read);
+            if (body.WrittenSpan.Length > MaxAnswerBytes)
             {
-                length += read;
-                if (length > MaxAnswerBytes)
-                {
-                    throw new KmsException(KmsErrors.Codes.InternalFailure, 502,
-                        $"The KMS endpoint's answer is larger than {MaxAnswerBytes >> 20} MiB, which no KMS answer is: check that the endpoint is a TdeEngine or Alibaba Cloud KMS server.");
-                }
-
-                if (length == buffer.Length)
-                {
-                    var larger = new byte[buffer.Length * 2];
-                    buffer.CopyTo(larger, 0);
-                    CryptographicOperations.ZeroMemory(buffer);
-                    buffer = larger;
-                }
+                throw new KmsException(KmsErrors.Codes.InternalFailure, 502,
+                    $"The KMS endpoint's answer is larger than {MaxAnswerBytes >> 20} MiB, which no KMS answer is: check that the endpoint is a TdeEngine or Alibaba Cloud KMS server.");
             }
+        }
 
-            return buffer[..length];
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(buffer);
-        }
+        return body.WrittenSpan.ToArray();
     }
+
 
     private static (string Code, string Message) Error(byte[] body)
     {
