@@ -5,6 +5,8 @@ using System.Text.Json;
 using TdeEngine.Kms.Api;
 using TdeEngine.Kms.Identity;
 
+using static TdeEngine.Server.Tests.ErrorBody;
+
 namespace TdeEngine.Server.Tests;
 
 public sealed class ServerTests : IAsyncLifetime
@@ -18,8 +20,6 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
-
-    private static string Code(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Code").GetString()!;
 
     [Fact]
     public async Task A_signed_request_is_served_and_its_replay_refused()

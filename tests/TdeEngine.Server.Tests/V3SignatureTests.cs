@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using TdeEngine.Kms.Api;
+using static TdeEngine.Server.Tests.ErrorBody;
 
 namespace TdeEngine.Server.Tests;
 
@@ -20,10 +21,6 @@ public sealed class V3SignatureTests : IAsyncLifetime
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
-
-    private static string Code(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Code").GetString()!;
-
-    private static string Message(string body) => JsonDocument.Parse(body).RootElement.GetProperty("Message").GetString()!;
 
     private async Task<string> CreateKey()
     {

@@ -3,6 +3,7 @@
 // Prints "ok <step>" per step; exits 1 with "FAIL <step>: <why>" on the first failure.
 import Core from '@alicloud/pop-core';
 import assert from 'node:assert/strict';
+import { step, refused } from './steps.mjs';
 
 const endpoint = process.env.ENDPOINT;
 const kms = (ak, sk) => new Core({ accessKeyId: ak, accessKeySecret: sk, endpoint, apiVersion: '2016-01-20' });
@@ -12,26 +13,6 @@ const root = kms(process.env.ROOT_AK, process.env.ROOT_SK);
 const rootRam = ram(process.env.ROOT_AK, process.env.ROOT_SK);
 const user = kms(process.env.USER_AK, process.env.USER_SK);
 const post = { method: 'POST' };
-
-async function step(name, fn) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (e) {
-    console.log(`FAIL ${name}: ${e.code ?? ''} ${e.message}`);
-    process.exit(1);
-  }
-}
-
-async function refused(promise, code) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    return;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 let keyId, otherKeyId, blob, dataKey;
 await step('CreateKey', async () => {

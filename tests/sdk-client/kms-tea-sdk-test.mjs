@@ -8,6 +8,7 @@
 // Prints "ok <step>" per step; exits 1 with "FAIL <step>: <why>" on the first failure.
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
+import { step, refused } from './steps.mjs';
 
 const require = createRequire(import.meta.url);
 const OpenApi = require('@alicloud/openapi-client');
@@ -28,26 +29,6 @@ async function call(client, action, { query = {}, body, version = '2016-01-20' }
   const response = await client.callApi(params, request, new Util.RuntimeOptions({}));
   assert.equal(response.statusCode, 200);
   return response.body;
-}
-
-async function step(name, fn) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (e) {
-    console.log(`FAIL ${name}: ${e.code ?? ''} ${e.message}`);
-    process.exit(1);
-  }
-}
-
-async function refused(promise, code) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    return;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
 }
 
 // What the Tea core puts on the wire, seen where it hands each request to HTTP.
