@@ -24,15 +24,10 @@ internal static class KmsCommand
         }
 
         var parameters = ParseParameters(args.AsSpan(1));
-        if (parameters.ContainsKey("help"))
+        if (HelpOrRefuseUnknownOptions("kms", action, parameters, KmsApi.Actions, stdout))
         {
-            var usage = KmsApi.Actions.FirstOrDefault(a => a.Action == action).Usage
-                        ?? throw new CliUsageException($"unknown action '{action}'. Run 'tde kms --help' for the list.");
-            stdout.WriteLine($"tde kms {action} {usage}");
             return 0;
         }
-
-        RefuseUnknownOptions("kms", action, parameters, KmsApi.Actions);
 
         using var services = CliServices.Open();
         var context = services.RootContext;
@@ -121,17 +116,24 @@ internal static class KmsCommand
     }
 
     /// <summary>
-    /// Refuses an option the action does not take (as aliyun-cli does): a mistyped <c>--EncryptionContex</c>
-    /// would otherwise be dropped without a word, and the call run without it. An unknown action is left
-    /// to the API, which answers <c>InvalidAction.NotFound</c>.
+    /// For <c>tde kms|ram &lt;Action&gt;</c>: with <c>--help</c>, prints the action's usage and returns true.
+    /// Otherwise refuses an option the action does not take (as aliyun-cli does): a mistyped
+    /// <c>--EncryptionContex</c> would be dropped without a word, and the call run without it. An
+    /// unknown action is left to the API, which answers <c>InvalidAction.NotFound</c>.
     /// </summary>
-    internal static void RefuseUnknownOptions(string group, string action, Dictionary<string, string> parameters,
-        IReadOnlyList<(string Action, string Usage)> actions)
+    internal static bool HelpOrRefuseUnknownOptions(string group, string action, Dictionary<string, string> parameters,
+        IReadOnlyList<(string Action, string Usage)> actions, TextWriter stdout)
     {
         var usage = actions.FirstOrDefault(a => a.Action == action).Usage;
+        if (parameters.ContainsKey("help"))
+        {
+            stdout.WriteLine($"tde {group} {action} {usage ?? throw new CliUsageException($"unknown action '{action}'. Run 'tde {group} --help' for the list.")}");
+            return true;
+        }
+
         if (usage is null)
         {
-            return;
+            return false;
         }
 
         var declared = ActionUsage.ParameterNames(usage);
@@ -143,6 +145,8 @@ internal static class KmsCommand
                 throw new CliUsageException($"{action} does not take --{name}.{meant} Usage: tde {group} {action} {usage}");
             }
         }
+
+        return false;
     }
 
     /// <summary>Writes a response body to stdout; 0 on success, 1 on an error response.</summary>

@@ -21,16 +21,11 @@ internal static class RamCommand
         }
 
         var parameters = KmsCommand.ParseParameters(args.AsSpan(1));
-        if (parameters.ContainsKey("help"))
+        if (KmsCommand.HelpOrRefuseUnknownOptions("ram", args[0], parameters, RamApi.Actions, stdout))
         {
-            // As 'tde kms <Action> --help': the action's usage, not "does not take --help".
-            var usage = RamApi.Actions.FirstOrDefault(a => a.Action == args[0]).Usage
-                        ?? throw new CliUsageException($"unknown action '{args[0]}'. Run 'tde ram --help' for the list.");
-            stdout.WriteLine($"tde ram {args[0]} {usage}");
             return 0;
         }
 
-        KmsCommand.RefuseUnknownOptions("ram", args[0], parameters, RamApi.Actions);
         using var services = CliServices.Open();
         using var response = services.Gateway.InvokeRam(services.RootContext, args[0], parameters, indented: true);
         return KmsCommand.WriteResponse(response, stdout);
